@@ -1,0 +1,210 @@
+//! ConnectorActor: owns one ERP connection.
+//!
+//! Capacity is an explicit permit gate rather than a `ractor::factory`: a `Semaphore` with
+//! `max_concurrency` permits, held around every ERP call. It lives in [`ConnectorShared`],
+//! outside the actor's state, so a restarted actor inherits the same gate and in-flight
+//! calls of its previous incarnation still count against it — a limit can never be
+//! exceeded by a restart. Separately, `outstanding` counts items handed to the connector
+//! (in flight + waiting for a permit); the poller only receives while
+//! `outstanding < max_concurrency + prefetch`, so the local backlog is bounded and the
+//! rest of the work stays on the queue.
+
+use super::Ctx;
+use super::item;
+use super::supervisor::ChildSpec;
+use crate::config::ConnectionConfig;
+use crate::erp::{ErpClient, ErpError};
+use crate::limits::rate::RateLimiter;
+use crate::queue::{Envelope, ReceiptHandle};
+use crate::telemetry;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::Semaphore;
+
+pub struct ConnectorShared {
+    pub config: ConnectionConfig,
+    pub client: Arc<dyn ErpClient>,
+    gate: Semaphore,
+    rate: Option<RateLimiter>,
+    /// Items handed to this connector and not finished.
+    outstanding: AtomicUsize,
+    in_flight_calls: AtomicUsize,
+    /// (doc kind, source id) being worked on here: one document is never exported by two
+    /// tasks of this daemon at once.
+    busy: Mutex<HashSet<(String, String)>>,
+}
+
+impl ConnectorShared {
+    pub fn new(config: ConnectionConfig, client: Arc<dyn ErpClient>) -> Self {
+        let limit = config.max_concurrency() as usize;
+        let rate = config.rate_limit_per_min().map(RateLimiter::per_minute);
+        metrics::gauge!(telemetry::CONNECTION_LIMIT, "connection" => config.id.to_string()).set(limit as f64);
+        metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => config.id.to_string()).set(0.0);
+        ConnectorShared {
+            config,
+            client,
+            gate: Semaphore::new(limit),
+            rate,
+            outstanding: AtomicUsize::new(0),
+            in_flight_calls: AtomicUsize::new(0),
+            busy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.config.max_concurrency() as usize
+    }
+
+    /// How many more items the poller may hand over.
+    pub fn room(&self) -> usize {
+        (self.limit() + self.config.prefetch() as usize).saturating_sub(self.outstanding.load(Ordering::Acquire))
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// Runs one ERP call under the connection's rate limit and concurrency gate.
+    pub async fn call<T>(&self, fut: impl Future<Output = Result<T, ErpError>>) -> Result<T, ErpError> {
+        if let Some(rate) = &self.rate {
+            rate.acquire().await;
+        }
+        let _permit = self.gate.acquire().await.expect("the gate is never closed");
+        let id = self.config.id.to_string();
+        let n = self.in_flight_calls.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => id.clone()).set(n as f64);
+        let started = Instant::now();
+        let result = fut.await;
+        let n = self.in_flight_calls.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => id).set(n as f64);
+        let erp = self.config.erp.as_str();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        metrics::histogram!(telemetry::ERP_REQUEST_SECONDS, "erp" => erp, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        if matches!(result, Err(ErpError::Throttled { .. })) {
+            metrics::counter!(telemetry::THROTTLED, "erp" => erp).increment(1);
+        }
+        result
+    }
+
+    /// Claims a document for this task; None when another task already works on it.
+    pub fn claim(self: &Arc<Self>, kind: &str, source: &str) -> Option<Claim> {
+        let key = (kind.to_owned(), source.to_owned());
+        self.busy.lock().unwrap().insert(key.clone()).then(|| Claim { conn: self.clone(), key })
+    }
+}
+
+pub struct Claim {
+    conn: Arc<ConnectorShared>,
+    key: (String, String),
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.conn.busy.lock().unwrap().remove(&self.key);
+    }
+}
+
+/// A received message on its way through a connector. Dropping it — finished, abandoned
+/// or lost in a dying mailbox — gives the capacity back and stops its heartbeat.
+pub struct Delivery {
+    pub receipt: ReceiptHandle,
+    pub receive_count: u32,
+    pub envelope: Envelope,
+    ctx: Arc<Ctx>,
+    conn: Arc<ConnectorShared>,
+}
+
+impl Delivery {
+    /// Registers a message as handed to `conn`.
+    pub fn new(
+        ctx: Arc<Ctx>,
+        conn: Arc<ConnectorShared>,
+        receipt: ReceiptHandle,
+        receive_count: u32,
+        envelope: Envelope,
+    ) -> Self {
+        conn.outstanding.fetch_add(1, Ordering::AcqRel);
+        ctx.in_flight.lock().unwrap().insert(receipt.clone(), std::time::Instant::now());
+        Delivery { receipt, receive_count, envelope, ctx, conn }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.ctx.in_flight.lock().unwrap().remove(&self.receipt);
+        self.conn.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.ctx.capacity.notify_one();
+    }
+}
+
+pub enum ConnectorMsg {
+    Process(Delivery),
+}
+
+pub struct ConnectorActor;
+
+pub struct ConnectorState {
+    ctx: Arc<Ctx>,
+    conn: Arc<ConnectorShared>,
+}
+
+impl Actor for ConnectorActor {
+    type Msg = ConnectorMsg;
+    type State = ConnectorState;
+    type Arguments = (Arc<Ctx>, Arc<ConnectorShared>);
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        (ctx, conn): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ConnectorState { ctx, conn })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ConnectorMsg::Process(delivery) = msg;
+        let (ctx, conn) = (state.ctx.clone(), state.conn.clone());
+        let abandon = ctx.abandon.clone();
+        state.ctx.tasks.spawn(async move {
+            tokio::select! {
+                // Abandoned work leaves its message to reappear after the visibility timeout.
+                _ = abandon.cancelled() => {}
+                _ = item::process(&ctx, &conn, delivery) => {}
+            }
+        });
+        Ok(())
+    }
+}
+
+pub fn specs(ctx: &Arc<Ctx>) -> Vec<ChildSpec> {
+    ctx.connectors
+        .values()
+        .map(|conn| {
+            let name = ctx.name(&format!("connector.{}", conn.config.id));
+            let (c, s, n) = (ctx.clone(), conn.clone(), name.clone());
+            ChildSpec {
+                name,
+                kind: "connector",
+                start: Arc::new(move |parent| {
+                    let (c, s, n) = (c.clone(), s.clone(), n.clone());
+                    Box::pin(async move {
+                        Ok(Actor::spawn_linked(Some(n), ConnectorActor, (c, s), parent).await?.0.get_cell())
+                    })
+                }),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,372 @@
+//! One attempt at one work item, from a received message to a recorded outcome and the
+//! matching queue action. The order is what makes delivery safe:
+//!
+//! 1. A terminal item is never worked on again (its message is just deleted).
+//! 2. The idempotency ledger is consulted first; after any earlier attempt the ERP is
+//!    searched by external_ref before creating, since that attempt may have committed.
+//! 3. The outcome is written by the StatusActor; only after it commits is the message
+//!    deleted (or rescheduled). A crash anywhere leaves the message to be redelivered.
+
+use super::Ctx;
+use super::connector::{ConnectorShared, Delivery};
+use super::stages::{self, MatcherMsg, RendererMsg, SerializerMsg, StageError};
+use super::status::StatusMsg;
+use crate::domain::{Invoice, ItemState, Op, Payment, PurchaseOrder};
+use crate::erp::ErpError;
+use crate::pipeline::Document;
+use crate::pipeline::matching::OpenBill;
+use crate::store::{self, ItemError, ItemUpdate};
+use crate::telemetry;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// A ledger entry: (doc kind, source id, ERP id).
+type LedgerEntry = (String, String, String);
+
+enum Outcome {
+    Succeeded {
+        erp_id: String,
+    },
+    Failed(ItemError),
+    Retry {
+        error: ItemError,
+        at_least: Option<Duration>,
+    },
+    DeadLetter(String),
+    /// Already terminal: nothing to do but delete the message.
+    AlreadyDone,
+    /// Another task of this daemon is exporting the same document right now.
+    Busy,
+}
+
+fn err(kind: &str, code: Option<String>, message: impl Into<String>) -> ItemError {
+    ItemError { kind: kind.to_owned(), code, message: message.into() }
+}
+
+impl From<ErpError> for Outcome {
+    fn from(e: ErpError) -> Self {
+        match e {
+            ErpError::Rejected { status, code, message } => {
+                Outcome::Failed(err("rejected", Some(code), format!("ERP answered {status}: {message}")))
+            }
+            ErpError::Throttled { retry_after } => {
+                Outcome::Retry { error: err("throttled", None, e.to_string()), at_least: retry_after }
+            }
+            // Bad credentials do not fix themselves quickly: wait at least a minute.
+            ErpError::Auth { .. } => {
+                Outcome::Retry { error: err("auth", None, e.to_string()), at_least: Some(Duration::from_secs(60)) }
+            }
+            other => Outcome::Retry { error: err(other.kind(), None, other.to_string()), at_least: None },
+        }
+    }
+}
+
+impl From<StageError> for Outcome {
+    fn from(e: StageError) -> Self {
+        Outcome::Retry { error: err("stage_failed", None, e.to_string()), at_least: None }
+    }
+}
+
+/// Processes one delivery to the end; never panics out, never loses the message.
+pub async fn process(ctx: &Ctx, conn: &std::sync::Arc<ConnectorShared>, delivery: Delivery) {
+    let env = &delivery.envelope;
+    let span =
+        tracing::info_span!("item", job_id = %env.job_id, item_id = %env.item_id, connection = %env.connection_id);
+    async {
+        let mut ledger = Vec::new();
+        let outcome = attempt(ctx, conn, &delivery, &mut ledger).await;
+        finish(ctx, conn, &delivery, outcome, ledger).await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn attempt(
+    ctx: &Ctx,
+    conn: &std::sync::Arc<ConnectorShared>,
+    d: &Delivery,
+    ledger: &mut Vec<LedgerEntry>,
+) -> Outcome {
+    let env = &d.envelope;
+    let row = match store::item(&ctx.db, &env.item_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return Outcome::DeadLetter(format!("item {} is not known to this daemon's database", env.item_id)),
+        Err(e) => return Outcome::Retry { error: err("store", None, e.to_string()), at_least: None },
+    };
+    if ItemState::parse(&row.state).is_some_and(ItemState::is_terminal) {
+        return Outcome::AlreadyDone;
+    }
+    let payload = match &env.payload {
+        Some(p) => p.clone(),
+        None => match serde_json::from_str(&row.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome::Failed(err("invalid_document", None, format!("stored payload is not JSON: {e}")));
+            }
+        },
+    };
+    let Some(_claim) = conn.claim(env.op.doc_kind(), &row.source_id) else { return Outcome::Busy };
+    record(ctx, conn, d, ItemState::InProgress, None, None, vec![], None, false).await;
+    let result = match env.op {
+        Op::ExportInvoice => export_invoice(ctx, conn, d, payload, ledger).await,
+        Op::ExportPurchaseOrder => match parse::<PurchaseOrder>(payload).and_then(|po| {
+            po.validate().map_err(validation)?;
+            Ok(po)
+        }) {
+            Ok(po) => create(ctx, conn, d, Document::PurchaseOrder(po), ledger).await,
+            Err(o) => Err(o),
+        },
+        Op::ExportPayment => export_payment(ctx, conn, d, payload, ledger).await,
+    };
+    match result {
+        Ok(erp_id) => Outcome::Succeeded { erp_id },
+        Err(o) => o,
+    }
+}
+
+fn parse<T: DeserializeOwned>(payload: serde_json::Value) -> Result<T, Outcome> {
+    serde_json::from_value(payload).map_err(|e| Outcome::Failed(err("invalid_document", None, e.to_string())))
+}
+
+fn validation(e: crate::domain::documents::ValidationErrors) -> Outcome {
+    Outcome::Failed(err("validation", None, e.to_string()))
+}
+
+async fn export_invoice(
+    ctx: &Ctx,
+    conn: &ConnectorShared,
+    d: &Delivery,
+    payload: serde_json::Value,
+    ledger: &mut Vec<LedgerEntry>,
+) -> Result<String, Outcome> {
+    let inv: Invoice = parse(payload)?;
+    inv.validate().map_err(validation)?;
+    let source = inv.source_id.clone();
+    let bill_id = create(ctx, conn, d, Document::Invoice(inv.clone()), ledger).await?;
+    let att_kind = "bill_attachment";
+    if lookup_ledger(ctx, conn, att_kind, &source).await?.is_none() {
+        let pdf = stages::call(ctx, stages::RENDERER, |r| RendererMsg::InvoicePdf(Box::new(inv), r))
+            .await?
+            .map_err(|e| Outcome::Failed(err("render", Some(e.kind().into()), e.to_string())))?;
+        let key = idempotency_key(conn, att_kind, &source);
+        let att = conn.call(conn.client.attach_pdf(&bill_id, pdf, &key)).await?;
+        ledger.push((att_kind.into(), source, att));
+    }
+    Ok(bill_id)
+}
+
+async fn export_payment(
+    ctx: &Ctx,
+    conn: &ConnectorShared,
+    d: &Delivery,
+    payload: serde_json::Value,
+    ledger: &mut Vec<LedgerEntry>,
+) -> Result<String, Outcome> {
+    let payment: Payment = parse(payload)?;
+    payment.validate().map_err(validation)?;
+    let open = open_bills(ctx, conn, &payment).await?;
+    let outcome = stages::call(ctx, stages::MATCHER, |r| MatcherMsg::Match(Box::new(payment.clone()), open, r))
+        .await?
+        .map_err(|e| Outcome::Failed(err("matching", Some(e.kind().into()), e.to_string())))?;
+    create(ctx, conn, d, Document::Payment(payment, outcome), ledger).await
+}
+
+/// The vendor's bills exported through this connection (balances as exported).
+async fn open_bills(ctx: &Ctx, conn: &ConnectorShared, payment: &Payment) -> Result<Vec<OpenBill>, Outcome> {
+    let rows = store::exported_invoices(&ctx.db, &conn.config.id)
+        .await
+        .map_err(|e| Outcome::Retry { error: err("store", None, e.to_string()), at_least: None })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let inv: Invoice = serde_json::from_str(&r.payload).ok()?;
+            (inv.vendor.id == payment.vendor.id).then(|| OpenBill {
+                erp_id: r.erp_id.unwrap_or_default(),
+                number: inv.number,
+                balance: inv.total,
+                currency: inv.currency,
+                due_date: inv.due_date,
+            })
+        })
+        .collect())
+}
+
+/// The key the ERP dedupes on: stable for a document on a connection, ≤ 128 characters.
+fn idempotency_key(conn: &ConnectorShared, kind: &str, source: &str) -> String {
+    let mut k = format!("erpsync:{}:{kind}:{source}", conn.config.id);
+    k.truncate(128);
+    k
+}
+
+async fn lookup_ledger(ctx: &Ctx, conn: &ConnectorShared, kind: &str, source: &str) -> Result<Option<String>, Outcome> {
+    store::ledger_lookup(&ctx.db, &conn.config.id, kind, source)
+        .await
+        .map_err(|e| Outcome::Retry { error: err("store", None, e.to_string()), at_least: None })
+}
+
+/// Creates `doc` in the ERP at most once: ledger, then (after any earlier attempt) a
+/// lookup by external_ref, then the create with a stable idempotency key.
+async fn create(
+    ctx: &Ctx,
+    conn: &ConnectorShared,
+    d: &Delivery,
+    doc: Document,
+    ledger: &mut Vec<LedgerEntry>,
+) -> Result<String, Outcome> {
+    let op = d.envelope.op;
+    let kind = op.doc_kind();
+    let source = doc.source_id().to_owned();
+    if let Some(id) = lookup_ledger(ctx, conn, kind, &source).await? {
+        return Ok(id);
+    }
+    if d.receive_count > 1 {
+        if let Some(id) = conn.call(conn.client.find_by_external_ref(op, &source)).await? {
+            tracing::info!(erp_id = %id, "found the document created by an earlier attempt");
+            ledger.push((kind.into(), source, id.clone()));
+            return Ok(id);
+        }
+    }
+    let erp = conn.config.erp;
+    let payload = stages::call(ctx, stages::SERIALIZER, |r| SerializerMsg::Serialize(erp, Box::new(doc), r))
+        .await?
+        .map_err(|e| Outcome::Failed(err("serialize", Some(e.kind().into()), e.to_string())))?;
+    let key = idempotency_key(conn, kind, &source);
+    let created = conn.call(conn.client.create(op, &payload, &key)).await?;
+    ledger.push((kind.into(), source, created.erp_id.clone()));
+    Ok(created.erp_id)
+}
+
+/// Sends an update to the StatusActor; with `wait`, returns whether it committed.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    ctx: &Ctx,
+    conn: &ConnectorShared,
+    d: &Delivery,
+    state: ItemState,
+    erp_id: Option<String>,
+    error: Option<ItemError>,
+    ledger: Vec<LedgerEntry>,
+    detail: Option<String>,
+    wait: bool,
+) -> bool {
+    let update = ItemUpdate {
+        item_id: d.envelope.item_id,
+        state,
+        attempt: d.receive_count,
+        erp_id,
+        error,
+        ledger,
+        connection_id: conn.config.id.clone(),
+        detail,
+    };
+    let Some(status) = ctx.lookup::<StatusMsg>("status") else { return false };
+    if !wait {
+        return status.send_message(StatusMsg::Update(update, None)).is_ok();
+    }
+    matches!(
+        status.call(|r| StatusMsg::Update(update, Some(r)), Some(Duration::from_secs(30))).await,
+        Ok(ractor::rpc::CallResult::Success(Ok(_)))
+    )
+}
+
+/// Exponential backoff with jitter (half fixed, half random), at least `at_least`.
+pub fn backoff(attempt: u32, base: Duration, max: Duration, at_least: Option<Duration>) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(max);
+    let jittered = exp.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    jittered.max(at_least.unwrap_or_default()).min(Duration::from_secs(12 * 3600))
+}
+
+async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcome, ledger: Vec<LedgerEntry>) {
+    let q = &ctx.queue;
+    let erp = conn.config.erp.as_str();
+    let op = d.envelope.op.as_str();
+    let retry_cfg = &ctx.config.retry;
+    let (state, erp_id, error, detail) = match outcome {
+        Outcome::AlreadyDone => {
+            delete(ctx, d).await;
+            return;
+        }
+        Outcome::Busy => {
+            let _ = q.change_visibility(&[(d.receipt.clone(), Duration::from_secs(2))]).await;
+            return;
+        }
+        Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
+        Outcome::Failed(e) => (ItemState::Failed, None, Some(e), None),
+        Outcome::DeadLetter(reason) => (ItemState::DeadLettered, None, Some(err("unprocessable", None, reason)), None),
+        Outcome::Retry { error, .. } if d.receive_count >= retry_cfg.max_attempts.get() => {
+            let reason = format!("gave up after {} attempts; last error: {}", d.receive_count, error.message);
+            (ItemState::DeadLettered, None, Some(err(&error.kind, error.code, reason)), None)
+        }
+        Outcome::Retry { error, at_least } => {
+            let delay = backoff(
+                d.receive_count,
+                Duration::from_millis(retry_cfg.base_delay_ms.get().into()),
+                Duration::from_secs(retry_cfg.max_delay_secs.get().into()),
+                at_least,
+            );
+            metrics::counter!(telemetry::RETRIES, "erp" => erp, "error_kind" => error.kind.clone()).increment(1);
+            tracing::info!(error = %error.message, delay_ms = delay.as_millis() as u64, "attempt failed; retrying");
+            let detail = format!("retry in {:.1} s", delay.as_secs_f64());
+            // The ledger must be durable before the message comes back.
+            if record(ctx, conn, d, ItemState::Retrying, None, Some(error), ledger, Some(detail), true).await {
+                let _ = q.change_visibility(&[(d.receipt.clone(), delay)]).await;
+            }
+            return;
+        }
+    };
+    let reason = error.as_ref().map(|e| e.message.clone());
+    if !record(ctx, conn, d, state, erp_id, error.clone(), ledger, detail, true).await {
+        // Not recorded: keep the message; it comes back after a short pause.
+        tracing::warn!("outcome not recorded; the message will be redelivered");
+        let _ = q.change_visibility(&[(d.receipt.clone(), Duration::from_secs(5))]).await;
+        return;
+    }
+    metrics::counter!(telemetry::ITEMS, "erp" => erp, "op" => op, "outcome" => state.as_str()).increment(1);
+    match state {
+        ItemState::DeadLettered => {
+            let reason = reason.unwrap_or_default();
+            tracing::warn!(%reason, "item dead-lettered");
+            metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => "item").increment(1);
+            if let Err(e) = q.dead_letter(&d.receipt, &reason).await {
+                tracing::warn!(error = %e, "could not dead-letter the message; it will be redelivered");
+            }
+        }
+        _ => {
+            if let Some(e) = &error {
+                tracing::warn!(kind = %e.kind, error = %e.message, "item failed");
+            }
+            delete(ctx, d).await;
+        }
+    }
+}
+
+async fn delete(ctx: &Ctx, d: &Delivery) {
+    match ctx.queue.delete(&d.receipt).await {
+        Ok(true) => metrics::counter!(telemetry::QUEUE_DELETED).increment(1),
+        Ok(false) => tracing::debug!("receipt handle was stale; the message was redelivered meanwhile"),
+        Err(e) => tracing::warn!(error = %e, "could not delete the message; it will be redelivered and skipped"),
+    }
+}
+
+/// Dead-letters an item whose message could not be routed (unknown connection, …).
+pub async fn record_dead_letter(
+    ctx: &Ctx,
+    item_id: crate::domain::ItemId,
+    connection: crate::domain::ConnectionId,
+    reason: &str,
+) {
+    let update = ItemUpdate {
+        item_id,
+        state: ItemState::DeadLettered,
+        attempt: 0,
+        erp_id: None,
+        error: Some(err("unprocessable", None, reason)),
+        ledger: vec![],
+        connection_id: connection,
+        detail: None,
+    };
+    if let Some(status) = ctx.lookup::<StatusMsg>("status") {
+        let _ = status.call(|r| StatusMsg::Update(update, Some(r)), Some(Duration::from_secs(30))).await;
+    }
+}

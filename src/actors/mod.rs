@@ -1,0 +1,81 @@
+//! The actor tree:
+//!
+//! ```text
+//! RootSupervisor
+//! ├─ StatusActor          single writer of job/item state
+//! ├─ StageSupervisor      serializer.N, renderer.N, matcher.N (N = cores)
+//! ├─ ConnectorSupervisor  connector.<id>, one per ERP connection
+//! └─ QueuePoller          receives only what connectors have room for
+//! ```
+//!
+//! Actors find each other by registered name (`<daemon prefix>.<name>`), so a restarted
+//! actor is found again without anyone holding a stale reference. Everything that must
+//! survive a restart — a connection's concurrency gate above all — lives in [`Ctx`] and
+//! [`connector::ConnectorShared`], never in actor state.
+
+pub mod connector;
+pub mod item;
+pub mod poller;
+pub mod stages;
+pub mod status;
+pub mod supervisor;
+
+use crate::config::Config;
+use crate::domain::ConnectionId;
+use crate::queue::{Queue, ReceiptHandle};
+use ractor::ActorRef;
+use sea_orm::DatabaseConnection;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What the actors of one daemon share.
+pub struct Ctx {
+    /// Prefix of registered actor names; unique per daemon so several can share a process.
+    pub prefix: String,
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub queue: Arc<dyn Queue>,
+    pub connectors: HashMap<ConnectionId, Arc<connector::ConnectorShared>>,
+    /// Fired whenever an item finishes, i.e. a connector may have room again.
+    pub capacity: Notify,
+    /// Receipts of messages being worked on, with when they were received (heartbeats).
+    pub in_flight: Mutex<HashMap<ReceiptHandle, Instant>>,
+    /// Item tasks, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// Cancelled at shutdown: stop receiving, stop restarting actors.
+    pub shutdown: CancellationToken,
+    /// Cancelled when in-flight work must be abandoned (drain timeout, kill).
+    pub abandon: CancellationToken,
+    pub faults: stages::StageFaults,
+    /// Milliseconds (since `started`) of the last poller and status-writer progress, for
+    /// the readiness probe and watchdog.
+    pub started: Instant,
+    pub poller_progress: AtomicU64,
+    pub status_progress: AtomicU64,
+}
+
+impl Ctx {
+    pub fn name(&self, what: &str) -> String {
+        format!("{}.{}", self.prefix, what)
+    }
+
+    /// The current actor registered under `what`, if it is running.
+    pub fn lookup<M: Send + 'static>(&self, what: &str) -> Option<ActorRef<M>> {
+        ractor::registry::where_is(self.name(what)).map(ActorRef::from)
+    }
+
+    pub fn mark_progress(&self, which: &AtomicU64) {
+        which.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago `which` last made progress.
+    pub fn since_progress(&self, which: &AtomicU64) -> std::time::Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(which.load(Ordering::Relaxed)))
+    }
+}

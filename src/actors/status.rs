@@ -1,0 +1,121 @@
+//! StatusActor: the only writer of job and item state.
+//!
+//! Updates are batched without a timer: the first update into an empty buffer sends
+//! `Flush` to ourselves, which lands behind everything already in the mailbox, so under
+//! load one transaction carries every update that arrived meanwhile, and when idle an
+//! update is written at once. Replies go out only after the transaction commits, which
+//! is what lets the item task delete its message.
+
+use super::Ctx;
+use crate::store::{self, ItemUpdate, NewJob};
+use crate::telemetry;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest batch per transaction; a longer mailbox is written in several.
+const MAX_BATCH: usize = 1000;
+
+pub enum StatusMsg {
+    CreateJob(NewJob, RpcReplyPort<Result<(), String>>),
+    /// Apply an update; the reply (if any) says whether it took effect once committed.
+    Update(ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>),
+    MarkEnqueued(Vec<crate::domain::ItemId>),
+    Flush,
+    /// Flushes, then answers: everything sent before is durable.
+    Sync(RpcReplyPort<()>),
+}
+
+pub struct StatusActor;
+
+pub struct StatusState {
+    ctx: Arc<Ctx>,
+    buffer: Vec<(ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>)>,
+}
+
+impl StatusState {
+    async fn flush(&mut self) {
+        while !self.buffer.is_empty() {
+            let take = self.buffer.len().min(MAX_BATCH);
+            let batch: Vec<_> = self.buffer.drain(..take).collect();
+            let updates: Vec<ItemUpdate> = batch.iter().map(|(u, _)| u.clone()).collect();
+            let started = Instant::now();
+            let result = store::apply_updates(&self.ctx.db, &updates).await;
+            metrics::histogram!(telemetry::STATUS_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(telemetry::STATUS_BATCH_SIZE).record(updates.len() as f64);
+            match result {
+                Ok(applied) => {
+                    self.ctx.mark_progress(&self.ctx.status_progress);
+                    for ((_, reply), ok) in batch.into_iter().zip(applied) {
+                        if let Some(r) = reply {
+                            let _ = r.send(Ok(ok));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, batch = updates.len(), "status write failed");
+                    let msg = e.to_string();
+                    for (_, reply) in batch {
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(msg.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Actor for StatusActor {
+    type Msg = StatusMsg;
+    type State = StatusState;
+    type Arguments = Arc<Ctx>;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, ctx: Arc<Ctx>) -> Result<Self::State, ActorProcessingErr> {
+        ctx.mark_progress(&ctx.status_progress);
+        Ok(StatusState { ctx, buffer: Vec::new() })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.flush().await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StatusMsg::CreateJob(job, reply) => {
+                let r = store::insert_job(&state.ctx.db, &job).await.map_err(|e| e.to_string());
+                if r.is_ok() {
+                    state.ctx.mark_progress(&state.ctx.status_progress);
+                }
+                let _ = reply.send(r);
+            }
+            StatusMsg::Update(update, reply) => {
+                if state.buffer.is_empty() {
+                    myself.send_message(StatusMsg::Flush)?;
+                }
+                state.buffer.push((update, reply));
+                if state.buffer.len() >= MAX_BATCH {
+                    state.flush().await;
+                }
+            }
+            StatusMsg::MarkEnqueued(items) => {
+                if let Err(e) = store::mark_enqueued(&state.ctx.db, &items).await {
+                    // The outbox sweep will send these again; duplicates are harmless.
+                    tracing::warn!(error = %e, items = items.len(), "could not mark items enqueued");
+                }
+            }
+            StatusMsg::Flush => state.flush().await,
+            StatusMsg::Sync(reply) => {
+                state.flush().await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}

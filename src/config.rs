@@ -1,0 +1,512 @@
+//! Configuration: built-in defaults < TOML file < `ERPSYNC_*` environment (`__` between
+//! levels). Unknown keys are errors, and `validate()` reports every problem with its key so
+//! `erpsync check-config` can print them all at once.
+
+use crate::domain::{ConnectionId, ErpKind};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where `erpsync` looks for a config file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/erpsync.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for state: the SQLite database lives here unless `database.url` says
+    /// otherwise. Under systemd, `$STATE_DIRECTORY` is used when this is left unset.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub http: HttpConfig,
+    pub retry: RetryConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+    /// The built-in sandbox ERP, so a fresh machine sees the daemon work.
+    pub sandbox: SandboxConfig,
+    /// The ERP connections this daemon exports to.
+    pub connections: Vec<ConnectionConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`; defaults to
+    /// `sqlite://<data_dir>/erpsync.db?mode=rwc`.
+    pub url: Option<String>,
+    /// Upper bound on pooled connections.
+    pub max_connections: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueBackend {
+    /// A table in the same SQL database (`queue_messages`).
+    Embedded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub backend: QueueBackend,
+    /// How long a received message stays invisible to other receivers; in-flight
+    /// messages are extended (heartbeat) every third of it.
+    pub visibility_timeout_secs: NonZeroU32,
+    /// After this many receives without a delete, a message moves to the dead-letter store.
+    pub max_receives: NonZeroU32,
+    /// Long-poll wait of one receive call (SQS allows at most 20).
+    pub wait_time_secs: u32,
+    /// How often the embedded queue re-checks the table while long-polling, for messages
+    /// sent by other processes.
+    pub poll_interval_ms: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the API, /metrics and health endpoints. Loopback by default: put a
+    /// reverse proxy in front to expose it.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First backoff after a transient failure; doubles each attempt, with full jitter.
+    pub base_delay_ms: NonZeroU32,
+    /// Backoff cap.
+    pub max_delay_secs: NonZeroU32,
+    /// Attempts before a transiently failing item is dead-lettered.
+    pub max_attempts: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, how long in-flight items may take to finish before their messages are
+    /// left to reappear on the queue.
+    pub drain_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for terminals, `json` for journald and log shippers.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `erpsync=debug,sea_orm=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Start an in-process sandbox ERP and a `sandbox` connection to it. Unset means: on
+    /// when no connections are configured.
+    pub enabled: Option<bool>,
+    pub listen: SocketAddr,
+    /// The sandbox's concurrency limit (it answers 429 past it).
+    pub concurrency: NonZeroU32,
+    /// Simulated processing time of each ERP call.
+    pub latency_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Stable id; work items name their connection by it.
+    pub id: ConnectionId,
+    pub erp: ErpKind,
+    /// Base URL of the ERP API (for `generic_rest`: the protocol root).
+    pub base_url: String,
+    /// Where the API token comes from: `env:VAR`, `file:/path`, or `credential:NAME`
+    /// (systemd `LoadCredential=`, read from `$CREDENTIALS_DIRECTORY`).
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// Most ERP calls in flight at once; defaults to the ERP kind's documented limit.
+    #[serde(default)]
+    pub max_concurrency: Option<NonZeroU32>,
+    /// Requests per minute; defaults to the ERP kind's documented rate, if any.
+    #[serde(default)]
+    pub rate_limit_per_min: Option<NonZeroU32>,
+    /// Timeout of one ERP request.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: NonZeroU32,
+    /// Timeout of establishing a connection to the ERP.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: NonZeroU32,
+    /// Items held ready beyond the concurrency limit, so a freed slot is refilled at once.
+    #[serde(default)]
+    pub prefetch: Option<u32>,
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero literal")
+}
+fn default_request_timeout_ms() -> NonZeroU32 {
+    nz(30_000)
+}
+fn default_connect_timeout_ms() -> NonZeroU32 {
+    nz(5_000)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("var"),
+            database: DatabaseConfig::default(),
+            queue: QueueConfig::default(),
+            http: HttpConfig::default(),
+            retry: RetryConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            log: LogConfig::default(),
+            sandbox: SandboxConfig::default(),
+            connections: Vec::new(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: None, max_connections: nz(8) }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            backend: QueueBackend::Embedded,
+            visibility_timeout_secs: nz(60),
+            max_receives: nz(20),
+            wait_time_secs: 5,
+            poll_interval_ms: nz(200),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { base_delay_ms: nz(1_000), max_delay_secs: nz(600), max_attempts: nz(12) }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { drain_timeout_secs: 30 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
+            concurrency: nz(4),
+            latency_ms: 50,
+        }
+    }
+}
+
+/// One problem in the configuration, with the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl ConnectionConfig {
+    /// A connection with the defaults of its ERP kind.
+    pub fn new(id: &str, erp: ErpKind, base_url: &str) -> Self {
+        ConnectionConfig {
+            id: ConnectionId::new(id),
+            erp,
+            base_url: base_url.to_owned(),
+            credentials: None,
+            max_concurrency: None,
+            rate_limit_per_min: None,
+            request_timeout_ms: default_request_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            prefetch: None,
+        }
+    }
+
+    /// The concurrency limit in force: configured, else the ERP kind's documented limit.
+    pub fn max_concurrency(&self) -> u32 {
+        self.max_concurrency.map(NonZeroU32::get).unwrap_or(match self.erp {
+            ErpKind::GenericRest => 4,
+            ErpKind::QuickbooksOnline => 10,
+            ErpKind::Xero => 5,
+            ErpKind::Netsuite => 5,
+            ErpKind::BusinessCentral => 5,
+            ErpKind::SageIntacct => 6,
+        })
+    }
+
+    /// Requests per minute in force, if any.
+    pub fn rate_limit_per_min(&self) -> Option<u32> {
+        self.rate_limit_per_min.map(NonZeroU32::get).or(match self.erp {
+            ErpKind::QuickbooksOnline => Some(500),
+            ErpKind::Xero => Some(60),
+            ErpKind::BusinessCentral => Some(1_200),
+            _ => None,
+        })
+    }
+
+    /// Items held ready beyond the limit (defaults to the limit itself).
+    pub fn prefetch(&self) -> u32 {
+        self.prefetch.unwrap_or_else(|| self.max_concurrency())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.get().into())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.get().into())
+    }
+
+    /// Resolves the credentials reference to the secret token.
+    pub fn resolve_token(&self) -> Result<Option<SecretString>, String> {
+        let Some(reference) = &self.credentials else { return Ok(None) };
+        let (scheme, rest) = reference.split_once(':').ok_or_else(|| {
+            format!("{reference:?} is not a credentials reference (env:VAR, file:/path or credential:NAME)")
+        })?;
+        let read_file = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let token = match scheme {
+            "env" => std::env::var(rest).map_err(|_| format!("environment variable {rest} is not set"))?,
+            "file" => read_file(Path::new(rest))?,
+            "credential" => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or("CREDENTIALS_DIRECTORY is not set (is LoadCredential= configured?)")?;
+                read_file(&Path::new(&dir).join(rest))?
+            }
+            other => return Err(format!("unknown credentials scheme {other:?} (use env:, file: or credential:)")),
+        };
+        Ok(Some(SecretString::from(token)))
+    }
+}
+
+impl Config {
+    /// Loads defaults < file < environment. `path` is `--config`; without it the default
+    /// path is used when it exists.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) if !p.exists() => {
+                return Err(ConfigError(vec![Problem {
+                    key: "--config".into(),
+                    message: format!("{} does not exist", p.display()),
+                }]));
+            }
+            Some(p) => fig = fig.merge(Toml::file_exact(p)),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH)),
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("ERPSYNC_").split("__").ignore(&["config"]));
+        Self::from_figment(fig)
+    }
+
+    /// Parses a TOML document on top of the defaults (tests, `check-config` of a string).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)))
+    }
+
+    fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let mut config: Config = fig.extract().map_err(|e| {
+            ConfigError(
+                e.into_iter()
+                    .map(|e| Problem {
+                        key: if e.path.is_empty() { "(root)".into() } else { e.path.join(".") },
+                        message: e.kind.to_string(),
+                    })
+                    .collect(),
+            )
+        })?;
+        if config.data_dir == Path::new("var") {
+            if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+                config.data_dir = PathBuf::from(dir);
+            }
+        }
+        config.add_sandbox_connection();
+        let problems = config.validate();
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError(problems)) }
+    }
+
+    /// Whether the built-in sandbox ERP runs.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.sandbox.enabled.unwrap_or(self.connections.is_empty())
+    }
+
+    fn add_sandbox_connection(&mut self) {
+        if self.sandbox_enabled() && !self.connections.iter().any(|c| c.id.as_str() == "sandbox") {
+            let mut c =
+                ConnectionConfig::new("sandbox", ErpKind::GenericRest, &format!("http://{}", self.sandbox.listen));
+            c.max_concurrency = Some(self.sandbox.concurrency);
+            self.connections.push(c);
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| format!("sqlite://{}/erpsync.db?mode=rwc", self.data_dir.display()))
+    }
+
+    pub fn connection(&self, id: &ConnectionId) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| &c.id == id)
+    }
+
+    /// Every problem, each with its key.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let mut add = |key: String, message: String| p.push(Problem { key, message });
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            add("database.url".into(), format!("{url:?} is neither sqlite: nor postgres://"));
+        }
+        if self.queue.wait_time_secs > 20 {
+            add("queue.wait_time_secs".into(), "must be at most 20 (the SQS maximum)".into());
+        }
+        if self.queue.visibility_timeout_secs.get() < 2 {
+            add("queue.visibility_timeout_secs".into(), "must be at least 2 so heartbeats can extend it".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            add("log.level".into(), format!("{:?} is not a valid filter", self.log.level));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.connections.iter().enumerate() {
+            let key = |field: &str| format!("connections[{i}].{field}");
+            if c.id.as_str().is_empty()
+                || !c.id.as_str().chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            {
+                add(key("id"), format!("{:?} must be non-empty and use only letters, digits, - _ .", c.id.as_str()));
+            }
+            if !seen.insert(c.id.clone()) {
+                add(key("id"), format!("{:?} is declared twice", c.id.as_str()));
+            }
+            match reqwest::Url::parse(&c.base_url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(u) => add(key("base_url"), format!("scheme {:?} is not http or https", u.scheme())),
+                Err(e) => add(key("base_url"), format!("{:?} is not a URL: {e}", c.base_url)),
+            }
+            if c.erp != ErpKind::GenericRest {
+                add(key("erp"), format!("{} connections are not supported by this build yet", c.erp.as_str()));
+            }
+            if c.max_concurrency() > 100 {
+                add(key("max_concurrency"), "must be at most 100".into());
+            }
+            if let Err(e) = c.resolve_token() {
+                add(key("credentials"), e);
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let c = Config::from_toml(
+            r#"
+            [database]
+            url = "sqlite://var/erpsync.db?mode=rwc"
+            [queue]
+            backend = "embedded"
+            [http]
+            listen = "127.0.0.1:8080"
+            [[connections]]
+            id = "acme-books"
+            erp = "generic_rest"
+            base_url = "http://127.0.0.1:8089"
+            max_concurrency = 4
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.connections.len(), 1, "no sandbox connection when connections are configured");
+        assert_eq!(c.connections[0].max_concurrency(), 4);
+    }
+
+    #[test]
+    fn no_config_runs_the_sandbox() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.sandbox_enabled());
+        assert_eq!(c.connections[0].id.as_str(), "sandbox");
+        assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_key() {
+        let err = Config::from_toml("[queue]\nvisibility_timeout = 3\n").unwrap_err();
+        assert_eq!(err.0[0].key, "queue");
+        assert!(err.0[0].message.contains("visibility_timeout"), "{}", err);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = Config::from_toml(
+            r#"
+            [queue]
+            wait_time_secs = 30
+            [[connections]]
+            id = "a"
+            erp = "generic_rest"
+            base_url = "ftp://x"
+            credentials = "env:ERPSYNC_TEST_SURELY_UNSET"
+            [[connections]]
+            id = "a"
+            erp = "generic_rest"
+            base_url = "not a url"
+            "#,
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "queue.wait_time_secs",
+                "connections[0].base_url",
+                "connections[0].credentials",
+                "connections[1].id",
+                "connections[1].base_url"
+            ]
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Assembling and running one daemon: storage, queue, connectors, the actor tree and the
+//! HTTP server; and taking it down, gracefully (drain) or abruptly (crash simulation).
+
+use crate::actors::connector::{self, ConnectorShared};
+use crate::actors::poller::QueuePoller;
+use crate::actors::stages::{self, StageFaults};
+use crate::actors::status::StatusActor;
+use crate::actors::supervisor::{ChildSpec, RestartPolicy, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::actors::{Ctx, status::StatusMsg};
+use crate::config::{Config, QueueBackend};
+use crate::erp::ErpClient;
+use crate::erp::generic_rest::GenericRestClient;
+use crate::erp::sandbox::{Sandbox, SandboxOptions};
+use crate::queue::Queue;
+use crate::queue::embedded::EmbeddedQueue;
+use crate::{http, store, telemetry};
+use ractor::{Actor, ActorRef};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("connection {id}: {message}")]
+    Connection { id: String, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the sandbox ERP on {addr}: {source}")]
+    Sandbox { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the actor tree: {0}")]
+    Actors(String),
+}
+
+impl DaemonError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DaemonError::Store(e) => e.kind(),
+            DaemonError::Connection { .. } => "connection",
+            DaemonError::Listen { .. } => "listen",
+            DaemonError::Sandbox { .. } => "sandbox",
+            DaemonError::Actors(_) => "actors",
+        }
+    }
+}
+
+/// Things tests and benchmarks can set that operators cannot.
+#[derive(Default)]
+pub struct TestHooks {
+    pub faults: StageFaults,
+}
+
+pub struct Daemon {
+    ctx: Arc<Ctx>,
+    root: ActorRef<SupervisorMsg>,
+    root_done: tokio::task::JoinHandle<()>,
+    http_addr: SocketAddr,
+    http_stop: CancellationToken,
+    http_task: tokio::task::JoinHandle<()>,
+    sandbox: Option<Sandbox>,
+}
+
+impl Daemon {
+    pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+        Self::start_with(config, TestHooks::default()).await
+    }
+
+    pub async fn start_with(config: Config, hooks: TestHooks) -> Result<Daemon, DaemonError> {
+        let metrics = telemetry::metrics_handle();
+        let sandbox = if config.sandbox_enabled() {
+            let opts = SandboxOptions {
+                concurrency: config.sandbox.concurrency.get().into(),
+                latency_ms: config.sandbox.latency_ms.into(),
+                jitter_ms: u64::from(config.sandbox.latency_ms) / 2,
+                ..SandboxOptions::default()
+            };
+            let addr = config.sandbox.listen;
+            let sb = Sandbox::start(addr, opts).await.map_err(|source| DaemonError::Sandbox { addr, source })?;
+            tracing::info!(addr = %sb.addr, "sandbox ERP listening");
+            Some(sb)
+        } else {
+            None
+        };
+        let url = config.database_url();
+        let db = store::connect(&url, config.database.max_connections.get()).await?;
+        store::migrate(&db).await?;
+        let queue: Arc<dyn Queue> = match config.queue.backend {
+            QueueBackend::Embedded => Arc::new(EmbeddedQueue::new(
+                db.clone(),
+                "main",
+                config.queue.max_receives.get(),
+                Duration::from_millis(config.queue.poll_interval_ms.get().into()),
+            )),
+        };
+        let mut connectors = HashMap::new();
+        for c in &config.connections {
+            let err = |message: String| DaemonError::Connection { id: c.id.to_string(), message };
+            let token = c.resolve_token().map_err(err)?;
+            let client: Arc<dyn ErpClient> = Arc::new(
+                GenericRestClient::new(
+                    &c.base_url,
+                    token,
+                    c.request_timeout(),
+                    c.connect_timeout(),
+                    c.max_concurrency() as usize,
+                )
+                .map_err(err)?,
+            );
+            connectors.insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), client)));
+        }
+        let ctx = Arc::new(Ctx {
+            prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            config: Arc::new(config),
+            db,
+            queue,
+            connectors,
+            capacity: tokio::sync::Notify::new(),
+            in_flight: Default::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+            faults: hooks.faults,
+            started: Instant::now(),
+            poller_progress: Default::default(),
+            status_progress: Default::default(),
+        });
+        let (root, root_done) = start_tree(&ctx).await?;
+        let addr = ctx.config.http.listen;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Listen { addr, source })?;
+        let http_addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr, source })?;
+        let http_stop = CancellationToken::new();
+        let app = http::router(http::AppState { ctx: ctx.clone(), metrics });
+        let stop = http_stop.clone();
+        let http_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(%http_addr, connections = ctx.connectors.len(), "erpsync running");
+        Ok(Daemon { ctx, root, root_done, http_addr, http_stop, http_task, sandbox })
+    }
+
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_ref()
+    }
+
+    /// Resolves when the actor tree has died on its own (restart intensity exhausted).
+    pub async fn failed(&mut self) {
+        let _ = (&mut self.root_done).await;
+    }
+
+    /// Graceful stop: no new receives, in-flight items finish within the drain timeout,
+    /// whatever is left goes back to the queue at once, then everything stops.
+    pub async fn shutdown(self) {
+        let drain = Duration::from_secs(self.ctx.config.shutdown.drain_timeout_secs.into());
+        tracing::info!(in_flight = self.ctx.in_flight.lock().unwrap().len(), "draining");
+        self.ctx.shutdown.cancel();
+        self.ctx.tasks.close();
+        if tokio::time::timeout(drain, self.ctx.tasks.wait()).await.is_err() {
+            let left: Vec<_> = self.ctx.in_flight.lock().unwrap().keys().map(|r| (r.clone(), Duration::ZERO)).collect();
+            tracing::warn!(items = left.len(), "drain timeout; returning unfinished messages to the queue");
+            self.ctx.abandon.cancel();
+            let _ = self.ctx.queue.change_visibility(&left).await;
+        }
+        if let Some(status) = self.ctx.lookup::<StatusMsg>("status") {
+            let _ = status.call(StatusMsg::Sync, Some(Duration::from_secs(10))).await;
+        }
+        self.stop_tree().await;
+        tracing::info!("stopped");
+    }
+
+    /// Abrupt stop, as if the process died: nothing is drained or returned; messages in
+    /// flight reappear when their visibility times out.
+    pub async fn kill(self) {
+        self.ctx.shutdown.cancel();
+        self.ctx.abandon.cancel();
+        self.root.kill();
+        let _ = self.root_done.await;
+        self.http_stop.cancel();
+        self.http_task.abort();
+    }
+
+    async fn stop_tree(self) {
+        // Killing the root takes the whole tree down; the StatusActor flushes in post_stop.
+        let _ = self.root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
+        self.root.kill();
+        let _ = self.root_done.await;
+        self.http_stop.cancel();
+        let _ = self.http_task.await;
+        if let Some(sb) = self.sandbox {
+            sb.stop().await;
+        }
+    }
+}
+
+async fn start_tree(ctx: &Arc<Ctx>) -> Result<(ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), DaemonError> {
+    let policy = RestartPolicy::default();
+    let single = |what: &'static str,
+                  spawn: fn(
+        Arc<Ctx>,
+        String,
+        ractor::ActorCell,
+    )
+        -> futures::future::BoxFuture<'static, Result<ractor::ActorCell, ractor::SpawnErr>>| {
+        let (c, name) = (ctx.clone(), ctx.name(what));
+        let n = name.clone();
+        ChildSpec { name, kind: what, start: Arc::new(move |p| spawn(c.clone(), n.clone(), p)) }
+    };
+    let children = vec![
+        single("status", |c, n, p| {
+            Box::pin(async move { Ok(Actor::spawn_linked(Some(n), StatusActor, c, p).await?.0.get_cell()) })
+        }),
+        Supervisor::spec(ctx.name("stages"), stages::specs(ctx), policy, ctx.shutdown.clone()),
+        Supervisor::spec(ctx.name("connectors"), connector::specs(ctx), policy, ctx.shutdown.clone()),
+        single("poller", |c, n, p| {
+            Box::pin(async move { Ok(Actor::spawn_linked(Some(n), QueuePoller, c, p).await?.0.get_cell()) })
+        }),
+    ];
+    let args = SupervisorArgs { children, policy, shutdown: ctx.shutdown.clone() };
+    let (root, handle) =
+        Actor::spawn(Some(ctx.name("root")), Supervisor, args).await.map_err(|e| DaemonError::Actors(e.to_string()))?;
+    Ok((root, handle))
+}

@@ -1,0 +1,155 @@
+//! Client of the generic REST ERP protocol (DESIGN.md), which `erpsync sandbox-erp` serves.
+
+use super::{Created, ErpClient, ErpError};
+use crate::domain::Op;
+use crate::pipeline::serialize::Payload;
+use async_trait::async_trait;
+use reqwest::{StatusCode, Url, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub struct GenericRestClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct IdBody {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Items {
+    items: Vec<serde_json::Value>,
+}
+
+fn collection(op: Op) -> &'static str {
+    match op {
+        Op::ExportInvoice => "bills",
+        Op::ExportPurchaseOrder => "purchase-orders",
+        Op::ExportPayment => "bill-payments",
+    }
+}
+
+impl GenericRestClient {
+    pub fn new(
+        base_url: &str,
+        token: Option<SecretString>,
+        request_timeout: Duration,
+        connect_timeout: Duration,
+        max_idle: usize,
+    ) -> Result<Self, String> {
+        let mut base = Url::parse(base_url).map_err(|e| format!("{base_url:?}: {e}"))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(connect_timeout)
+            .pool_max_idle_per_host(max_idle)
+            .user_agent(concat!("erpsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(GenericRestClient { http, base, token })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("relative paths join")
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t.expose_secret()),
+            None => req,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ErpError> {
+        let resp = self.auth(req).send().await.map_err(classify_send_error)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(Duration::from_secs_f64);
+        let text = resp.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => (status.as_u16().to_string(), text.chars().take(500).collect()),
+        };
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS => ErpError::Throttled { retry_after },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErpError::Auth { status: status.as_u16(), message },
+            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                ErpError::Transient(format!("{} {}: {}", s.as_u16(), code, message))
+            }
+            s => ErpError::Rejected { status: s.as_u16(), code, message },
+        })
+    }
+}
+
+/// A request that never reached the ERP is transient; one that may have (timeout, reset
+/// mid-exchange) is ambiguous and must be looked up before it is sent again.
+fn classify_send_error(e: reqwest::Error) -> ErpError {
+    if e.is_connect() {
+        ErpError::Transient(format!("cannot connect: {e}"))
+    } else {
+        ErpError::Ambiguous(if e.is_timeout() { "request timed out".to_owned() } else { e.to_string() })
+    }
+}
+
+#[async_trait]
+impl ErpClient for GenericRestClient {
+    async fn create(&self, op: Op, payload: &Payload, idempotency_key: &str) -> Result<Created, ErpError> {
+        let req = self
+            .http
+            .post(self.url(collection(op)))
+            .header(header::CONTENT_TYPE, payload.content_type)
+            .header("Idempotency-Key", idempotency_key)
+            .body(payload.body.clone());
+        let resp = self.send(req).await?;
+        let replayed = resp.status() == StatusCode::OK;
+        let body: IdBody =
+            resp.json().await.map_err(|e| ErpError::Ambiguous(format!("unreadable create answer: {e}")))?;
+        Ok(Created { erp_id: body.id, replayed })
+    }
+
+    async fn find_by_external_ref(&self, op: Op, source_id: &str) -> Result<Option<String>, ErpError> {
+        let mut url = self.url(collection(op));
+        url.query_pairs_mut().append_pair("external_ref", source_id);
+        let resp = self.send(self.http.get(url)).await?;
+        let items: Items =
+            resp.json().await.map_err(|e| ErpError::Transient(format!("unreadable lookup answer: {e}")))?;
+        Ok(items.items.iter().find_map(|i| i.get("id").and_then(|v| v.as_str()).map(str::to_owned)))
+    }
+
+    async fn attach_pdf(&self, bill_id: &str, pdf: Vec<u8>, idempotency_key: &str) -> Result<String, ErpError> {
+        let req = self
+            .http
+            .post(self.url(&format!("bills/{bill_id}/attachments")))
+            .header(header::CONTENT_TYPE, "application/pdf")
+            .header("Idempotency-Key", idempotency_key)
+            .body(pdf);
+        let resp = self.send(req).await?;
+        let body: IdBody =
+            resp.json().await.map_err(|e| ErpError::Ambiguous(format!("unreadable attach answer: {e}")))?;
+        Ok(body.id)
+    }
+}

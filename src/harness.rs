@@ -1,0 +1,155 @@
+//! A self-contained rig: sandbox ERPs over HTTP plus a daemon on a scratch database, all
+//! in this process. The demo, the benchmarks and the integration tests run on it, so what
+//! they measure is the real daemon against a real HTTP ERP.
+
+use crate::config::{Config, ConnectionConfig};
+use crate::daemon::{Daemon, DaemonError, TestHooks};
+use crate::domain::{ConnectionId, ErpKind, Invoice, ItemState, JobId, Op};
+use crate::erp::sandbox::{Sandbox, SandboxOptions, SandboxStats};
+use crate::jobs::{self, JobRequest};
+use crate::store;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct RigSpec {
+    /// One sandbox ERP and one connection per limit.
+    pub limits: Vec<u32>,
+    /// Sandbox behaviour (its concurrency is set from `limits`).
+    pub sandbox: SandboxOptions,
+    /// Database URL; default: a fresh SQLite file in a scratch directory.
+    pub database_url: Option<String>,
+    /// Last word on the daemon's config.
+    pub tune: Box<dyn Fn(&mut Config) + Send>,
+    pub hooks: TestHooks,
+}
+
+impl Default for RigSpec {
+    fn default() -> Self {
+        RigSpec {
+            limits: vec![4],
+            sandbox: SandboxOptions::default(),
+            database_url: None,
+            tune: Box::new(|_| {}),
+            hooks: TestHooks::default(),
+        }
+    }
+}
+
+pub struct RigErp {
+    pub connection: ConnectionId,
+    pub limit: u32,
+    pub sandbox: Sandbox,
+}
+
+pub struct Rig {
+    pub daemon: Option<Daemon>,
+    pub erps: Vec<RigErp>,
+    pub config: Config,
+    scratch: Option<PathBuf>,
+}
+
+/// A scratch directory under the system temp dir, removed when the rig is dropped.
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("erpsync-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir is writable");
+    dir
+}
+
+impl Rig {
+    pub async fn start(spec: RigSpec) -> Result<Rig, DaemonError> {
+        let mut erps = Vec::new();
+        for (i, &limit) in spec.limits.iter().enumerate() {
+            let opts = SandboxOptions { concurrency: limit.into(), ..spec.sandbox.clone() };
+            let addr = "127.0.0.1:0".parse().unwrap();
+            let sandbox = Sandbox::start(addr, opts).await.map_err(|source| DaemonError::Sandbox { addr, source })?;
+            erps.push(RigErp { connection: ConnectionId::new(format!("erp{i}-limit{limit}")), limit, sandbox });
+        }
+        let scratch = spec.database_url.is_none().then(scratch_dir);
+        let mut config = Config::default();
+        config.sandbox.enabled = Some(false);
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        config.database.url = Some(match (&spec.database_url, &scratch) {
+            (Some(url), _) => url.clone(),
+            (None, Some(dir)) => format!("sqlite://{}/erpsync.db?mode=rwc", dir.display()),
+            (None, None) => unreachable!(),
+        });
+        config.queue.poll_interval_ms = NonZeroU32::new(50).unwrap();
+        config.retry.base_delay_ms = NonZeroU32::new(100).unwrap();
+        config.retry.max_delay_secs = NonZeroU32::new(2).unwrap();
+        config.connections = erps
+            .iter()
+            .map(|e| {
+                let mut c = ConnectionConfig::new(e.connection.as_str(), ErpKind::GenericRest, &e.sandbox.base_url());
+                c.max_concurrency = NonZeroU32::new(e.limit);
+                c
+            })
+            .collect();
+        (spec.tune)(&mut config);
+        let daemon = Daemon::start_with(config.clone(), spec.hooks).await?;
+        Ok(Rig { daemon: Some(daemon), erps, config, scratch })
+    }
+
+    pub fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("the rig's daemon is running")
+    }
+
+    /// Starts a new daemon on the same database and ERPs (after `kill` or `shutdown`).
+    pub async fn restart(&mut self, hooks: TestHooks) -> Result<(), DaemonError> {
+        self.daemon = Some(Daemon::start_with(self.config.clone(), hooks).await?);
+        Ok(())
+    }
+
+    pub async fn submit(&self, erp: usize, invoices: &[Invoice]) -> Result<JobId, jobs::SubmitError> {
+        let req = JobRequest {
+            connection_id: self.erps[erp].connection.clone(),
+            op: Op::ExportInvoice,
+            documents: invoices.iter().map(|i| serde_json::to_value(i).expect("invoices serialize")).collect(),
+        };
+        Ok(jobs::submit(self.daemon().ctx(), req).await?.job_id)
+    }
+
+    /// Item counts by state, over every job.
+    pub async fn counts(&self) -> Vec<(ItemState, u64)> {
+        store::state_counts(&self.daemon().ctx().db).await.unwrap_or_default()
+    }
+
+    /// Waits until every item is terminal; returns the counts, or the last counts seen if
+    /// the deadline passes first.
+    pub async fn wait_terminal(&self, deadline: Duration) -> Result<Vec<(ItemState, u64)>, Vec<(ItemState, u64)>> {
+        let until = Instant::now() + deadline;
+        loop {
+            let counts = self.counts().await;
+            if counts.iter().all(|(s, n)| s.is_terminal() || *n == 0) && counts.iter().any(|(_, n)| *n > 0) {
+                return Ok(counts);
+            }
+            if Instant::now() > until {
+                return Err(counts);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn stats(&self) -> Vec<SandboxStats> {
+        self.erps.iter().map(|e| e.sandbox.stats()).collect()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.shutdown().await;
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Count of items in `state`.
+pub fn count(counts: &[(ItemState, u64)], state: ItemState) -> u64 {
+    counts.iter().filter(|(s, _)| *s == state).map(|(_, n)| n).sum()
+}

@@ -1,0 +1,132 @@
+//! Accepting a job: check it, record it with its items (through the StatusActor), put one
+//! message per item on the queue, and answer. Used by `POST /v1/jobs` and by the in-process
+//! demo and benchmarks alike.
+
+use crate::actors::Ctx;
+use crate::actors::status::StatusMsg;
+use crate::domain::{ConnectionId, Invoice, ItemId, JobId, Op, Payment, PurchaseOrder};
+use crate::queue::envelope::{ENVELOPE_VERSION, MAX_BODY_BYTES};
+use crate::queue::{Envelope, Outgoing};
+use crate::store::{NewItem, NewJob};
+use crate::telemetry;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Documents larger than this travel by reference (the stored payload) instead of inline.
+const INLINE_LIMIT: usize = MAX_BODY_BYTES / 4;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub connection_id: ConnectionId,
+    pub op: Op,
+    pub documents: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobAccepted {
+    pub job_id: JobId,
+    pub items: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("unknown connection {0:?}")]
+    UnknownConnection(String),
+    #[error("a job needs at least one document")]
+    Empty,
+    #[error("a job holds at most {max} documents, got {got}")]
+    TooMany { max: usize, got: usize },
+    #[error("invalid documents: {}", .0.join("; "))]
+    InvalidDocuments(Vec<String>),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    #[error("could not record the job: {0}")]
+    Store(String),
+}
+
+impl SubmitError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SubmitError::UnknownConnection(_) => "unknown_connection",
+            SubmitError::Empty => "empty_job",
+            SubmitError::TooMany { .. } => "too_many_documents",
+            SubmitError::InvalidDocuments(_) => "invalid_documents",
+            SubmitError::ShuttingDown => "shutting_down",
+            SubmitError::Store(_) => "store",
+        }
+    }
+}
+
+pub const MAX_DOCUMENTS: usize = 10_000;
+
+/// The source id of a document of `op`, or why the document cannot be read.
+fn source_id(op: Op, doc: &serde_json::Value) -> Result<String, String> {
+    let id = match op {
+        Op::ExportInvoice => serde_json::from_value::<Invoice>(doc.clone()).map(|d| d.source_id),
+        Op::ExportPurchaseOrder => serde_json::from_value::<PurchaseOrder>(doc.clone()).map(|d| d.source_id),
+        Op::ExportPayment => serde_json::from_value::<Payment>(doc.clone()).map(|d| d.source_id),
+    };
+    id.map_err(|e| e.to_string())
+}
+
+pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitError> {
+    if ctx.shutdown.is_cancelled() {
+        return Err(SubmitError::ShuttingDown);
+    }
+    if !ctx.connectors.contains_key(&req.connection_id) {
+        return Err(SubmitError::UnknownConnection(req.connection_id.to_string()));
+    }
+    if req.documents.is_empty() {
+        return Err(SubmitError::Empty);
+    }
+    if req.documents.len() > MAX_DOCUMENTS {
+        return Err(SubmitError::TooMany { max: MAX_DOCUMENTS, got: req.documents.len() });
+    }
+    let mut items = Vec::with_capacity(req.documents.len());
+    let mut problems = Vec::new();
+    for (i, doc) in req.documents.into_iter().enumerate() {
+        match source_id(req.op, &doc) {
+            Ok(source_id) => items.push(NewItem { id: ItemId::new(), source_id, payload: doc }),
+            Err(e) => problems.push(format!("documents[{i}]: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(SubmitError::InvalidDocuments(problems));
+    }
+    let job = NewJob { id: JobId::new(), connection_id: req.connection_id.clone(), op: req.op, items };
+    let status = ctx.lookup::<StatusMsg>("status").ok_or(SubmitError::ShuttingDown)?;
+    let messages: Vec<Outgoing> = job
+        .items
+        .iter()
+        .map(|it| {
+            let inline = it.payload.to_string().len() <= INLINE_LIMIT;
+            let env = Envelope {
+                v: ENVELOPE_VERSION,
+                job_id: job.id,
+                item_id: it.id,
+                connection_id: job.connection_id.clone(),
+                op: job.op,
+                payload: inline.then(|| it.payload.clone()),
+                payload_ref: (!inline).then(|| it.id.to_string()),
+            };
+            Outgoing { body: env.encode(), group: Some(job.connection_id.to_string()), delay: Duration::ZERO }
+        })
+        .collect();
+    let ids: Vec<ItemId> = job.items.iter().map(|i| i.id).collect();
+    let accepted = JobAccepted { job_id: job.id, items: ids.len() };
+    match status.call(|r| StatusMsg::CreateJob(job, r), Some(Duration::from_secs(30))).await {
+        Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
+        Ok(ractor::rpc::CallResult::Success(Err(e))) => return Err(SubmitError::Store(e)),
+        _ => return Err(SubmitError::Store("the status writer did not answer".into())),
+    }
+    metrics::counter!(telemetry::JOBS_CREATED).increment(1);
+    // The job is durable from here on: if sending fails, the outbox sweep sends later.
+    match ctx.queue.send(messages).await {
+        Ok(()) => {
+            let _ = status.send_message(StatusMsg::MarkEnqueued(ids));
+        }
+        Err(e) => tracing::warn!(job_id = %accepted.job_id, error = %e, "enqueue failed; the outbox will retry"),
+    }
+    Ok(accepted)
+}

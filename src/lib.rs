@@ -1,0 +1,20 @@
+//! erpsync: asynchronous accounts-payable ↔ ERP synchronization.
+//!
+//! `main.rs` only parses the command line; everything lives here so tests, the demo and the
+//! benchmarks can run the daemon in-process.
+
+pub mod actors;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod erp;
+pub mod harness;
+pub mod http;
+pub mod jobs;
+pub mod limits;
+pub mod pipeline;
+pub mod queue;
+pub mod samples;
+pub mod store;
+pub mod telemetry;
+pub mod util;

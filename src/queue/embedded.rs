@@ -1,0 +1,289 @@
+//! The embedded queue: a table in the daemon's own SQL database, with the semantics of SQS.
+//!
+//! A receipt handle is `<message id>.<receive count>`: every receive bumps the count, so a
+//! handle from an earlier receive no longer matches and cannot delete or extend the message
+//! (exactly SQS's "stale receipt handle" rule). Receiving is a single
+//! `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …` statement; on PostgreSQL the inner
+//! select takes `FOR UPDATE SKIP LOCKED`, so several daemons never get the same message
+//! while its visibility lasts. SQLite serialises writers, which gives the same guarantee.
+
+use super::{
+    DeadLetter, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received,
+};
+use crate::util::now_ms;
+use async_trait::async_trait;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub struct EmbeddedQueue {
+    db: DatabaseConnection,
+    /// Queue name, so one table can hold several queues (and tests can share a database).
+    name: String,
+    max_receives: u32,
+    poll_interval: Duration,
+    activity: Arc<Notify>,
+}
+
+fn storage(e: DbErr) -> QueueError {
+    QueueError::Storage(e.to_string())
+}
+
+fn parse_receipt(r: &ReceiptHandle) -> Result<(i64, i32), QueueError> {
+    let bad = || QueueError::BadReceipt(r.0.clone());
+    let (id, count) = r.0.split_once('.').ok_or_else(bad)?;
+    Ok((id.parse().map_err(|_| bad())?, count.parse().map_err(|_| bad())?))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl EmbeddedQueue {
+    pub fn new(db: DatabaseConnection, name: &str, max_receives: u32, poll_interval: Duration) -> Self {
+        EmbeddedQueue { db, name: name.to_owned(), max_receives, poll_interval, activity: Arc::new(Notify::new()) }
+    }
+
+    fn backend_kind(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(self.backend_kind(), sql, values)
+    }
+
+    /// Moves visible messages that were already received `max_receives` times to the
+    /// dead-letter store, as SQS's redrive policy does on the next receive.
+    async fn redrive_exhausted(&self, now: i64) -> Result<Vec<DeadLetter>, QueueError> {
+        let reason = format!("received {} times without being deleted (max_receives)", self.max_receives);
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "UPDATE queue_messages SET dead_at_ms = $1, dead_reason = $2 \
+                 WHERE queue = $3 AND dead_at_ms IS NULL AND visible_at_ms <= $1 AND receive_count >= $4 \
+                 RETURNING id, body, receive_count",
+                vec![now.into(), reason.clone().into(), self.name.clone().into(), (self.max_receives as i32).into()],
+            ))
+            .await
+            .map_err(storage)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    message_id: r.try_get_by_index::<i64>(0)?.to_string(),
+                    body: r.try_get_by_index(1)?,
+                    reason: reason.clone(),
+                    dead_at_ms: now,
+                    receive_count: r.try_get_by_index::<i32>(2)? as u32,
+                })
+            })
+            .collect::<Result<_, DbErr>>()
+            .map_err(storage)
+    }
+
+    async fn receive_now(&self, req: &ReceiveRequest<'_>) -> Result<ReceiveBatch, QueueError> {
+        let now = now_ms();
+        let dead_lettered = self.redrive_exhausted(now).await?;
+        let lock = if self.backend_kind() == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let mut values: Vec<Value> = vec![
+            (now + ms(req.visibility)).into(),
+            self.name.clone().into(),
+            now.into(),
+            (req.max_messages as i64).into(),
+        ];
+        let group_filter = match req.group {
+            Some(g) => {
+                values.push(g.to_owned().into());
+                " AND group_id = $5"
+            }
+            None => "",
+        };
+        let sql = format!(
+            "UPDATE queue_messages SET visible_at_ms = $1, receive_count = receive_count + 1 \
+             WHERE id IN (SELECT id FROM queue_messages \
+                 WHERE queue = $2 AND dead_at_ms IS NULL AND visible_at_ms <= $3{group_filter} \
+                 ORDER BY visible_at_ms, id LIMIT $4{lock}) \
+             RETURNING id, body, group_id, receive_count"
+        );
+        let rows = self.db.query_all_raw(self.stmt(&sql, values)).await.map_err(storage)?;
+        let mut messages = rows
+            .iter()
+            .map(|r| {
+                let id: i64 = r.try_get_by_index(0)?;
+                let count: i32 = r.try_get_by_index(3)?;
+                Ok(Received {
+                    message_id: id.to_string(),
+                    receipt: ReceiptHandle(format!("{id}.{count}")),
+                    body: r.try_get_by_index(1)?,
+                    group: r.try_get_by_index(2)?,
+                    receive_count: count as u32,
+                })
+            })
+            .collect::<Result<Vec<_>, DbErr>>()
+            .map_err(storage)?;
+        messages.sort_by_key(|m| m.message_id.parse::<i64>().unwrap_or(0));
+        Ok(ReceiveBatch { messages, dead_lettered })
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn can_receive_by_group(&self) -> bool {
+        true
+    }
+
+    fn activity(&self) -> Option<Arc<Notify>> {
+        Some(self.activity.clone())
+    }
+
+    async fn send(&self, messages: Vec<Outgoing>) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        // Multi-row inserts in chunks keep each statement under the bind-parameter limits.
+        for chunk in messages.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO queue_messages (queue, group_id, body, sent_at_ms, visible_at_ms, receive_count) VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+            for (i, m) in chunk.iter().enumerate() {
+                let b = i * 5;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, 0)", b + 1, b + 2, b + 3, b + 4, b + 5));
+                values.extend([
+                    self.name.clone().into(),
+                    m.group.clone().into(),
+                    m.body.clone().into(),
+                    now.into(),
+                    (now + ms(m.delay)).into(),
+                ]);
+            }
+            self.db.execute_raw(self.stmt(&sql, values)).await.map_err(storage)?;
+        }
+        self.activity.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(&self, req: ReceiveRequest<'_>) -> Result<ReceiveBatch, QueueError> {
+        let deadline = tokio::time::Instant::now() + req.wait;
+        loop {
+            // Register interest before looking, so a send in between is not missed.
+            let notified = self.activity.notified();
+            let batch = self.receive_now(&req).await?;
+            let now = tokio::time::Instant::now();
+            if !batch.messages.is_empty() || !batch.dead_lettered.is_empty() || now >= deadline {
+                return Ok(batch);
+            }
+            // Other processes' sends are only seen by looking again.
+            let _ = tokio::time::timeout(self.poll_interval.min(deadline - now), notified).await;
+        }
+    }
+
+    async fn delete(&self, receipt: &ReceiptHandle) -> Result<bool, QueueError> {
+        let (id, count) = parse_receipt(receipt)?;
+        let res = self
+            .db
+            .execute_raw(self.stmt(
+                "DELETE FROM queue_messages WHERE id = $1 AND receive_count = $2 AND dead_at_ms IS NULL",
+                vec![id.into(), count.into()],
+            ))
+            .await
+            .map_err(storage)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn change_visibility(&self, entries: &[(ReceiptHandle, Duration)]) -> Result<Vec<bool>, QueueError> {
+        let now = now_ms();
+        let txn = self.db.begin().await.map_err(storage)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (receipt, after) in entries {
+            let (id, count) = parse_receipt(receipt)?;
+            let res = txn
+                .execute_raw(self.stmt(
+                    "UPDATE queue_messages SET visible_at_ms = $1 \
+                     WHERE id = $2 AND receive_count = $3 AND dead_at_ms IS NULL",
+                    vec![(now + ms(*after)).into(), id.into(), count.into()],
+                ))
+                .await
+                .map_err(storage)?;
+            out.push(res.rows_affected() == 1);
+        }
+        txn.commit().await.map_err(storage)?;
+        if entries.iter().any(|(_, d)| d.is_zero()) {
+            self.activity.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn dead_letter(&self, receipt: &ReceiptHandle, reason: &str) -> Result<bool, QueueError> {
+        let (id, count) = parse_receipt(receipt)?;
+        let res = self
+            .db
+            .execute_raw(self.stmt(
+                "UPDATE queue_messages SET dead_at_ms = $1, dead_reason = $2 \
+                 WHERE id = $3 AND receive_count = $4 AND dead_at_ms IS NULL",
+                vec![now_ms().into(), reason.to_owned().into(), id.into(), count.into()],
+            ))
+            .await
+            .map_err(storage)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let now = now_ms();
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT \
+                   COALESCE(SUM(CASE WHEN dead_at_ms IS NULL AND visible_at_ms <= $1 THEN 1 ELSE 0 END), 0), \
+                   COALESCE(SUM(CASE WHEN dead_at_ms IS NULL AND visible_at_ms > $1 AND receive_count > 0 THEN 1 ELSE 0 END), 0), \
+                   COALESCE(SUM(CASE WHEN dead_at_ms IS NULL AND visible_at_ms > $1 AND receive_count = 0 THEN 1 ELSE 0 END), 0), \
+                   COALESCE(SUM(CASE WHEN dead_at_ms IS NOT NULL THEN 1 ELSE 0 END), 0), \
+                   COALESCE(MIN(CASE WHEN dead_at_ms IS NULL THEN sent_at_ms END), $1) \
+                 FROM queue_messages WHERE queue = $2",
+                vec![now.into(), self.name.clone().into()],
+            ))
+            .await
+            .map_err(storage)?
+            .ok_or_else(|| QueueError::Storage("depth query returned no row".into()))?;
+        let get = |i| row.try_get_by_index::<i64>(i).map(|v| v.max(0) as u64).map_err(storage);
+        Ok(QueueDepth {
+            visible: get(0)?,
+            in_flight: get(1)?,
+            delayed: get(2)?,
+            dead_lettered: get(3)?,
+            oldest_age_secs: ((now as u64).saturating_sub(get(4)?)) / 1000,
+        })
+    }
+
+    async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>, QueueError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT id, body, dead_reason, dead_at_ms, receive_count FROM queue_messages \
+                 WHERE queue = $1 AND dead_at_ms IS NOT NULL ORDER BY dead_at_ms DESC, id DESC LIMIT $2",
+                vec![self.name.clone().into(), (limit as i64).into()],
+            ))
+            .await
+            .map_err(storage)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    message_id: r.try_get_by_index::<i64>(0)?.to_string(),
+                    body: r.try_get_by_index(1)?,
+                    reason: r.try_get_by_index::<Option<String>>(2)?.unwrap_or_default(),
+                    dead_at_ms: r.try_get_by_index(3)?,
+                    receive_count: r.try_get_by_index::<i32>(4)? as u32,
+                })
+            })
+            .collect::<Result<_, DbErr>>()
+            .map_err(storage)
+    }
+}

@@ -1,0 +1,129 @@
+//! The work queue: one trait with SQS semantics (visibility timeout, receipt handles,
+//! receive counts, delays, dead-letter after `max_receives`) and its backends.
+//!
+//! The embedded backend can also receive *for one group* (connection): the poller then asks
+//! each connection's share of the queue for exactly as many messages as that connection has
+//! room for, so a connection with a huge backlog cannot starve another one. Backends that
+//! cannot filter (SQS) receive everything and the poller returns what it cannot place.
+
+pub mod embedded;
+pub mod envelope;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub use envelope::{Envelope, EnvelopeError};
+
+/// Identifies one *receive* of a message. A newer receive of the same message makes older
+/// handles stale: they can no longer delete or extend it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReceiptHandle(pub String);
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub body: String,
+    /// Routing group (the connection id); FIFO queues order within it.
+    pub group: Option<String>,
+    pub delay: Duration,
+}
+
+/// A received message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt: ReceiptHandle,
+    pub body: String,
+    pub group: Option<String>,
+    /// How many times this message has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// A message in the dead-letter store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub body: String,
+    pub reason: String,
+    pub dead_at_ms: i64,
+    pub receive_count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiveRequest<'a> {
+    pub max_messages: usize,
+    /// Long-poll: wait up to this long for a first message.
+    pub wait: Duration,
+    pub visibility: Duration,
+    /// Only messages of this group (backends with `can_receive_by_group`).
+    pub group: Option<&'a str>,
+}
+
+/// What a receive call returned, including messages it moved to the dead-letter store
+/// because they had been received `max_receives` times already.
+#[derive(Debug, Default)]
+pub struct ReceiveBatch {
+    pub messages: Vec<Received>,
+    pub dead_lettered: Vec<DeadLetter>,
+}
+
+/// Approximate counts, as SQS reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    pub dead_lettered: u64,
+    /// Age of the oldest live message, in seconds.
+    pub oldest_age_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue storage error: {0}")]
+    Storage(String),
+    #[error("invalid receipt handle {0:?}")]
+    BadReceipt(String),
+}
+
+impl QueueError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueueError::Storage(_) => "storage",
+            QueueError::BadReceipt(_) => "bad_receipt",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// `embedded` or `sqs`: a metric label.
+    fn backend(&self) -> &'static str;
+
+    /// Whether `ReceiveRequest::group` is honoured.
+    fn can_receive_by_group(&self) -> bool;
+
+    /// Fired when a message is sent from this process, so long-polls wake at once.
+    fn activity(&self) -> Option<Arc<Notify>>;
+
+    async fn send(&self, messages: Vec<Outgoing>) -> Result<(), QueueError>;
+
+    async fn receive(&self, req: ReceiveRequest<'_>) -> Result<ReceiveBatch, QueueError>;
+
+    /// Deletes a message; false when the handle is stale (the message was received again).
+    async fn delete(&self, receipt: &ReceiptHandle) -> Result<bool, QueueError>;
+
+    /// Makes each message visible again after its duration (zero: now). Returns, per entry,
+    /// whether the handle was still current.
+    async fn change_visibility(&self, entries: &[(ReceiptHandle, Duration)]) -> Result<Vec<bool>, QueueError>;
+
+    /// Moves a received message to the dead-letter store with a reason.
+    async fn dead_letter(&self, receipt: &ReceiptHandle, reason: &str) -> Result<bool, QueueError>;
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+
+    /// The newest dead letters first.
+    async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>, QueueError>;
+}

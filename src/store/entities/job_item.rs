@@ -1,0 +1,31 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "job_items")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub job_id: String,
+    pub connection_id: String,
+    pub op: String,
+    pub source_id: String,
+    /// The document as JSON.
+    #[sea_orm(column_type = "Text")]
+    pub payload: String,
+    pub state: String,
+    pub attempts: i32,
+    pub erp_id: Option<String>,
+    pub error_kind: Option<String>,
+    pub error_code: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error_message: Option<String>,
+    /// False until the item's message is on the queue (the outbox flag).
+    pub enqueued: bool,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,14 @@
+//! Schema migrations, as code. They run at start-up and with `erpsync migrate`.
+
+mod m0001_initial;
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

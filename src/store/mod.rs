@@ -1,0 +1,417 @@
+//! Storage over sea-orm: SQLite (embedded default, one file) or PostgreSQL, chosen by URL.
+//! The StatusActor is the only writer of job and item state; everything else here reads.
+
+pub mod entities;
+pub mod migration;
+
+use crate::domain::{ConnectionId, ItemId, ItemState, JobId, JobState, Op};
+use crate::util::now_ms;
+use entities::{erp_ref, item_event, job, job_item};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {url}: {source}")]
+    Connect { url: String, source: DbErr },
+    #[error("migration failed: {0}")]
+    Migrate(DbErr),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Connect { .. } => "connect",
+            StoreError::Migrate(_) => "migrate",
+            StoreError::Db(_) => "db",
+            StoreError::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
+/// Hides the password of a database URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the database (creating the SQLite file's directory if needed).
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or("");
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Connect {
+                url: url.to_owned(),
+                source: DbErr::Custom(format!("cannot create {}: {e}", dir.display())),
+            })?;
+        }
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            // WAL lets readers run beside the single writer; NORMAL sync is durable across
+            // process crashes (the failure we design for) at a fraction of FULL's cost.
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    Database::connect(opts).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    migration::Migrator::up(db, None).await.map_err(StoreError::Migrate)
+}
+
+/// A job to record, with its items.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    pub connection_id: ConnectionId,
+    pub op: Op,
+    pub items: Vec<NewItem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub id: ItemId,
+    pub source_id: String,
+    pub payload: serde_json::Value,
+}
+
+/// A change of one item's state, applied by the StatusActor.
+#[derive(Debug, Clone)]
+pub struct ItemUpdate {
+    pub item_id: ItemId,
+    pub state: ItemState,
+    pub attempt: u32,
+    pub erp_id: Option<String>,
+    pub error: Option<ItemError>,
+    /// Ledger entries to record with this update: (doc kind, source id, ERP id).
+    pub ledger: Vec<(String, String, String)>,
+    pub connection_id: ConnectionId,
+    /// A line for the item's timeline.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemError {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemSummary {
+    pub item_id: String,
+    pub source_id: String,
+    pub state: ItemState,
+    pub attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erp_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    pub job_id: String,
+    pub connection_id: String,
+    pub op: String,
+    pub state: JobState,
+    pub total_items: i32,
+    pub created_at_ms: i64,
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub items: Vec<ItemSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemEventRow {
+    pub at_ms: i64,
+    pub state: String,
+    pub attempt: i32,
+    pub detail: Option<String>,
+}
+
+fn parse_state(s: &str) -> Result<ItemState, StoreError> {
+    ItemState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown item state {s:?}")))
+}
+
+/// Terminal states are final: no update may move an item out of one.
+fn not_terminal() -> sea_orm::Condition {
+    sea_orm::Condition::all().add(job_item::Column::State.is_not_in([
+        ItemState::Succeeded.as_str(),
+        ItemState::Failed.as_str(),
+        ItemState::DeadLettered.as_str(),
+    ]))
+}
+
+/// Writes: called by the StatusActor only.
+pub async fn insert_job(db: &DatabaseConnection, job: &NewJob) -> Result<(), StoreError> {
+    let now = now_ms();
+    let txn = db.begin().await?;
+    job::Entity::insert(job::ActiveModel {
+        id: Set(job.id.to_string()),
+        connection_id: Set(job.connection_id.to_string()),
+        op: Set(job.op.as_str().to_owned()),
+        total_items: Set(job.items.len() as i32),
+        created_at_ms: Set(now),
+    })
+    .exec(&txn)
+    .await?;
+    for chunk in job.items.chunks(200) {
+        job_item::Entity::insert_many(chunk.iter().map(|it| job_item::ActiveModel {
+            id: Set(it.id.to_string()),
+            job_id: Set(job.id.to_string()),
+            connection_id: Set(job.connection_id.to_string()),
+            op: Set(job.op.as_str().to_owned()),
+            source_id: Set(it.source_id.clone()),
+            payload: Set(it.payload.to_string()),
+            state: Set(ItemState::Queued.as_str().to_owned()),
+            attempts: Set(0),
+            erp_id: Set(None),
+            error_kind: Set(None),
+            error_code: Set(None),
+            error_message: Set(None),
+            enqueued: Set(false),
+            created_at_ms: Set(now),
+            updated_at_ms: Set(now),
+        }))
+        .exec(&txn)
+        .await?;
+        item_event::Entity::insert_many(chunk.iter().map(|it| item_event::ActiveModel {
+            item_id: Set(it.id.to_string()),
+            at_ms: Set(now),
+            state: Set(ItemState::Queued.as_str().to_owned()),
+            attempt: Set(0),
+            detail: Set(None),
+            ..Default::default()
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn mark_enqueued(db: &DatabaseConnection, items: &[ItemId]) -> Result<(), StoreError> {
+    for chunk in items.chunks(500) {
+        job_item::Entity::update_many()
+            .col_expr(job_item::Column::Enqueued, Expr::value(true))
+            .filter(job_item::Column::Id.is_in(chunk.iter().map(|i| i.to_string())))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Applies a batch of updates in one transaction. Returns, per update, whether it took
+/// effect (false when the item was already terminal or is unknown).
+pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> Result<Vec<bool>, StoreError> {
+    let now = now_ms();
+    let txn = db.begin().await?;
+    let mut applied = Vec::with_capacity(updates.len());
+    let mut events = Vec::new();
+    let mut refs = Vec::new();
+    for u in updates {
+        let (kind, code, message) = match &u.error {
+            Some(e) => (Some(e.kind.clone()), e.code.clone(), Some(e.message.clone())),
+            None => (None, None, None),
+        };
+        let res = job_item::Entity::update_many()
+            .col_expr(job_item::Column::State, Expr::value(u.state.as_str()))
+            .col_expr(job_item::Column::Attempts, Expr::value(u.attempt as i32))
+            .col_expr(job_item::Column::ErpId, Expr::value(u.erp_id.clone()))
+            .col_expr(job_item::Column::ErrorKind, Expr::value(kind))
+            .col_expr(job_item::Column::ErrorCode, Expr::value(code))
+            .col_expr(job_item::Column::ErrorMessage, Expr::value(message))
+            .col_expr(job_item::Column::UpdatedAtMs, Expr::value(now))
+            .filter(job_item::Column::Id.eq(u.item_id.to_string()))
+            .filter(not_terminal())
+            .exec(&txn)
+            .await?;
+        let ok = res.rows_affected == 1;
+        applied.push(ok);
+        // Ledger entries are facts about the ERP: record them even when the item itself
+        // was already terminal, so a later duplicate never creates again.
+        for (kind, source, erp_id) in &u.ledger {
+            refs.push(erp_ref::ActiveModel {
+                connection_id: Set(u.connection_id.to_string()),
+                doc_kind: Set(kind.clone()),
+                source_id: Set(source.clone()),
+                erp_id: Set(erp_id.clone()),
+                item_id: Set(u.item_id.to_string()),
+                created_at_ms: Set(now),
+            });
+        }
+        if ok {
+            events.push(item_event::ActiveModel {
+                item_id: Set(u.item_id.to_string()),
+                at_ms: Set(now),
+                state: Set(u.state.as_str().to_owned()),
+                attempt: Set(u.attempt as i32),
+                detail: Set(u.detail.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    for chunk in refs.chunks(200) {
+        erp_ref::Entity::insert_many(chunk.to_vec())
+            .on_conflict_do_nothing_on([
+                erp_ref::Column::ConnectionId,
+                erp_ref::Column::DocKind,
+                erp_ref::Column::SourceId,
+            ])
+            .exec(&txn)
+            .await?;
+    }
+    for chunk in events.chunks(200) {
+        item_event::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(applied)
+}
+
+/// Reads.
+pub async fn item(db: &DatabaseConnection, id: &ItemId) -> Result<Option<job_item::Model>, StoreError> {
+    Ok(job_item::Entity::find_by_id(id.to_string()).one(db).await?)
+}
+
+pub async fn ledger_lookup(
+    db: &DatabaseConnection,
+    connection: &ConnectionId,
+    doc_kind: &str,
+    source_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(erp_ref::Entity::find_by_id((connection.to_string(), doc_kind.to_owned(), source_id.to_owned()))
+        .one(db)
+        .await?
+        .map(|r| r.erp_id))
+}
+
+/// Exported invoices of one vendor on one connection: the open bills a payment can pay.
+pub async fn exported_invoices(
+    db: &DatabaseConnection,
+    connection: &ConnectionId,
+) -> Result<Vec<job_item::Model>, StoreError> {
+    Ok(job_item::Entity::find()
+        .filter(job_item::Column::ConnectionId.eq(connection.to_string()))
+        .filter(job_item::Column::Op.eq(Op::ExportInvoice.as_str()))
+        .filter(job_item::Column::State.eq(ItemState::Succeeded.as_str()))
+        .all(db)
+        .await?)
+}
+
+/// Items recorded but never sent to the queue, older than `age` (the outbox).
+pub async fn unsent_items(
+    db: &DatabaseConnection,
+    age: Duration,
+    limit: u64,
+) -> Result<Vec<job_item::Model>, StoreError> {
+    Ok(job_item::Entity::find()
+        .filter(job_item::Column::Enqueued.eq(false))
+        .filter(job_item::Column::CreatedAtMs.lte(now_ms() - age.as_millis() as i64))
+        .order_by_asc(job_item::Column::CreatedAtMs)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+pub async fn job_summary(db: &DatabaseConnection, id: &JobId) -> Result<Option<JobSummary>, StoreError> {
+    let Some(job) = job::Entity::find_by_id(id.to_string()).one(db).await? else { return Ok(None) };
+    let items = job_item::Entity::find()
+        .filter(job_item::Column::JobId.eq(id.to_string()))
+        .order_by_asc(job_item::Column::Id)
+        .all(db)
+        .await?;
+    let mut counts: std::collections::BTreeMap<String, u64> =
+        ItemState::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+    let mut summaries = Vec::with_capacity(items.len());
+    let mut pairs = Vec::new();
+    for it in items {
+        let state = parse_state(&it.state)?;
+        *counts.entry(state.as_str().to_owned()).or_default() += 1;
+        pairs.push((state, 1));
+        summaries.push(ItemSummary {
+            item_id: it.id,
+            source_id: it.source_id,
+            state,
+            attempts: it.attempts,
+            erp_id: it.erp_id,
+            error: it.error_kind.map(|kind| ItemError {
+                kind,
+                code: it.error_code,
+                message: it.error_message.unwrap_or_default(),
+            }),
+        });
+    }
+    Ok(Some(JobSummary {
+        job_id: job.id,
+        connection_id: job.connection_id,
+        op: job.op,
+        state: JobState::derive(&pairs),
+        total_items: job.total_items,
+        created_at_ms: job.created_at_ms,
+        counts,
+        items: summaries,
+    }))
+}
+
+pub async fn item_events(db: &DatabaseConnection, id: &ItemId) -> Result<Vec<ItemEventRow>, StoreError> {
+    Ok(item_event::Entity::find()
+        .filter(item_event::Column::ItemId.eq(id.to_string()))
+        .order_by_asc(item_event::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|e| ItemEventRow { at_ms: e.at_ms, state: e.state, attempt: e.attempt, detail: e.detail })
+        .collect())
+}
+
+/// Item counts per state over the whole database (tests, demo summaries).
+pub async fn state_counts(db: &DatabaseConnection) -> Result<Vec<(ItemState, u64)>, StoreError> {
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT state, COUNT(*) FROM job_items GROUP BY state",
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let s: String = r.try_get_by_index(0)?;
+            let n: i64 = r.try_get_by_index(1)?;
+            Ok((parse_state(&s)?, n as u64))
+        })
+        .collect()
+}
+
+/// The stored documents of a job, in item order.
+pub async fn job_payloads(db: &DatabaseConnection, id: &JobId) -> Result<Vec<String>, StoreError> {
+    Ok(job_item::Entity::find()
+        .filter(job_item::Column::JobId.eq(id.to_string()))
+        .order_by_asc(job_item::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|i| i.payload)
+        .collect())
+}

@@ -1,0 +1,87 @@
+//! Every metric name in one place, the Prometheus recorder, and tracing set-up.
+//!
+//! Label values are bounded: ERP kinds, ops, stages, outcomes, error kinds, actor kinds and
+//! configured connection ids — never document ids or error text.
+
+use crate::config::{LogConfig, LogFormat};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const BUILD_INFO: &str = "erpsync_build_info";
+pub const ITEMS: &str = "erpsync_items_total";
+pub const RETRIES: &str = "erpsync_retries_total";
+pub const THROTTLED: &str = "erpsync_erp_throttled_total";
+pub const ERP_REQUEST_SECONDS: &str = "erpsync_erp_request_duration_seconds";
+pub const STAGE_SECONDS: &str = "erpsync_stage_duration_seconds";
+pub const QUEUE_RECEIVED: &str = "erpsync_queue_messages_received_total";
+pub const QUEUE_DELETED: &str = "erpsync_queue_messages_deleted_total";
+pub const QUEUE_DEAD_LETTERED: &str = "erpsync_queue_messages_dead_lettered_total";
+pub const QUEUE_DEPTH: &str = "erpsync_queue_depth_messages";
+pub const QUEUE_OLDEST_AGE: &str = "erpsync_queue_oldest_message_age_seconds";
+pub const CONNECTION_IN_FLIGHT: &str = "erpsync_connection_in_flight_calls";
+pub const CONNECTION_LIMIT: &str = "erpsync_connection_concurrency_limit";
+pub const ACTOR_RESTARTS: &str = "erpsync_actor_restarts_total";
+pub const STATUS_BATCH_SIZE: &str = "erpsync_status_write_batch_size";
+pub const STATUS_WRITE_SECONDS: &str = "erpsync_status_write_duration_seconds";
+pub const JOBS_CREATED: &str = "erpsync_jobs_created_total";
+
+/// ERP calls: 10 ms to 2 min.
+const ERP_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+/// Pipeline stages are CPU work: 0.1 ms to 5 s.
+const STAGE_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+const WRITE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (rendering is done by
+/// the daemon's own HTTP server, so the exporter's listener is never started).
+pub fn metrics_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(ERP_REQUEST_SECONDS.into()), ERP_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STAGE_SECONDS.into()), STAGE_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_WRITE_SECONDS.into()), WRITE_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_BATCH_SIZE.into()), BATCH_BUCKETS))
+                .expect("bucket lists are non-empty")
+                .install_recorder()
+                .expect("the metrics recorder is installed once per process");
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(BUILD_INFO, "Build information; always 1.");
+    describe_counter!(ITEMS, "Work items that reached a terminal state, by ERP kind, op and outcome.");
+    describe_counter!(RETRIES, "Transient failures rescheduled with backoff, by ERP kind and error kind.");
+    describe_counter!(THROTTLED, "ERP answers saying we were over its concurrency or rate limit.");
+    describe_histogram!(ERP_REQUEST_SECONDS, Unit::Seconds, "ERP request latency by ERP kind and outcome.");
+    describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Pipeline stage duration by stage.");
+    describe_counter!(QUEUE_RECEIVED, "Messages received from the queue.");
+    describe_counter!(QUEUE_DELETED, "Messages deleted after their outcome was recorded.");
+    describe_counter!(QUEUE_DEAD_LETTERED, "Messages moved to the dead-letter store, by reason kind.");
+    describe_gauge!(QUEUE_DEPTH, "Messages in the queue by state (visible, in_flight, delayed, dead_lettered).");
+    describe_gauge!(QUEUE_OLDEST_AGE, Unit::Seconds, "Age of the oldest live message.");
+    describe_gauge!(CONNECTION_IN_FLIGHT, "ERP calls in flight per connection.");
+    describe_gauge!(CONNECTION_LIMIT, "Concurrency limit per connection.");
+    describe_counter!(ACTOR_RESTARTS, "Actor restarts by supervisors, by actor kind.");
+    describe_histogram!(STATUS_BATCH_SIZE, "Item updates written per StatusActor transaction.");
+    describe_histogram!(STATUS_WRITE_SECONDS, Unit::Seconds, "StatusActor transaction latency.");
+    describe_counter!(JOBS_CREATED, "Jobs accepted by the API.");
+}
+
+/// Sets up tracing once per process; later calls are no-ops (tests start many daemons).
+pub fn init_tracing(cfg: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ERPSYNC_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
