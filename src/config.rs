@@ -149,6 +149,13 @@ pub struct ConnectionConfig {
     /// Items held ready beyond the concurrency limit, so a freed slot is refilled at once.
     #[serde(default)]
     pub prefetch: Option<u32>,
+    /// Attach the rendered invoice PDF to each exported bill.
+    #[serde(default = "default_true")]
+    pub attach_pdf: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -260,6 +267,7 @@ impl ConnectionConfig {
             request_timeout_ms: default_request_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             prefetch: None,
+            attach_pdf: true,
         }
     }
 

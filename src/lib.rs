@@ -4,8 +4,11 @@
 //! benchmarks can run the daemon in-process.
 
 pub mod actors;
+pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod domain;
 pub mod erp;
 pub mod harness;

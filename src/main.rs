@@ -1,1 +1,183 @@
-fn main() {}
+//! The `erpsync` command line: parse, load config, call into the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use erpsync::config::Config;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "erpsync", version, about = "Asynchronous accounts-payable <-> ERP synchronization daemon")]
+struct Cli {
+    /// Config file (default: config/erpsync.toml when present).
+    #[arg(long, global = true, env = "ERPSYNC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run,
+    /// Record a job through the daemon's API.
+    Enqueue {
+        #[command(subcommand)]
+        what: Enqueue,
+    },
+    /// Show a job's progress and per-item outcomes.
+    Status {
+        job_id: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        /// Daemon API base URL (default: from config http.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Inspect the dead-letter store.
+    Dlq {
+        #[command(subcommand)]
+        what: Dlq,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration, print every problem, exit non-zero if any.
+    CheckConfig,
+    /// Run a simulated ERP speaking the generic REST protocol.
+    SandboxErp {
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        options: erpsync::erp::sandbox::SandboxOptions,
+    },
+    /// Sandbox ERPs and the daemon in one process, exporting sample invoices with live progress.
+    Demo {
+        /// Invoices per connection.
+        #[arg(long, default_value_t = 100)]
+        invoices: usize,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Enqueue {
+    /// Export invoices (vendor bills) to a connection.
+    ExportInvoices {
+        #[arg(long)]
+        connection: String,
+        /// A JSON file holding an array of invoices.
+        #[arg(long, conflicts_with = "sample", required_unless_present = "sample")]
+        file: Option<PathBuf>,
+        /// Generate N sample invoices instead.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Show progress until the job is done, then a summary.
+        #[arg(long)]
+        wait: bool,
+        /// Daemon API base URL (default: from config http.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Dlq {
+    /// List dead-lettered messages, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Drain time against the ideal over connections with different concurrency limits.
+    Slots(erpsync::bench::SlotsArgs),
+}
+
+fn load(path: &Option<PathBuf>) -> Result<Config> {
+    Config::load(path.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn api_url(cfg: &Config, url: Option<String>) -> String {
+    url.unwrap_or_else(|| format!("http://{}", cfg.http.listen))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::CheckConfig => match Config::load(cli.config.as_deref()) {
+                Ok(c) => {
+                    println!("configuration is valid ({} connection(s))", c.connections.len());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(2);
+                }
+            },
+            Command::Run => {
+                let cfg = load(&cli.config)?;
+                erpsync::telemetry::init_tracing(&cfg.log);
+                erpsync::cli::run(cfg).await
+            }
+            Command::Migrate => {
+                let cfg = load(&cli.config)?;
+                let url = cfg.database_url();
+                let db = erpsync::store::connect(&url, 1).await?;
+                erpsync::store::migrate(&db).await?;
+                println!("migrations applied to {}", erpsync::store::redact_url(&url));
+                Ok(())
+            }
+            Command::Enqueue { what: Enqueue::ExportInvoices { connection, file, sample, wait, url } } => {
+                let cfg = load(&cli.config)?;
+                let docs = match (file, sample) {
+                    (Some(f), _) => {
+                        let text =
+                            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+                        let v: serde_json::Value =
+                            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))?;
+                        match v {
+                            serde_json::Value::Array(a) => a,
+                            _ => bail!("{} must hold a JSON array of invoices", f.display()),
+                        }
+                    }
+                    (None, Some(n)) => {
+                        let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+                        erpsync::samples::invoices(&tag, n).iter().map(|i| serde_json::to_value(i).unwrap()).collect()
+                    }
+                    (None, None) => bail!("give --file or --sample"),
+                };
+                erpsync::cli::enqueue(&api_url(&cfg, url), &connection, docs, wait).await
+            }
+            Command::Status { job_id, json, url } => {
+                let cfg = load(&cli.config)?;
+                erpsync::cli::status(&api_url(&cfg, url), &job_id, json).await
+            }
+            Command::Dlq { what: Dlq::List { limit, json } } => {
+                let cfg = load(&cli.config)?;
+                erpsync::cli::dlq_list(&cfg, limit, json).await
+            }
+            Command::SandboxErp { listen, options } => {
+                erpsync::telemetry::init_tracing(&Default::default());
+                let sb = erpsync::erp::sandbox::Sandbox::start(listen, options)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                println!("sandbox ERP listening on {}", sb.base_url());
+                tokio::signal::ctrl_c().await?;
+                sb.stop().await;
+                Ok(())
+            }
+            Command::Demo { invoices } => erpsync::demo::run(invoices).await,
+            Command::Bench { what: Bench::Slots(args) } => erpsync::bench::slots(args).await,
+        }
+    })
+}

@@ -31,3 +31,226 @@ async fn exports_600_invoices_within_each_connections_limit() {
     }
     rig.shutdown().await;
 }
+
+fn tune_fast_retries(visibility_secs: u32, timeout_ms: u32) -> Box<dyn Fn(&mut erpsync::config::Config) + Send> {
+    Box::new(move |c| {
+        c.queue.visibility_timeout_secs = std::num::NonZeroU32::new(visibility_secs).unwrap();
+        c.retry.base_delay_ms = std::num::NonZeroU32::new(50).unwrap();
+        c.retry.max_delay_secs = std::num::NonZeroU32::new(1).unwrap();
+        c.retry.max_attempts = std::num::NonZeroU32::new(30).unwrap();
+        for conn in &mut c.connections {
+            conn.request_timeout_ms = std::num::NonZeroU32::new(timeout_ms).unwrap();
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_timeouts_after_commit_create_nothing_twice() {
+    // The sandbox forgets idempotency keys at once, so only erpsync's ledger and its
+    // lookups after ambiguous failures stand between a timeout and a duplicate.
+    let rig = Rig::start(RigSpec {
+        limits: vec![1, 4, 10],
+        sandbox: SandboxOptions {
+            latency_ms: 5,
+            jitter_ms: 5,
+            fault_rate: 0.2,
+            timeout_rate: 0.05,
+            stall_ms: 1500,
+            idempotency_ttl_secs: 0,
+            ..Default::default()
+        },
+        tune: tune_fast_retries(10, 400),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let all = samples::invoices("faults", 600);
+    for (i, chunk) in all.chunks(200).enumerate() {
+        rig.submit(i, chunk).await.unwrap();
+    }
+    let counts = rig.wait_terminal(Duration::from_secs(240)).await.expect("all items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 600, "{counts:?}");
+    let stats = rig.stats();
+    assert!(stats.iter().map(|s| s.faults).sum::<u64>() > 50, "faults were injected: {stats:?}");
+    assert!(stats.iter().map(|s| s.stalls).sum::<u64>() > 5, "timeouts after commit happened: {stats:?}");
+    for s in &stats {
+        assert_eq!(s.duplicate_creates, 0, "{s:?}");
+        assert_eq!(s.creates, 200, "every invoice created exactly once: {s:?}");
+    }
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry() {
+    let hooks = erpsync::daemon::TestHooks::default();
+    let docs = samples::invoices("panic", 20);
+    hooks.faults.panic_on("renderer", &docs[7].source_id, 1);
+    let rig = Rig::start(RigSpec {
+        limits: vec![4],
+        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
+        tune: tune_fast_retries(10, 5000),
+        hooks,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let job = rig.submit(0, &docs).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(60)).await.expect("all items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 20, "{counts:?}");
+    let summary = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+    let item = summary.items.iter().find(|i| i.source_id == docs[7].source_id).unwrap();
+    assert_eq!(item.attempts, 2, "the panicking document succeeded on its second attempt");
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", rig.daemon().http_addr())).await.unwrap().text().await.unwrap();
+    let restarts = metrics
+        .lines()
+        .find(|l| l.starts_with("erpsync_actor_restarts_total{actor=\"renderer\"}"))
+        .unwrap_or_else(|| panic!("no renderer restart in /metrics:\n{metrics}"));
+    assert!(restarts.ends_with(" 1"), "{restarts}");
+    assert_eq!(rig.stats()[0].duplicate_creates, 0);
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed() {
+    use erpsync::queue::Outgoing;
+    let rig = Rig::start(RigSpec {
+        limits: vec![4],
+        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let conn = rig.erps[0].connection.to_string();
+    let template = serde_json::json!({
+        "v": 1, "job_id": uuid::Uuid::now_v7(), "item_id": uuid::Uuid::now_v7(),
+        "connection_id": conn, "op": "export_invoice", "payload": {"source_id": "x"}
+    });
+    let with = |k: &str, v: serde_json::Value| {
+        let mut t = template.clone();
+        t[k] = v;
+        t.to_string()
+    };
+    let without = |k: &str| {
+        let mut t = template.clone();
+        t.as_object_mut().unwrap().remove(k);
+        t.to_string()
+    };
+    // (body, a fragment the dead-letter reason must contain)
+    let kinds: Vec<(String, &str)> = vec![
+        ("{not json".into(), "not JSON"),
+        ("[1,2,3]".into(), "not a JSON object"),
+        (without("v"), "no version"),
+        (with("v", 2.into()), "unsupported envelope version 2"),
+        (without("item_id"), "\"item_id\" is invalid"),
+        (with("job_id", "nope".into()), "\"job_id\" is invalid"),
+        (with("op", "export_unicorn".into()), "\"op\" is invalid"),
+        (with("connection_id", "no-such-erp".into()), "unknown connection"),
+        (without("payload"), "neither \"payload\" nor \"payload_ref\""),
+        (format!("{{\"v\":1,\"pad\":\"{}\"}}", "x".repeat(300 * 1024)), "over the"),
+    ];
+    let mut bad = Vec::new();
+    for i in 0..50 {
+        let (body, _) = &kinds[i % kinds.len()];
+        // Half carry the connection's group, half none: both paths must dead-letter.
+        let group = (i % 2 == 0).then(|| conn.clone());
+        bad.push(Outgoing { body: body.clone(), group, delay: Duration::ZERO });
+    }
+    let docs = samples::invoices("amid-bad", 40);
+    rig.submit(0, &docs[..20]).await.unwrap();
+    rig.daemon().ctx().queue.send(bad).await.unwrap();
+    rig.submit(0, &docs[20..]).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(60)).await.expect("items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 40, "{counts:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = rig.daemon().ctx().queue.dead_letters(100).await.unwrap();
+        if dead.len() >= 50 || std::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead.len(), 50, "{dead:#?}");
+    for (body, fragment) in &kinds {
+        let d = dead.iter().find(|d| &d.body == body).expect("each kind dead-lettered");
+        assert!(d.reason.contains(fragment), "reason {:?} should mention {fragment:?}", d.reason);
+        assert_eq!(d.receive_count, 1, "dead-lettered on first sight, never looped on");
+    }
+    assert_eq!(rig.daemon().ctx().queue.depth().await.unwrap().visible, 0);
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_restarted_on_the_same_database_finishes_everything_once() {
+    let mut rig = Rig::start(RigSpec {
+        limits: vec![2, 4],
+        sandbox: SandboxOptions { latency_ms: 20, jitter_ms: 10, idempotency_ttl_secs: 0, ..Default::default() },
+        tune: tune_fast_retries(2, 5000),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let docs = samples::invoices("crash", 300);
+    rig.submit(0, &docs[..150]).await.unwrap();
+    rig.submit(1, &docs[150..]).await.unwrap();
+    // Kill once real progress is made, with calls in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count(&rig.counts().await, ItemState::Succeeded) < 60 {
+        assert!(std::time::Instant::now() < deadline, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = rig.stats();
+    rig.daemon.take().unwrap().kill().await;
+    assert!(before.iter().map(|s| s.creates).sum::<u64>() < 300, "killed mid-run");
+    rig.restart(Default::default()).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(120)).await.expect("all items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 300, "{counts:?}");
+    for (erp, s) in rig.erps.iter().zip(rig.stats()) {
+        assert_eq!(s.duplicate_creates, 0, "{s:?}");
+        assert_eq!(s.creates, 150, "{s:?}");
+        assert!(s.max_concurrent_seen <= erp.limit as u64, "{s:?}");
+    }
+    // Exactly one terminal event per item in its timeline.
+    let db = &rig.daemon().ctx().db;
+    let rows = sea_orm::ConnectionTrait::query_all_raw(
+        db,
+        sea_orm::Statement::from_string(
+            sea_orm::ConnectionTrait::get_database_backend(db),
+            "SELECT item_id, COUNT(*) FROM item_events \
+             WHERE state IN ('succeeded', 'failed', 'dead_lettered') GROUP BY item_id HAVING COUNT(*) <> 1",
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(rows.is_empty(), "{} items with more than one terminal event", rows.len());
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_errors_fail_the_item_with_the_erps_reason() {
+    let rig = Rig::start(RigSpec {
+        limits: vec![2],
+        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut docs = samples::invoices("perm", 3);
+    docs[0].vendor.id = "V-INACTIVE".into();
+    docs[1].lines[0].amount += rust_decimal::Decimal::ONE;
+    let job = rig.submit(0, &docs).await.unwrap();
+    rig.wait_terminal(Duration::from_secs(30)).await.expect("terminal");
+    let s = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+    let e0 = s.items[0].error.as_ref().unwrap();
+    assert_eq!(
+        (s.items[0].state, e0.kind.as_str(), e0.code.as_deref()),
+        (ItemState::Failed, "rejected", Some("vendor_inactive"))
+    );
+    assert_eq!(s.items[0].attempts, 1, "permanent errors are not retried");
+    let e1 = s.items[1].error.as_ref().unwrap();
+    assert_eq!((s.items[1].state, e1.kind.as_str()), (ItemState::Failed, "validation"));
+    assert!(e1.message.contains("lines[0].amount"), "{}", e1.message);
+    assert_eq!(s.items[2].state, ItemState::Succeeded);
+    assert_eq!(rig.stats()[0].creates, 1);
+    rig.shutdown().await;
+}

@@ -145,7 +145,7 @@ async fn export_invoice(
     let source = inv.source_id.clone();
     let bill_id = create(ctx, conn, d, Document::Invoice(inv.clone()), ledger).await?;
     let att_kind = "bill_attachment";
-    if lookup_ledger(ctx, conn, att_kind, &source).await?.is_none() {
+    if conn.config.attach_pdf && lookup_ledger(ctx, conn, att_kind, &source).await?.is_none() {
         let pdf = stages::call(ctx, stages::RENDERER, |r| RendererMsg::InvoicePdf(Box::new(inv), r))
             .await?
             .map_err(|e| Outcome::Failed(err("render", Some(e.kind().into()), e.to_string())))?;

@@ -10,7 +10,7 @@ use super::connector::{ConnectorMsg, Delivery};
 use super::item;
 use super::status::StatusMsg;
 use crate::domain::{ConnectionId, ItemId};
-use crate::queue::{Envelope, Outgoing, ReceiveRequest, Received};
+use crate::queue::{Envelope, GroupFilter, Outgoing, ReceiveRequest, Received};
 use crate::store;
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -30,7 +30,10 @@ pub struct PollerState {
     ctx: Arc<Ctx>,
     /// Connections in a fixed order; `next` rotates who is asked first, for fairness.
     order: Vec<ConnectionId>,
+    /// The same ids as strings, for the "messages nobody asks for" receive.
+    known: Vec<String>,
     next: usize,
+    rounds: u64,
     timers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -51,7 +54,8 @@ impl Actor for QueuePoller {
         myself.send_message(PollerMsg::Poll)?;
         myself.send_message(PollerMsg::Sample)?;
         ctx.mark_progress(&ctx.poller_progress);
-        Ok(PollerState { ctx, order, next: 0, timers })
+        let known = order.iter().map(|c| c.to_string()).collect();
+        Ok(PollerState { ctx, order, known, next: 0, rounds: 0, timers })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -124,21 +128,27 @@ async fn poll_once(state: &mut PollerState) -> usize {
                 max_messages: room.min(10),
                 wait: Duration::ZERO,
                 visibility: vt,
-                group: Some(id.as_str()),
+                groups: GroupFilter::Only(id.as_str()),
             };
             total += receive_and_route(&ctx, req).await;
         }
-        // Messages of groups no connector serves (unknown connections, foreign producers)
-        // are found by an ungrouped receive when everything else is quiet.
-        if total == 0 {
-            let req = ReceiveRequest { max_messages: 10, wait: Duration::ZERO, visibility: vt, group: None };
+        // Messages no connector asks for (no group, unknown connections, foreign
+        // producers) are picked up when idle and every tenth round, to be dead-lettered.
+        state.rounds += 1;
+        if total == 0 || state.rounds % 10 == 0 {
+            let req = ReceiveRequest {
+                max_messages: 10,
+                wait: Duration::ZERO,
+                visibility: vt,
+                groups: GroupFilter::NoneOf(&state.known),
+            };
             total += receive_and_route(&ctx, req).await;
         }
     } else {
         let room: usize = ctx.connectors.values().map(|c| c.room()).sum();
         if room > 0 {
             let wait = Duration::from_secs(ctx.config.queue.wait_time_secs.into()).min(Duration::from_secs(1));
-            let req = ReceiveRequest { max_messages: room.min(10), wait, visibility: vt, group: None };
+            let req = ReceiveRequest { max_messages: room.min(10), wait, visibility: vt, groups: GroupFilter::Any };
             total += receive_and_route(&ctx, req).await;
         }
     }

@@ -7,6 +7,7 @@
 //! select takes `FOR UPDATE SKIP LOCKED`, so several daemons never get the same message
 //! while its visibility lasts. SQLite serialises writers, which gives the same guarantee.
 
+use super::GroupFilter;
 use super::{
     DeadLetter, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received,
 };
@@ -91,12 +92,22 @@ impl EmbeddedQueue {
             now.into(),
             (req.max_messages as i64).into(),
         ];
-        let group_filter = match req.group {
-            Some(g) => {
+        let group_filter = match req.groups {
+            GroupFilter::Any => String::new(),
+            GroupFilter::Only(g) => {
                 values.push(g.to_owned().into());
-                " AND group_id = $5"
+                " AND group_id = $5".to_owned()
             }
-            None => "",
+            GroupFilter::NoneOf(groups) => {
+                let mut f = String::from(" AND (group_id IS NULL");
+                if !groups.is_empty() {
+                    let marks: Vec<String> = (0..groups.len()).map(|i| format!("${}", 5 + i)).collect();
+                    f.push_str(&format!(" OR group_id NOT IN ({})", marks.join(", ")));
+                    values.extend(groups.iter().map(|g| Value::from(g.clone())));
+                }
+                f.push(')');
+                f
+            }
         };
         let sql = format!(
             "UPDATE queue_messages SET visible_at_ms = $1, receive_count = receive_count + 1 \

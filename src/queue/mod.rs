@@ -57,8 +57,17 @@ pub struct ReceiveRequest<'a> {
     /// Long-poll: wait up to this long for a first message.
     pub wait: Duration,
     pub visibility: Duration,
-    /// Only messages of this group (backends with `can_receive_by_group`).
-    pub group: Option<&'a str>,
+    /// Which groups to receive from (backends with `can_receive_by_group`; others
+    /// receive from all).
+    pub groups: GroupFilter<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum GroupFilter<'a> {
+    Any,
+    Only(&'a str),
+    /// Messages with no group or a group not listed: work no connector will ask for.
+    NoneOf(&'a [String]),
 }
 
 /// What a receive call returned, including messages it moved to the dead-letter store

@@ -1,0 +1,156 @@
+//! Implementations of the CLI commands that talk to a running daemon or its database.
+
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::store::JobSummary;
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Duration;
+
+/// `erpsync run`: the daemon until SIGTERM or ctrl-c, then a graceful drain.
+pub async fn run(cfg: Config) -> Result<()> {
+    let mut daemon = Daemon::start(cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = term.recv() => tracing::info!("terminated"),
+        _ = daemon.failed() => bail!("the actor tree stopped after repeated failures"),
+    }
+    daemon.shutdown().await;
+    Ok(())
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client builds")
+}
+
+async fn error_text(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    format!("{status}: {}", body["error"]["message"].as_str().unwrap_or("(no detail)"))
+}
+
+async fn fetch_job(url: &str, job_id: &str) -> Result<JobSummaryView> {
+    let resp = client()
+        .get(format!("{url}/v1/jobs/{job_id}"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {url} (is `erpsync run` running?)"))?;
+    if !resp.status().is_success() {
+        bail!("{}", error_text(resp).await);
+    }
+    Ok(resp.json().await?)
+}
+
+/// What the CLI reads back from `GET /v1/jobs/{id}`.
+#[derive(serde::Deserialize, serde::Serialize)]
+pub struct JobSummaryView {
+    pub job_id: String,
+    pub connection_id: String,
+    pub state: String,
+    pub total_items: i32,
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub items: Vec<serde_json::Value>,
+}
+
+impl From<JobSummary> for JobSummaryView {
+    fn from(s: JobSummary) -> Self {
+        let v = serde_json::to_value(s).expect("summaries serialize");
+        serde_json::from_value(v).expect("same shape")
+    }
+}
+
+pub async fn enqueue(url: &str, connection: &str, documents: Vec<serde_json::Value>, wait: bool) -> Result<()> {
+    let body = serde_json::json!({"connection_id": connection, "op": "export_invoice", "documents": documents});
+    let resp = client()
+        .post(format!("{url}/v1/jobs"))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {url} (is `erpsync run` running?)"))?;
+    if !resp.status().is_success() {
+        bail!("job refused: {}", error_text(resp).await);
+    }
+    let accepted: serde_json::Value = resp.json().await?;
+    let job_id = accepted["job_id"].as_str().unwrap_or_default().to_owned();
+    println!("{job_id}");
+    if !wait {
+        return Ok(());
+    }
+    let total = accepted["items"].as_u64().unwrap_or(0);
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]").expect("template is valid"),
+    );
+    let summary = loop {
+        let s = fetch_job(url, &job_id).await?;
+        let done: u64 =
+            ["succeeded", "failed", "dead_lettered"].iter().map(|k| s.counts.get(*k).copied().unwrap_or(0)).sum();
+        bar.set_position(done);
+        bar.set_message(format!("retrying {}", s.counts.get("retrying").copied().unwrap_or(0)));
+        if s.state != "running" {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    bar.finish_and_clear();
+    print_summary(&summary);
+    if summary.state != "succeeded" {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &JobSummaryView) {
+    println!("job {} on {}: {}", s.job_id, s.connection_id, s.state);
+    for (state, n) in &s.counts {
+        if *n > 0 {
+            println!("  {state:<14} {n}");
+        }
+    }
+    for item in s.items.iter().filter(|i| i["error"].is_object()) {
+        println!(
+            "  {} {}: {} — {}",
+            item["source_id"].as_str().unwrap_or(""),
+            item["state"].as_str().unwrap_or(""),
+            item["error"]["kind"].as_str().unwrap_or(""),
+            item["error"]["message"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub async fn status(url: &str, job_id: &str, json: bool) -> Result<()> {
+    let s = fetch_job(url, job_id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print_summary(&s);
+    }
+    Ok(())
+}
+
+pub async fn dlq_list(cfg: &Config, limit: u64, json: bool) -> Result<()> {
+    use crate::queue::Queue;
+    let db = crate::store::connect(&cfg.database_url(), 1).await?;
+    crate::store::migrate(&db).await?;
+    let q = crate::queue::embedded::EmbeddedQueue::new(
+        db,
+        "main",
+        cfg.queue.max_receives.get(),
+        Duration::from_millis(100),
+    );
+    let list = q.dead_letters(limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("the dead-letter store is empty");
+    }
+    for d in list {
+        let at = chrono::DateTime::from_timestamp_millis(d.dead_at_ms).map(|t| t.to_rfc3339()).unwrap_or_default();
+        let body: String = d.body.chars().take(120).collect();
+        println!("{} {} (received {}x): {}\n    {}", d.message_id, at, d.receive_count, d.reason, body);
+    }
+    Ok(())
+}
