@@ -367,10 +367,10 @@ impl Config {
                     .collect(),
             )
         })?;
-        if config.data_dir == Path::new("var") {
-            if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
-                config.data_dir = PathBuf::from(dir);
-            }
+        if config.data_dir == Path::new("var")
+            && let Some(dir) = std::env::var_os("STATE_DIRECTORY")
+        {
+            config.data_dir = PathBuf::from(dir);
         }
         config.add_sandbox_connection();
         let problems = config.validate();

@@ -5,7 +5,7 @@ use crate::actors::connector::{self, ConnectorShared};
 use crate::actors::poller::QueuePoller;
 use crate::actors::stages::{self, StageFaults};
 use crate::actors::status::StatusActor;
-use crate::actors::supervisor::{ChildSpec, RestartPolicy, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::actors::supervisor::{ChildSpec, RestartPolicy, SpawnFn, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{Ctx, status::StatusMsg};
 use crate::config::{Config, QueueBackend};
 use crate::erp::ErpClient;
@@ -208,13 +208,7 @@ impl Daemon {
 
 async fn start_tree(ctx: &Arc<Ctx>) -> Result<(ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), DaemonError> {
     let policy = RestartPolicy::default();
-    let single = |what: &'static str,
-                  spawn: fn(
-        Arc<Ctx>,
-        String,
-        ractor::ActorCell,
-    )
-        -> futures::future::BoxFuture<'static, Result<ractor::ActorCell, ractor::SpawnErr>>| {
+    let single = |what: &'static str, spawn: SpawnFn| {
         let (c, name) = (ctx.clone(), ctx.name(what));
         let n = name.clone();
         ChildSpec { name, kind: what, start: Arc::new(move |p| spawn(c.clone(), n.clone(), p)) }

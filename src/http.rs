@@ -59,14 +59,14 @@ async fn create_job(State(s): State<AppState>, body: Result<axum::Json<JobReques
     }
 }
 
-fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, Response> {
-    s.parse().map_err(|_| error(StatusCode::BAD_REQUEST, "bad_id", format!("{s:?} is not a {what} id")))
+fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, Box<Response>> {
+    s.parse().map_err(|_| Box::new(error(StatusCode::BAD_REQUEST, "bad_id", format!("{s:?} is not a {what} id"))))
 }
 
 async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let id: JobId = match parse_id("job", &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match store::job_summary(&s.ctx.db, &id).await {
         Ok(Some(summary)) => axum::Json(summary).into_response(),
@@ -79,7 +79,7 @@ async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> Response 
 async fn job_csv(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let id: JobId = match parse_id("job", &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let items = match store::job_payloads(&s.ctx.db, &id).await {
         Ok(items) => items,
@@ -95,7 +95,7 @@ async fn job_csv(State(s): State<AppState>, Path(id): Path<String>) -> Response 
 async fn item_events(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let id: ItemId = match parse_id("item", &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match store::item_events(&s.ctx.db, &id).await {
         Ok(events) => axum::Json(json!({"item_id": id, "events": events})).into_response(),

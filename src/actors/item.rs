@@ -220,12 +220,12 @@ async fn create(
     if let Some(id) = lookup_ledger(ctx, conn, kind, &source).await? {
         return Ok(id);
     }
-    if d.receive_count > 1 {
-        if let Some(id) = conn.call(conn.client.find_by_external_ref(op, &source)).await? {
-            tracing::info!(erp_id = %id, "found the document created by an earlier attempt");
-            ledger.push((kind.into(), source, id.clone()));
-            return Ok(id);
-        }
+    if d.receive_count > 1
+        && let Some(id) = conn.call(conn.client.find_by_external_ref(op, &source)).await?
+    {
+        tracing::info!(erp_id = %id, "found the document created by an earlier attempt");
+        ledger.push((kind.into(), source, id.clone()));
+        return Ok(id);
     }
     let erp = conn.config.erp;
     let payload = stages::call(ctx, stages::SERIALIZER, |r| SerializerMsg::Serialize(erp, Box::new(doc), r))

@@ -135,7 +135,7 @@ async fn poll_once(state: &mut PollerState) -> usize {
         // Messages no connector asks for (no group, unknown connections, foreign
         // producers) are picked up when idle and every tenth round, to be dead-lettered.
         state.rounds += 1;
-        if total == 0 || state.rounds % 10 == 0 {
+        if total == 0 || state.rounds.is_multiple_of(10) {
             let req = ReceiveRequest {
                 max_messages: 10,
                 wait: Duration::ZERO,
@@ -277,9 +277,9 @@ async fn resend_unsent(ctx: &Ctx) {
         out.push(Outgoing { body: env.encode(), group: Some(it.connection_id), delay: Duration::ZERO });
     }
     tracing::info!(items = out.len(), "re-sending items the outbox never sent");
-    if ctx.queue.send(out).await.is_ok() {
-        if let Some(status) = ctx.lookup::<StatusMsg>("status") {
-            let _ = status.send_message(StatusMsg::MarkEnqueued(ids));
-        }
+    if ctx.queue.send(out).await.is_ok()
+        && let Some(status) = ctx.lookup::<StatusMsg>("status")
+    {
+        let _ = status.send_message(StatusMsg::MarkEnqueued(ids));
     }
 }

@@ -5,7 +5,7 @@
 //! restarts the worker.
 
 use super::Ctx;
-use super::supervisor::ChildSpec;
+use super::supervisor::{ChildSpec, SpawnFn};
 use crate::domain::{ErpKind, Invoice, Payment};
 use crate::pipeline::Document;
 use crate::pipeline::matching::{self, MatchError, MatchOutcome, OpenBill};
@@ -146,13 +146,7 @@ pub fn specs(ctx: &Arc<Ctx>) -> Vec<ChildSpec> {
     specs
 }
 
-type Spawn = fn(
-    Arc<Ctx>,
-    String,
-    ractor::ActorCell,
-) -> futures::future::BoxFuture<'static, Result<ractor::ActorCell, ractor::SpawnErr>>;
-
-fn spec(ctx: &Arc<Ctx>, stage: &'static str, i: usize, spawn: Spawn) -> ChildSpec {
+fn spec(ctx: &Arc<Ctx>, stage: &'static str, i: usize, spawn: SpawnFn) -> ChildSpec {
     let ctx = ctx.clone();
     let name = ctx.name(&format!("{stage}.{i}"));
     let n = name.clone();

@@ -28,9 +28,12 @@ pub enum StatusMsg {
 
 pub struct StatusActor;
 
+/// An update waiting for the next transaction, with whoever waits for it.
+type Pending = (ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>);
+
 pub struct StatusState {
     ctx: Arc<Ctx>,
-    buffer: Vec<(ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>)>,
+    buffer: Vec<Pending>,
 }
 
 impl StatusState {

@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 /// Starts (or restarts) one child, linked to the given supervisor.
 pub type StartFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 
+/// Spawns one actor: (context, registered name, supervisor) → its cell.
+pub type SpawnFn = fn(Arc<crate::actors::Ctx>, String, ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>>;
+
 #[derive(Clone)]
 pub struct ChildSpec {
     /// For logs.

@@ -311,13 +311,12 @@ async fn create(sim: Arc<Sim>, collection: &'static str, headers: HeaderMap, bod
     let id = {
         let mut books = sim.books.lock().await;
         let key = key_of(&headers).map(|k| (collection.to_owned(), k));
-        if let Some(k) = &key {
-            if let Some((id, at)) = books.keys.get(k) {
-                if at.elapsed() < ttl {
-                    c.replays.fetch_add(1, SeqCst);
-                    return (StatusCode::OK, axum::Json(json!({"id": id}))).into_response();
-                }
-            }
+        if let Some(k) = &key
+            && let Some((id, at)) = books.keys.get(k)
+            && at.elapsed() < ttl
+        {
+            c.replays.fetch_add(1, SeqCst);
+            return (StatusCode::OK, axum::Json(json!({"id": id}))).into_response();
         }
         let docs = books.docs.entry(collection).or_default();
         if !number.is_empty()
