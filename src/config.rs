@@ -383,6 +383,8 @@ impl Config {
     }
 
     fn add_sandbox_connection(&mut self) {
+        // Resolve "auto" first: once the sandbox connection is added, there are connections.
+        self.sandbox.enabled = Some(self.sandbox_enabled());
         if self.sandbox_enabled() && !self.connections.iter().any(|c| c.id.as_str() == "sandbox") {
             let mut c =
                 ConnectionConfig::new("sandbox", ErpKind::GenericRest, &format!("http://{}", self.sandbox.listen));
@@ -483,7 +485,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_with_their_key() {
         let err = Config::from_toml("[queue]\nvisibility_timeout = 3\n").unwrap_err();
-        assert_eq!(err.0[0].key, "queue");
+        assert_eq!(err.0[0].key, "queue.visibility_timeout");
         assert!(err.0[0].message.contains("visibility_timeout"), "{}", err);
     }
 
