@@ -254,3 +254,33 @@ async fn permanent_errors_fail_the_item_with_the_erps_reason() {
     assert_eq!(rig.stats()[0].creates, 1);
     rig.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing() {
+    let mut rig = Rig::start(RigSpec {
+        limits: vec![2],
+        sandbox: SandboxOptions { latency_ms: 30, idempotency_ttl_secs: 0, ..Default::default() },
+        tune: Box::new(|c| {
+            c.shutdown.drain_timeout_secs = 0;
+            c.queue.visibility_timeout_secs = std::num::NonZeroU32::new(60).unwrap();
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let docs = samples::invoices("drain", 60);
+    rig.submit(0, &docs).await.unwrap();
+    while count(&rig.counts().await, ItemState::Succeeded) < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A zero drain timeout abandons the in-flight items at once; their messages must be
+    // visible again immediately (not after the 60 s visibility timeout).
+    rig.daemon.take().unwrap().shutdown().await;
+    rig.restart(Default::default()).await.unwrap();
+    let counts =
+        rig.wait_terminal(Duration::from_secs(30)).await.expect("all terminal well before the visibility timeout");
+    assert_eq!(count(&counts, ItemState::Succeeded), 60, "{counts:?}");
+    let s = &rig.stats()[0];
+    assert_eq!((s.creates, s.duplicate_creates), (60, 0), "{s:?}");
+    rig.shutdown().await;
+}
