@@ -9,12 +9,28 @@ use std::time::Duration;
 
 /// `erpsync run`: the daemon until SIGTERM or ctrl-c, then a graceful drain.
 pub async fn run(cfg: Config) -> Result<()> {
-    let mut daemon = Daemon::start(cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    use crate::systemd::notify;
+    notify("STATUS=starting: opening the database, migrating, starting actors");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut daemon = Daemon::start(cfg).await.map_err(|e| {
+        notify(&format!("STATUS=failed to start: {e}"));
+        anyhow::anyhow!("{e}")
+    })?;
+    let connections = daemon.ctx().connectors.len();
+    notify(&format!("READY=1\nSTATUS=running: {connections} connection(s), API on {}", daemon.http_addr()));
+    let watchdog = crate::systemd::spawn_watchdog(daemon.ctx().clone());
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
         _ = term.recv() => tracing::info!("terminated"),
-        _ = daemon.failed() => bail!("the actor tree stopped after repeated failures"),
+        _ = daemon.failed() => {
+            notify("STATUS=actor tree failed repeatedly; exiting");
+            bail!("the actor tree stopped after repeated failures")
+        }
+    }
+    let in_flight = daemon.ctx().in_flight.lock().unwrap().len();
+    notify(&format!("STOPPING=1\nSTATUS=draining {in_flight} in-flight item(s)"));
+    if let Some(w) = watchdog {
+        w.abort();
     }
     daemon.shutdown().await;
     Ok(())

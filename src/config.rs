@@ -347,7 +347,12 @@ impl Config {
             None if Path::new(DEFAULT_CONFIG_PATH).exists() => fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH)),
             None => {}
         }
-        fig = fig.merge(Env::prefixed("ERPSYNC_").split("__").ignore(&["config"]));
+        // Only ERPSYNC_<SECTION>__<KEY> and top-level keys are configuration: other
+        // ERPSYNC_* variables (ERPSYNC_CONFIG, tokens referenced as env:ERPSYNC_…) are not.
+        let env = Env::prefixed("ERPSYNC_")
+            .filter(|k| k.as_str().contains("__") || k.as_str().eq_ignore_ascii_case("data_dir"))
+            .split("__");
+        fig = fig.merge(env);
         Self::from_figment(fig)
     }
 
@@ -472,6 +477,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.connections.len(), 1, "no sandbox connection when connections are configured");
         assert_eq!(c.connections[0].max_concurrency(), 4);
+    }
+
+    #[test]
+    fn environment_overrides_only_configuration_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ERPSYNC_HTTP__LISTEN", "127.0.0.1:9999");
+            jail.set_env("ERPSYNC_QUEUE__MAX_RECEIVES", "7");
+            jail.set_env("ERPSYNC_SOME_TOKEN", "not config");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.http.listen.port(), 9999);
+            assert_eq!(c.queue.max_receives.get(), 7);
+            jail.set_env("ERPSYNC_HTTTP__LISTEN", "127.0.0.1:1");
+            let err = Config::load(None).unwrap_err();
+            assert!(err.to_string().contains("htttp"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

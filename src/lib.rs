@@ -19,5 +19,6 @@ pub mod pipeline;
 pub mod queue;
 pub mod samples;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod util;

@@ -78,7 +78,7 @@ fn describe() {
 /// Sets up tracing once per process; later calls are no-ops (tests start many daemons).
 pub fn init_tracing(cfg: &LogConfig) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ERPSYNC_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let filter = EnvFilter::new(&cfg.level);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match cfg.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),

@@ -1,0 +1,236 @@
+//! Operating the real binary: the systemd notify protocol without systemd, and logs that
+//! carry item context but never a credential.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_erpsync");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http(method: &str, base: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn config(dir: &std::path::Path, api: u16, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("erpsync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{api}\"\n[queue]\npoll_interval_ms = 50\n{extra}",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn job_body(connection: &str, tag: &str, n: usize) -> String {
+    let docs: Vec<_> = erpsync::samples::invoices(tag, n).iter().map(|i| serde_json::to_value(i).unwrap()).collect();
+    serde_json::json!({"connection_id": connection, "op": "export_invoice", "documents": docs}).to_string()
+}
+
+fn wait_job(base: &str, job: &str, deadline: Duration) -> serde_json::Value {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some((200, body)) = http("GET", base, &format!("/v1/jobs/{job}"), None) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["state"] != "running" {
+                return v;
+            }
+        }
+        assert!(Instant::now() < until, "job {job} did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn notify_protocol_ready_watchdog_stopping_and_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (api, erp) = (free_port(), free_port());
+    let cfg = config(
+        dir.path(),
+        api,
+        &format!("[sandbox]\nlisten = \"127.0.0.1:{erp}\"\nlatency_ms = 40\nconcurrency = 2\n"),
+    );
+    let base = format!("http://127.0.0.1:{api}");
+    let start = |watchdog: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config", cfg.to_str().unwrap()]).env("NOTIFY_SOCKET", &sock_path).stderr(Stdio::null());
+        if watchdog {
+            cmd.env("WATCHDOG_USEC", "400000");
+        }
+        Proc(cmd.spawn().unwrap())
+    };
+    let recv = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notify message within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut daemon = start(true);
+    // STATUS lines come first; READY=1 only once the daemon serves requests.
+    let ready = loop {
+        let m = recv();
+        if m.contains("READY=1") {
+            break m;
+        }
+        assert!(m.starts_with("STATUS="), "{m}");
+    };
+    assert!(ready.contains("STATUS=running"), "{ready}");
+    assert_eq!(http("GET", &base, "/readyz", None).map(|r| r.0), Some(200), "ready when READY=1 is sent");
+
+    let started = Instant::now();
+    let mut pings = 0;
+    while pings < 4 {
+        if recv() == "WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "pings every 200 ms");
+
+    let (status, body) = http("POST", &base, "/v1/jobs", Some(&job_body("sandbox", "notify", 40))).unwrap();
+    assert_eq!(status, 202, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let job = job["job_id"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    loop {
+        let m = recv();
+        if m.contains("STOPPING=1") {
+            assert!(m.contains("STATUS=draining"), "{m}");
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let exit = loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+
+    // Whatever was not finished is still queued: a new daemon completes the job.
+    let _again = start(false);
+    let until = Instant::now() + Duration::from_secs(20);
+    while http("GET", &base, "/readyz", None).map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < until, "restart not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let summary = wait_job(&base, &job, Duration::from_secs(60));
+    assert_eq!(summary["state"], "succeeded", "{summary}");
+    assert_eq!(summary["counts"]["succeeded"], 40);
+}
+
+#[test]
+fn logs_carry_item_context_and_never_a_credential() {
+    const SECRET: &str = "s3cr3t-t0ken-4f9b2c";
+    let dir = tempfile::tempdir().unwrap();
+    let (api, erp) = (free_port(), free_port());
+    let _sandbox = Proc(
+        Command::new(BIN)
+            .args(["sandbox-erp", "--listen", &format!("127.0.0.1:{erp}"), "--token", SECRET, "--latency-ms", "2"])
+            .args(["--concurrency", "4", "--fault-rate", "0.3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let extra = format!(
+        "[log]\nformat = \"json\"\nlevel = \"debug,sea_orm=info,sqlx=info,hyper=info,reqwest=info\"\n\
+         [retry]\nbase_delay_ms = 20\nmax_delay_secs = 1\n\
+         [[connections]]\nid = \"good\"\nerp = \"generic_rest\"\nbase_url = \"http://127.0.0.1:{erp}\"\ncredentials = \"env:ERPSYNC_TEST_TOKEN\"\n\
+         [[connections]]\nid = \"wrong\"\nerp = \"generic_rest\"\nbase_url = \"http://127.0.0.1:{erp}\"\ncredentials = \"env:ERPSYNC_TEST_WRONG\"\n"
+    );
+    let cfg = config(dir.path(), api, &extra);
+    let mut daemon = Proc(
+        Command::new(BIN)
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .env("ERPSYNC_TEST_TOKEN", SECRET)
+            .env("ERPSYNC_TEST_WRONG", format!("{SECRET}-revoked"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = daemon.0.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let base = format!("http://127.0.0.1:{api}");
+    let until = Instant::now() + Duration::from_secs(20);
+    while http("GET", &base, "/readyz", None).map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < until, "not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, body) = http("POST", &base, "/v1/jobs", Some(&job_body("good", "logs", 30))).unwrap();
+    let good: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (_, body) = http("POST", &base, "/v1/jobs", Some(&job_body("wrong", "logs-wrong", 2))).unwrap();
+    let wrong: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let summary = wait_job(&base, good["job_id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(summary["state"], "succeeded", "{summary}");
+    // The revoked token keeps failing with auth errors; give it a moment to log them.
+    let until = Instant::now() + Duration::from_secs(10);
+    let wrong_status = loop {
+        let (_, body) = http("GET", &base, &format!("/v1/jobs/{}", wrong["job_id"].as_str().unwrap()), None).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["counts"]["retrying"].as_u64() == Some(2) || Instant::now() > until {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(wrong_status.contains("auth"), "{wrong_status}");
+    let (_, metrics) = http("GET", &base, "/metrics", None).unwrap();
+    let pid = daemon.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let _ = daemon.0.wait();
+    let lines = lines.join().unwrap();
+
+    assert!(!lines.is_empty());
+    for text in lines.iter().chain([&metrics, &summary.to_string(), &wrong_status]) {
+        assert!(!text.contains(SECRET), "a credential leaked: {text}");
+    }
+    let mut with_item = 0;
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if let Some(span) = v.get("span").filter(|s| s["name"] == "item") {
+            with_item += 1;
+            for field in ["job_id", "item_id", "connection"] {
+                assert!(span[field].is_string(), "{field} missing: {line}");
+            }
+        }
+    }
+    assert!(with_item > 5, "retries of items were logged with their context ({with_item} lines)");
+}
