@@ -28,6 +28,7 @@ pub fn invoice(tag: &str, n: usize) -> Invoice {
                 unit_price,
                 amount,
                 tax_amount: (amount * Decimal::new(8, 2)).round_dp(2),
+                tax_code: None,
             }
         })
         .collect();

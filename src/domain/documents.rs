@@ -3,18 +3,14 @@
 //! `validate()` runs before anything is sent to an ERP; every violation names its field so
 //! an AP clerk can fix the document without reading logs.
 
+use super::money;
+use super::validation::Problems;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// ISO 4217 codes accepted in documents. Kept explicit: a typo like "UDS" must be refused
-/// before it reaches an ERP, not after.
-pub const KNOWN_CURRENCIES: &[&str] = &[
-    "AED", "AUD", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "IDR", "ILS",
-    "INR", "JPY", "KRW", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RON", "SAR", "SEK", "SGD", "THB", "TRY", "TWD",
-    "USD", "ZAR",
-];
+pub use super::money::KNOWN_CURRENCIES;
+pub use super::validation::{FieldError, ValidationErrors};
 
 /// A vendor as referenced from a document: the id in the ERP (or the AP app) and a name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +56,10 @@ pub struct InvoiceLine {
     pub amount: Decimal,
     #[serde(default)]
     pub tax_amount: Decimal,
+    /// The ERP's tax code / tax rate id for this line (Xero `TaxType`, QuickBooks
+    /// `TaxCodeRef`, Intacct tax detail). Needed by ERPs that will not take a bare amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_code: Option<String>,
 }
 
 /// A purchase order sent to the ERP once approved.
@@ -91,6 +91,14 @@ pub struct Payment {
     /// Invoice numbers the payment says it pays (remittance advice); may be empty.
     #[serde(default)]
     pub applications: Vec<PaymentApplication>,
+    /// Check number or remittance reference. When it names an invoice number the matcher
+    /// uses it; ERPs show it as the payment's document number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The ERP's bank (or card) account the money left from. ERPs require one on a bill
+    /// payment; serializers refuse a payment without it, naming this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_account: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,86 +108,45 @@ pub struct PaymentApplication {
     pub amount: Decimal,
 }
 
-/// One problem with a document, naming the field (`lines[2].amount`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-/// Every problem found in a document, not just the first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ValidationErrors(pub Vec<FieldError>);
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{}: {}", e.field, e.message)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ValidationErrors {}
-
-/// Collects field errors while a validator walks a document.
-#[derive(Default)]
-struct Problems(Vec<FieldError>);
-
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
-    }
-    fn required(&mut self, field: &str, value: &str) {
-        if value.trim().is_empty() {
-            self.add(field, "is required");
-        }
-    }
-    fn currency(&mut self, value: &str) {
-        if !KNOWN_CURRENCIES.contains(&value) {
-            self.add("currency", format!("unknown currency code {value:?}"));
-        }
-    }
     fn vendor(&mut self, vendor: &VendorRef) {
         self.required("vendor.id", &vendor.id);
         self.required("vendor.name", &vendor.name);
     }
-    /// Lines must be internally consistent and add up to `total` within a cent.
-    fn lines(&mut self, lines: &[InvoiceLine], total: Decimal) {
-        let cent = Decimal::new(1, 2);
+
+    /// Lines must be internally consistent and add up to `total` within the currency's
+    /// smallest unit (a cent).
+    fn lines(&mut self, lines: &[InvoiceLine], total: Decimal, currency: &str) {
+        let unit = money::smallest_unit(currency);
         if lines.is_empty() {
             self.add("lines", "at least one line is required");
         }
         let mut sum = Decimal::ZERO;
         for (i, line) in lines.iter().enumerate() {
-            if line.gl_account.as_deref().unwrap_or("").trim().is_empty()
-                && line.item.as_deref().unwrap_or("").trim().is_empty()
-            {
+            let blank = |v: &Option<String>| v.as_deref().unwrap_or("").trim().is_empty();
+            if blank(&line.gl_account) && blank(&line.item) {
                 self.add(format!("lines[{i}]"), "needs a gl_account or an item");
             }
             if line.quantity <= Decimal::ZERO {
                 self.add(format!("lines[{i}].quantity"), "must be positive");
             }
-            if (line.quantity * line.unit_price - line.amount).abs() > cent {
+            if (line.quantity * line.unit_price - line.amount).abs() > unit {
                 self.add(
                     format!("lines[{i}].amount"),
                     format!("{} is not quantity × unit_price ({} × {})", line.amount, line.quantity, line.unit_price),
                 );
             }
+            self.precision(&format!("lines[{i}].amount"), line.amount, currency);
             if line.tax_amount < Decimal::ZERO {
                 self.add(format!("lines[{i}].tax_amount"), "must not be negative");
             }
+            self.precision(&format!("lines[{i}].tax_amount"), line.tax_amount, currency);
             sum += line.amount + line.tax_amount;
         }
-        if !lines.is_empty() && (sum - total).abs() > cent {
+        self.precision("total", total, currency);
+        if !lines.is_empty() && (sum - total).abs() > unit {
             self.add("total", format!("{total} does not match the lines, which sum to {sum}"));
         }
-    }
-    fn finish(self) -> Result<(), ValidationErrors> {
-        if self.0.is_empty() { Ok(()) } else { Err(ValidationErrors(self.0)) }
     }
 }
 
@@ -189,17 +156,22 @@ impl Invoice {
         p.required("source_id", &self.source_id);
         p.required("number", &self.number);
         p.vendor(&self.vendor);
-        p.currency(&self.currency);
+        p.currency("currency", &self.currency);
         if self.due_date < self.issue_date {
             p.add("due_date", format!("{} is before issue_date {}", self.due_date, self.issue_date));
         }
-        p.lines(&self.lines, self.total);
+        p.lines(&self.lines, self.total, &self.currency);
         p.finish()
     }
 
     /// Tax over all lines.
     pub fn tax_total(&self) -> Decimal {
         self.lines.iter().map(|l| l.tax_amount).sum()
+    }
+
+    /// Line amounts before tax.
+    pub fn subtotal(&self) -> Decimal {
+        self.lines.iter().map(|l| l.amount).sum()
     }
 }
 
@@ -209,8 +181,8 @@ impl PurchaseOrder {
         p.required("source_id", &self.source_id);
         p.required("number", &self.number);
         p.vendor(&self.vendor);
-        p.currency(&self.currency);
-        p.lines(&self.lines, self.total);
+        p.currency("currency", &self.currency);
+        p.lines(&self.lines, self.total, &self.currency);
         p.finish()
     }
 }
@@ -220,16 +192,21 @@ impl Payment {
         let mut p = Problems::default();
         p.required("source_id", &self.source_id);
         p.vendor(&self.vendor);
-        p.currency(&self.currency);
+        p.currency("currency", &self.currency);
         p.required("method", &self.method);
         if self.amount <= Decimal::ZERO {
             p.add("amount", "must be positive");
+        }
+        p.precision("amount", self.amount, &self.currency);
+        if let Some(account) = &self.bank_account {
+            p.required("bank_account", account);
         }
         for (i, a) in self.applications.iter().enumerate() {
             p.required(&format!("applications[{i}].invoice_number"), &a.invoice_number);
             if a.amount <= Decimal::ZERO {
                 p.add(format!("applications[{i}].amount"), "must be positive");
             }
+            p.precision(&format!("applications[{i}].amount"), a.amount, &self.currency);
         }
         let applied: Decimal = self.applications.iter().map(|a| a.amount).sum();
         if applied > self.amount {
@@ -244,7 +221,18 @@ pub(crate) mod tests {
     use super::*;
     use rust_decimal_macros::dec;
 
+    /// A small two-line EUR invoice; `n` varies the ids and the number.
     pub fn invoice(n: usize) -> Invoice {
+        let line = |description: &str, gl: &str, qty, price, amount, tax| InvoiceLine {
+            description: description.into(),
+            gl_account: Some(gl.into()),
+            item: None,
+            quantity: qty,
+            unit_price: price,
+            amount,
+            tax_amount: tax,
+            tax_code: None,
+        };
         Invoice {
             source_id: format!("ap-inv-{n}"),
             vendor: VendorRef { id: format!("V{}", n % 7), name: "Müller & Söhne GmbH".into() },
@@ -253,24 +241,8 @@ pub(crate) mod tests {
             due_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
             currency: "EUR".into(),
             lines: vec![
-                InvoiceLine {
-                    description: "Consulting".into(),
-                    gl_account: Some("6100".into()),
-                    item: None,
-                    quantity: dec!(2),
-                    unit_price: dec!(150.00),
-                    amount: dec!(300.00),
-                    tax_amount: dec!(57.00),
-                },
-                InvoiceLine {
-                    description: "Travel".into(),
-                    gl_account: Some("6200".into()),
-                    item: None,
-                    quantity: dec!(1),
-                    unit_price: dec!(42.50),
-                    amount: dec!(42.50),
-                    tax_amount: dec!(0),
-                },
+                line("Consulting", "6100", dec!(2), dec!(150.00), dec!(300.00), dec!(57.00)),
+                line("Travel", "6200", dec!(1), dec!(42.50), dec!(42.50), dec!(0)),
             ],
             total: dec!(399.50),
             memo: None,
@@ -281,6 +253,9 @@ pub(crate) mod tests {
     #[test]
     fn a_consistent_invoice_is_valid() {
         invoice(1).validate().unwrap();
+        crate::domain::samples::invoice().validate().unwrap();
+        crate::domain::samples::purchase_order().validate().unwrap();
+        crate::domain::samples::payment().validate().unwrap();
     }
 
     #[test]
@@ -302,5 +277,37 @@ pub(crate) mod tests {
         inv.validate().unwrap();
         inv.total = dec!(399.52);
         assert!(inv.validate().is_err());
+    }
+
+    #[test]
+    fn amounts_finer_than_the_currency_are_refused() {
+        let mut inv = invoice(1);
+        inv.lines[1].unit_price = dec!(42.505);
+        inv.lines[1].amount = dec!(42.505);
+        inv.total = dec!(399.505);
+        let errs = inv.validate().unwrap_err();
+        let fields: Vec<_> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["lines[1].amount", "total"]);
+    }
+
+    #[test]
+    fn payment_problems_are_all_reported() {
+        let mut p = crate::domain::samples::payment();
+        p.amount = dec!(-1);
+        p.method.clear();
+        p.bank_account = Some(" ".into());
+        p.applications[0].amount = dec!(0);
+        let errs = p.validate().unwrap_err();
+        let fields: Vec<_> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["method", "amount", "bank_account", "applications[0].amount", "applications"]);
+    }
+
+    #[test]
+    fn documents_without_the_new_optional_fields_still_parse() {
+        let json = r#"{"source_id":"p1","vendor":{"id":"V1","name":"A"},"amount":"10.00",
+            "currency":"USD","date":"2026-11-05","method":"ach"}"#;
+        let p: Payment = serde_json::from_str(json).unwrap();
+        assert_eq!(p.reference, None);
+        assert!(p.applications.is_empty());
     }
 }

@@ -3,8 +3,14 @@
 
 pub mod documents;
 pub mod ids;
+pub mod master_data;
+pub mod money;
+pub mod samples;
 pub mod state;
+pub mod validation;
 
 pub use documents::{Invoice, InvoiceLine, Payment, PaymentApplication, PurchaseOrder, VendorRef};
 pub use ids::{ConnectionId, ItemId, JobId};
+pub use master_data::{GlAccount, GlAccountType, Vendor};
 pub use state::{ErpKind, ItemState, JobState, Op};
+pub use validation::{FieldError, ValidationErrors};

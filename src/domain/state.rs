@@ -154,6 +154,19 @@ pub enum ErpKind {
 }
 
 impl ErpKind {
+    pub const ALL: [ErpKind; 6] = [
+        ErpKind::GenericRest,
+        ErpKind::QuickbooksOnline,
+        ErpKind::Xero,
+        ErpKind::Netsuite,
+        ErpKind::BusinessCentral,
+        ErpKind::SageIntacct,
+    ];
+
+    pub fn parse(s: &str) -> Option<ErpKind> {
+        ErpKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErpKind::GenericRest => "generic_rest",

@@ -6,7 +6,7 @@ pub mod matching;
 pub mod render;
 pub mod serialize;
 
-use crate::domain::{Invoice, Payment, PurchaseOrder};
+use crate::domain::{Invoice, Payment, PurchaseOrder, ValidationErrors};
 
 /// A document on its way to an ERP.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,23 @@ impl Document {
             Document::Invoice(d) => &d.source_id,
             Document::PurchaseOrder(d) => &d.source_id,
             Document::Payment(d, _) => &d.source_id,
+        }
+    }
+
+    /// The ledger's document kind (`bill`, `purchase_order`, `bill_payment`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Document::Invoice(_) => "bill",
+            Document::PurchaseOrder(_) => "purchase_order",
+            Document::Payment(..) => "bill_payment",
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        match self {
+            Document::Invoice(d) => d.validate(),
+            Document::PurchaseOrder(d) => d.validate(),
+            Document::Payment(d, _) => d.validate(),
         }
     }
 }

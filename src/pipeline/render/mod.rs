@@ -1,4 +1,5 @@
 //! Artefacts sent with or alongside documents: the invoice PDF attachment and CSV exports.
+//! Rendering is CPU-bound and synchronous; callers run it off the async runtime threads.
 
 pub mod csv;
 pub mod pdf;

@@ -1,9 +1,28 @@
 //! Document → ERP request body, one module per ERP.
+//!
+//! Every serializer validates the document first, so an ERP never sees a document that
+//! erpsync already knows is wrong, and refuses what its ERP cannot express (a number too
+//! long for the field, a payment method the ERP has no name for) with an error naming the
+//! field: a permanent item failure a person can act on, instead of an ERP 400 later.
+//! JSON bodies are pretty-printed: they are what `erpsync preview` shows support staff,
+//! and the bytes are negligible next to the PDF that travels with a bill.
 
+pub mod business_central;
 pub mod generic_rest;
+pub mod netsuite;
+pub mod quickbooks_online;
+pub mod sage_intacct;
+pub mod xero;
+
+#[cfg(test)]
+mod golden;
+mod json;
+mod xml;
 
 use super::Document;
-use crate::domain::ErpKind;
+use super::matching::MatchOutcome;
+use crate::domain::{ErpKind, Invoice, ValidationErrors};
+use rust_decimal::Decimal;
 
 /// A serialized request body and its media type.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,8 +33,20 @@ pub struct Payload {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SerializeError {
+    #[error("invalid document: {0}")]
+    Invalid(#[from] ValidationErrors),
     #[error("{erp} has no serializer for {what}")]
     Unsupported { erp: &'static str, what: &'static str },
+    #[error("{field} is required for {erp}")]
+    MissingField { erp: &'static str, field: String },
+    #[error("{field} is {len} characters, {erp} allows at most {max}")]
+    FieldTooLong { erp: &'static str, field: String, len: usize, max: usize },
+    #[error("{field} {value:?} has no equivalent in {erp}")]
+    UnsupportedValue { erp: &'static str, field: String, value: String },
+    #[error("the payment is applied to no bill; {erp} needs at least one (apply it by hand or send remittance advice)")]
+    NothingApplied { erp: &'static str },
+    #[error("{erp} cannot record {amount} of unapplied credit on a bill payment; record the overpayment by hand")]
+    UnappliedCredit { erp: &'static str, amount: Decimal },
     #[error("could not encode the payload: {0}")]
     Encode(String),
 }
@@ -23,7 +54,13 @@ pub enum SerializeError {
 impl SerializeError {
     pub fn kind(&self) -> &'static str {
         match self {
+            SerializeError::Invalid(_) => "validation",
             SerializeError::Unsupported { .. } => "unsupported",
+            SerializeError::MissingField { .. } => "missing_field",
+            SerializeError::FieldTooLong { .. } => "field_too_long",
+            SerializeError::UnsupportedValue { .. } => "unsupported_value",
+            SerializeError::NothingApplied { .. } => "nothing_applied",
+            SerializeError::UnappliedCredit { .. } => "unapplied_credit",
             SerializeError::Encode(_) => "encode",
         }
     }
@@ -31,8 +68,188 @@ impl SerializeError {
 
 /// Serializes `doc` for an ERP of kind `erp`.
 pub fn serialize(erp: ErpKind, doc: &Document) -> Result<Payload, SerializeError> {
+    doc.validate()?;
     match erp {
         ErpKind::GenericRest => generic_rest::serialize(doc),
-        other => Err(SerializeError::Unsupported { erp: other.as_str(), what: "documents" }),
+        ErpKind::QuickbooksOnline => quickbooks_online::serialize(doc),
+        ErpKind::Xero => xero::serialize(doc),
+        ErpKind::Netsuite => netsuite::serialize(doc),
+        ErpKind::BusinessCentral => business_central::serialize(doc),
+        ErpKind::SageIntacct => sage_intacct::serialize(doc),
+    }
+}
+
+/// The file name an invoice PDF is uploaded under: the invoice number, made safe for
+/// every ERP's file store.
+pub fn attachment_file_name(inv: &Invoice) -> String {
+    let safe: String = inv
+        .number
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    format!("{}.pdf", if safe.is_empty() { "invoice" } else { &safe })
+}
+
+/// Refuses a value longer than the ERP field. Used for identifiers (numbers, references),
+/// which must never be shortened: a shortened invoice number is a different invoice.
+fn fit(erp: &'static str, field: &str, value: &str, max: usize) -> Result<(), SerializeError> {
+    let len = value.chars().count();
+    if len > max {
+        return Err(SerializeError::FieldTooLong { erp, field: field.into(), len, max });
+    }
+    Ok(())
+}
+
+/// Shortens free text (memos, descriptions) to the ERP's limit with a trailing "…". The
+/// full text stays in the PDF attached to the bill.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The bill's internal note: the PO number (which ERPs can link only by their own id)
+/// and the memo.
+fn bill_note(inv: &Invoice) -> Option<String> {
+    match (&inv.purchase_order, &inv.memo) {
+        (Some(po), Some(memo)) => Some(format!("PO {po}: {memo}")),
+        (Some(po), None) => Some(format!("PO {po}")),
+        (None, Some(memo)) => Some(memo.clone()),
+        (None, None) => None,
+    }
+}
+
+/// Refuses a payment the matcher applied to nothing, and (where the ERP cannot keep it on
+/// the payment) one with unapplied credit.
+fn check_applied(erp: &'static str, outcome: &MatchOutcome, credit_ok: bool) -> Result<(), SerializeError> {
+    if outcome.applied.is_empty() {
+        return Err(SerializeError::NothingApplied { erp });
+    }
+    if !credit_ok && outcome.unapplied > Decimal::ZERO {
+        return Err(SerializeError::UnappliedCredit { erp, amount: outcome.unapplied });
+    }
+    Ok(())
+}
+
+fn require<'a>(erp: &'static str, field: &str, value: &'a Option<String>) -> Result<&'a str, SerializeError> {
+    value
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| SerializeError::MissingField { erp, field: field.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::samples;
+
+    #[test]
+    fn invalid_documents_are_refused_with_every_field() {
+        let mut inv = samples::invoice();
+        inv.currency = "EURO".into();
+        inv.number.clear();
+        for erp in ErpKind::ALL {
+            let err = serialize(erp, &Document::Invoice(inv.clone())).unwrap_err();
+            assert_eq!(err.kind(), "validation");
+            assert_eq!(
+                err.to_string(),
+                "invalid document: number: is required; currency: unknown currency code \"EURO\""
+            );
+        }
+    }
+
+    #[test]
+    fn free_text_is_clipped_but_identifiers_are_refused() {
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("Ōsaka", 5), "Ōsaka");
+        let e = fit("xero", "number", "0123456789", 5).unwrap_err();
+        assert_eq!(e.to_string(), "number is 10 characters, xero allows at most 5");
+        assert_eq!(e.kind(), "field_too_long");
+    }
+
+    #[test]
+    fn attachment_names_are_safe() {
+        let mut inv = samples::invoice();
+        inv.number = "RE 2026/117 ü".into();
+        assert_eq!(attachment_file_name(&inv), "RE_2026_117__.pdf");
+    }
+
+    fn sample_payment(unapplied: Decimal, applied: bool) -> Document {
+        use crate::pipeline::matching::Applied;
+        let p = samples::payment();
+        let outcome = MatchOutcome {
+            applied: if applied {
+                vec![Applied {
+                    erp_id: "1187".into(),
+                    number: "RE-2026-000117".into(),
+                    amount: p.amount - unapplied,
+                    reason: "test".into(),
+                }]
+            } else {
+                Vec::new()
+            },
+            unapplied: if applied { unapplied } else { p.amount },
+            ..Default::default()
+        };
+        Document::Payment(p, outcome)
+    }
+
+    #[test]
+    fn payments_the_erp_cannot_express_are_refused_by_name() {
+        let kinds = |credit| -> Vec<(&str, &str)> {
+            ErpKind::ALL
+                .iter()
+                .map(|&erp| {
+                    let r = serialize(erp, &sample_payment(credit, true));
+                    (erp.as_str(), r.err().map(|e| e.kind()).unwrap_or("ok"))
+                })
+                .collect()
+        };
+        let with_credit = kinds(Decimal::new(100, 0));
+        assert_eq!(
+            with_credit,
+            [
+                ("generic_rest", "ok"),
+                ("quickbooks_online", "ok"),
+                ("xero", "unapplied_credit"),
+                ("netsuite", "unapplied_credit"),
+                ("business_central", "ok"),
+                ("sage_intacct", "unapplied_credit"),
+            ]
+        );
+        for erp in [
+            ErpKind::QuickbooksOnline,
+            ErpKind::Xero,
+            ErpKind::Netsuite,
+            ErpKind::BusinessCentral,
+            ErpKind::SageIntacct,
+        ] {
+            let e = serialize(erp, &sample_payment(Decimal::ZERO, false)).unwrap_err();
+            assert_eq!(e.kind(), "nothing_applied", "{}", erp.as_str());
+        }
+        let Document::Payment(mut p, o) = sample_payment(Decimal::ZERO, true) else { unreachable!() };
+        p.bank_account = None;
+        let e = serialize(ErpKind::Xero, &Document::Payment(p.clone(), o.clone())).unwrap_err();
+        assert_eq!(e.to_string(), "bank_account is required for xero");
+        p.bank_account = Some("1010".into());
+        p.method = "barter".into();
+        let e = serialize(ErpKind::SageIntacct, &Document::Payment(p, o)).unwrap_err();
+        assert_eq!(e.to_string(), "method \"barter\" has no equivalent in sage_intacct");
+    }
+
+    #[test]
+    fn identifiers_too_long_for_the_erp_are_refused() {
+        let mut inv = samples::invoice();
+        inv.number = "RE-2026-000117-CORRECTION-2".into();
+        let e = serialize(ErpKind::QuickbooksOnline, &Document::Invoice(inv.clone())).unwrap_err();
+        assert_eq!(e.to_string(), "number is 27 characters, quickbooks_online allows at most 21");
+        serialize(ErpKind::Xero, &Document::Invoice(inv)).unwrap();
+        let mut inv = samples::invoice();
+        inv.lines[0].tax_code = None;
+        let e = serialize(ErpKind::SageIntacct, &Document::Invoice(inv)).unwrap_err();
+        assert_eq!(e.to_string(), "lines[0].tax_code is required for sage_intacct");
     }
 }
