@@ -27,6 +27,9 @@ trap cleanup EXIT
 # PDF tools: the renderer's tests read the PDFs back with poppler.
 command -v pdftotext >/dev/null && command -v pdfinfo >/dev/null || apt_install poppler-utils
 
+# systemd-analyze verifies the shipped unit and scores its hardening.
+command -v systemd-analyze >/dev/null || apt_install systemd
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test.sh: installing cargo-nextest" >&2
   cargo install --locked cargo-nextest

@@ -234,3 +234,37 @@ fn logs_carry_item_context_and_never_a_credential() {
     }
     assert!(with_item > 5, "retries of items were logged with their context ({with_item} lines)");
 }
+
+fn systemd_analyze(args: &[&str]) -> std::process::Output {
+    Command::new("systemd-analyze")
+        .args(args)
+        .output()
+        .expect("systemd-analyze is needed for this test: apt-get install systemd (scripts/test.sh does)")
+}
+
+/// The unit as shipped, with ExecStart pointing at the binary under test.
+fn unit_under_test(dir: &std::path::Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/erpsync.service")).unwrap();
+    let path = dir.join("erpsync.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/erpsync", BIN)).unwrap();
+    path
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_under_test(dir.path());
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in
+        ["Type=notify", "WatchdogSec=", "ExecStartPre=", "Restart=on-failure", "LoadCredential=", "DynamicUser=yes"]
+    {
+        assert!(text.contains(line), "{line} missing from the unit");
+    }
+    let out = systemd_analyze(&["verify", unit.to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !report.contains("erpsync.service:"), "systemd-analyze verify:\n{report}");
+    let out = systemd_analyze(&["security", "--offline=true", unit.to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    let overall = report.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{report}"));
+    assert!(overall.contains(" OK") || overall.contains(" SAFE"), "{overall}");
+}
