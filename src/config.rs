@@ -27,6 +27,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     /// The built-in sandbox ERP, so a fresh machine sees the daemon work.
     pub sandbox: SandboxConfig,
     /// The ERP connections this daemon exports to.
@@ -111,6 +112,20 @@ pub struct LogConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Connections (in config order) that get their own `connection` label; the rest are
+    /// summed under `other`, which bounds the series count.
+    pub per_connection_max: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_connection_max: 100 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     /// Start an in-process sandbox ERP and a `sandbox` connection to it. Unset means: on
     /// when no connections are configured.
@@ -178,6 +193,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             sandbox: SandboxConfig::default(),
             connections: Vec::new(),
         }

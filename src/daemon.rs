@@ -96,8 +96,9 @@ impl Daemon {
                 Duration::from_millis(config.queue.poll_interval_ms.get().into()),
             )),
         };
+        telemetry::zero_init(&config);
         let mut connectors = HashMap::new();
-        for c in &config.connections {
+        for (i, c) in config.connections.iter().enumerate() {
             let err = |message: String| DaemonError::Connection { id: c.id.to_string(), message };
             let token = c.resolve_token().map_err(err)?;
             let client: Arc<dyn ErpClient> = Arc::new(
@@ -110,7 +111,8 @@ impl Daemon {
                 )
                 .map_err(err)?,
             );
-            connectors.insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), client)));
+            let label = telemetry::connection_label(&config, i, c.id.as_str());
+            connectors.insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), client, label)));
         }
         let ctx = Arc::new(Ctx {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),

@@ -24,6 +24,79 @@ pub const ACTOR_RESTARTS: &str = "erpsync_actor_restarts_total";
 pub const STATUS_BATCH_SIZE: &str = "erpsync_status_write_batch_size";
 pub const STATUS_WRITE_SECONDS: &str = "erpsync_status_write_duration_seconds";
 pub const JOBS_CREATED: &str = "erpsync_jobs_created_total";
+pub const QUEUE_RETURNED: &str = "erpsync_queue_messages_returned_total";
+pub const CONNECTION_ITEMS: &str = "erpsync_connection_items_total";
+pub const CONNECTION_RETRIES: &str = "erpsync_connection_retries_total";
+pub const CONNECTION_ERP_SECONDS: &str = "erpsync_connection_erp_request_duration_seconds";
+
+/// The closed sets of label values, so every series known at start-up exists from the start.
+pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead_lettered"];
+pub const RETRY_KINDS: [&str; 7] =
+    ["throttled", "transient", "ambiguous", "auth", "stage_failed", "store", "bill_not_exported"];
+pub const ACTOR_KINDS: [&str; 6] = ["status", "supervisor", "serializer", "renderer", "matcher", "connector"];
+pub const DEAD_LETTER_REASONS: [&str; 9] = [
+    "item",
+    "max_receives",
+    "unknown_connection",
+    "not_json",
+    "not_an_object",
+    "bad_version",
+    "bad_field",
+    "no_payload",
+    "too_large",
+];
+/// Why a received message went back to the queue instead of being deleted.
+pub const RETURN_REASONS: [&str; 4] = ["retry", "busy", "unrecorded", "connector_restarting"];
+/// Connections past this many (in config order) share the label value `other`.
+pub const OTHER_CONNECTIONS: &str = "other";
+
+/// Registers every series whose labels are known from the config at 0, so dashboards and
+/// alerts see them before the first event.
+pub fn zero_init(config: &crate::config::Config) {
+    use metrics::counter;
+    let mut erps: Vec<&str> = config.connections.iter().map(|c| c.erp.as_str()).collect();
+    erps.sort();
+    erps.dedup();
+    for erp in &erps {
+        for op in crate::domain::Op::ALL {
+            for outcome in OUTCOMES {
+                counter!(ITEMS, "erp" => *erp, "op" => op.as_str(), "outcome" => outcome).absolute(0);
+            }
+        }
+        for kind in RETRY_KINDS {
+            counter!(RETRIES, "erp" => *erp, "error_kind" => kind).absolute(0);
+        }
+        counter!(THROTTLED, "erp" => *erp).absolute(0);
+    }
+    for (i, c) in config.connections.iter().enumerate() {
+        let label = connection_label(config, i, c.id.as_str());
+        for outcome in OUTCOMES {
+            counter!(CONNECTION_ITEMS, "connection" => label.clone(), "outcome" => outcome).absolute(0);
+        }
+        for kind in RETRY_KINDS {
+            counter!(CONNECTION_RETRIES, "connection" => label.clone(), "error_kind" => kind).absolute(0);
+        }
+    }
+    for actor in ACTOR_KINDS {
+        counter!(ACTOR_RESTARTS, "actor" => actor).absolute(0);
+    }
+    for reason in DEAD_LETTER_REASONS {
+        counter!(QUEUE_DEAD_LETTERED, "reason" => reason).absolute(0);
+    }
+    for reason in RETURN_REASONS {
+        counter!(QUEUE_RETURNED, "reason" => reason).absolute(0);
+    }
+    counter!(QUEUE_RECEIVED).absolute(0);
+    counter!(QUEUE_DELETED).absolute(0);
+    counter!(JOBS_CREATED).absolute(0);
+}
+
+/// The `connection` label of the `index`-th configured connection: its id for the first
+/// `metrics.per_connection_max`, `other` beyond, so thousands of connections cannot
+/// explode the series count.
+pub fn connection_label(config: &crate::config::Config, index: usize, id: &str) -> String {
+    if index < config.metrics.per_connection_max as usize { id.to_owned() } else { OTHER_CONNECTIONS.to_owned() }
+}
 
 /// ERP calls: 10 ms to 2 min.
 const ERP_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -44,6 +117,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STAGE_SECONDS.into()), STAGE_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_WRITE_SECONDS.into()), WRITE_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_BATCH_SIZE.into()), BATCH_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CONNECTION_ERP_SECONDS.into()), ERP_BUCKETS))
                 .expect("bucket lists are non-empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
@@ -73,6 +147,10 @@ fn describe() {
     describe_histogram!(STATUS_BATCH_SIZE, "Item updates written per StatusActor transaction.");
     describe_histogram!(STATUS_WRITE_SECONDS, Unit::Seconds, "StatusActor transaction latency.");
     describe_counter!(JOBS_CREATED, "Jobs accepted by the API.");
+    describe_counter!(QUEUE_RETURNED, "Messages returned to the queue with a delay, by reason.");
+    describe_counter!(CONNECTION_ITEMS, "Terminal items per connection and outcome.");
+    describe_counter!(CONNECTION_RETRIES, "Rescheduled attempts per connection and error kind.");
+    describe_histogram!(CONNECTION_ERP_SECONDS, Unit::Seconds, "ERP request latency per connection.");
 }
 
 /// Sets up tracing once per process; later calls are no-ops (tests start many daemons).

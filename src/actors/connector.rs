@@ -32,27 +32,38 @@ pub struct ConnectorShared {
     rate: Option<RateLimiter>,
     /// Items handed to this connector and not finished.
     outstanding: AtomicUsize,
-    in_flight_calls: AtomicUsize,
+    /// The `connection` metric label (bounded, see `telemetry::connection_label`).
+    label: String,
     /// (doc kind, source id) being worked on here: one document is never exported by two
     /// tasks of this daemon at once.
     busy: Mutex<HashSet<(String, String)>>,
 }
 
 impl ConnectorShared {
-    pub fn new(config: ConnectionConfig, client: Arc<dyn ErpClient>) -> Self {
+    pub fn new(config: ConnectionConfig, client: Arc<dyn ErpClient>, label: String) -> Self {
         let limit = config.max_concurrency() as usize;
         let rate = config.rate_limit_per_min().map(RateLimiter::per_minute);
-        metrics::gauge!(telemetry::CONNECTION_LIMIT, "connection" => config.id.to_string()).set(limit as f64);
-        metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => config.id.to_string()).set(0.0);
+        let limit_gauge = metrics::gauge!(telemetry::CONNECTION_LIMIT, "connection" => label.clone());
+        if label == telemetry::OTHER_CONNECTIONS {
+            // Connections sharing the `other` label add up.
+            limit_gauge.increment(limit as f64);
+        } else {
+            limit_gauge.set(limit as f64);
+        }
+        metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => label.clone()).increment(0.0);
         ConnectorShared {
             config,
             client,
             gate: Semaphore::new(limit),
             rate,
             outstanding: AtomicUsize::new(0),
-            in_flight_calls: AtomicUsize::new(0),
+            label,
             busy: Mutex::new(HashSet::new()),
         }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     pub fn limit(&self) -> usize {
@@ -74,13 +85,13 @@ impl ConnectorShared {
             rate.acquire().await;
         }
         let _permit = self.gate.acquire().await.expect("the gate is never closed");
-        let id = self.config.id.to_string();
-        let n = self.in_flight_calls.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => id.clone()).set(n as f64);
+        let in_flight = metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => self.label.clone());
+        in_flight.increment(1.0);
         let started = Instant::now();
         let result = fut.await;
-        let n = self.in_flight_calls.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => id).set(n as f64);
+        in_flight.decrement(1.0);
+        metrics::histogram!(telemetry::CONNECTION_ERP_SECONDS, "connection" => self.label.clone())
+            .record(started.elapsed().as_secs_f64());
         let erp = self.config.erp.as_str();
         let outcome = match &result {
             Ok(_) => "ok",

@@ -288,7 +288,7 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
             return;
         }
         Outcome::Busy => {
-            let _ = q.change_visibility(&[(d.receipt.clone(), Duration::from_secs(2))]).await;
+            returned(ctx, d, Duration::from_secs(2), "busy").await;
             return;
         }
         Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
@@ -306,11 +306,13 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
                 at_least,
             );
             metrics::counter!(telemetry::RETRIES, "erp" => erp, "error_kind" => error.kind.clone()).increment(1);
+            metrics::counter!(telemetry::CONNECTION_RETRIES, "connection" => conn.label().to_owned(), "error_kind" => error.kind.clone())
+                .increment(1);
             tracing::info!(error = %error.message, delay_ms = delay.as_millis() as u64, "attempt failed; retrying");
             let detail = format!("retry in {:.1} s", delay.as_secs_f64());
             // The ledger must be durable before the message comes back.
             if record(ctx, conn, d, ItemState::Retrying, None, Some(error), ledger, Some(detail), true).await {
-                let _ = q.change_visibility(&[(d.receipt.clone(), delay)]).await;
+                returned(ctx, d, delay, "retry").await;
             }
             return;
         }
@@ -319,10 +321,12 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
     if !record(ctx, conn, d, state, erp_id, error.clone(), ledger, detail, true).await {
         // Not recorded: keep the message; it comes back after a short pause.
         tracing::warn!("outcome not recorded; the message will be redelivered");
-        let _ = q.change_visibility(&[(d.receipt.clone(), Duration::from_secs(5))]).await;
+        returned(ctx, d, Duration::from_secs(5), "unrecorded").await;
         return;
     }
     metrics::counter!(telemetry::ITEMS, "erp" => erp, "op" => op, "outcome" => state.as_str()).increment(1);
+    metrics::counter!(telemetry::CONNECTION_ITEMS, "connection" => conn.label().to_owned(), "outcome" => state.as_str())
+        .increment(1);
     match state {
         ItemState::DeadLettered => {
             let reason = reason.unwrap_or_default();
@@ -338,6 +342,14 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
             }
             delete(ctx, d).await;
         }
+    }
+}
+
+/// Puts the message back on the queue, visible again after `delay`.
+async fn returned(ctx: &Ctx, d: &Delivery, delay: Duration, reason: &'static str) {
+    metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => reason).increment(1);
+    if let Err(e) = ctx.queue.change_visibility(&[(d.receipt.clone(), delay)]).await {
+        tracing::warn!(error = %e, "could not reschedule the message; it reappears after its visibility timeout");
     }
 }
 

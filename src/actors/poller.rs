@@ -194,6 +194,7 @@ async fn route(ctx: &Arc<Ctx>, m: Received) {
         Some(actor) if actor.send_message(ConnectorMsg::Process(delivery)).is_ok() => {}
         // The connector is restarting: the message comes back shortly.
         _ => {
+            metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "connector_restarting").increment(1);
             let _ = ctx.queue.change_visibility(&[(m.receipt, Duration::from_secs(1))]).await;
         }
     }
