@@ -27,6 +27,9 @@ trap cleanup EXIT
 # PDF tools: the renderer's tests read the PDFs back with poppler.
 command -v pdftotext >/dev/null && command -v pdfinfo >/dev/null || apt_install poppler-utils
 
+# A real Prometheus evaluates every dashboard and alert expression; promtool checks them.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || apt_install prometheus
+
 # systemd-analyze verifies the shipped unit and scores its hardening.
 command -v systemd-analyze >/dev/null || apt_install systemd
 
