@@ -170,6 +170,10 @@ impl Daemon {
         let drain = Duration::from_secs(self.ctx.config.shutdown.drain_timeout_secs.into());
         tracing::info!(in_flight = self.ctx.in_flight.lock().unwrap().len(), "draining");
         self.ctx.shutdown.cancel();
+        // Stop receiving first, so nothing arrives after the in-flight set is taken.
+        if let Some(poller) = self.ctx.lookup::<crate::actors::poller::PollerMsg>("poller") {
+            let _ = poller.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
+        }
         self.ctx.tasks.close();
         if tokio::time::timeout(drain, self.ctx.tasks.wait()).await.is_err() {
             let left: Vec<_> = self.ctx.in_flight.lock().unwrap().keys().map(|r| (r.clone(), Duration::ZERO)).collect();

@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 const MAX_RECEIVES: u32 = 3;
 
+async fn embedded_postgres() -> (Arc<dyn Queue>, ()) {
+    let url = erpsync::testdb::fresh_postgres().await;
+    let db = erpsync::store::connect(&url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    (Arc::new(EmbeddedQueue::new(db, "conformance", MAX_RECEIVES, Duration::from_millis(20))), ())
+}
+
 async fn embedded() -> (Arc<dyn Queue>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/q.db?mode=rwc", dir.path().display());
@@ -150,7 +157,54 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod embedded_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (q, _) = super::embedded_postgres().await;
+                    super::$name(q).await;
+                }
+            )*
+        }
     };
+}
+
+/// Several receivers on one PostgreSQL queue: no message is handed to two of them while
+/// its visibility lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_receivers_never_share_a_message() {
+    let url = erpsync::testdb::fresh_postgres().await;
+    let mut queues = Vec::new();
+    for _ in 0..4 {
+        let db = erpsync::store::connect(&url, 4).await.unwrap();
+        erpsync::store::migrate(&db).await.unwrap();
+        queues.push(Arc::new(EmbeddedQueue::new(db, "shared", 100, Duration::from_millis(10))));
+    }
+    queues[0].send((0..2000).map(|i| msg(&format!("m{i}"))).collect()).await.unwrap();
+    let mut tasks = Vec::new();
+    for q in queues {
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = q.receive(req(10, 0, 60_000)).await.unwrap().messages;
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|m| m.body));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut per_receiver = Vec::new();
+    for t in tasks {
+        let got = t.await.unwrap();
+        per_receiver.push(got.len());
+        all.extend(got);
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((n, all.len()), (2000, 2000), "each message exactly once; per receiver {per_receiver:?}");
 }
 
 conformance!(
