@@ -28,6 +28,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub cluster: ClusterConfig,
     /// The built-in sandbox ERP, so a fresh machine sees the daemon work.
     pub sandbox: SandboxConfig,
     /// The ERP connections this daemon exports to.
@@ -108,6 +109,26 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `erpsync=debug,sea_orm=warn`.
     pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Hold per-connection concurrency slots in the database, so every daemon sharing it
+    /// together stays within each connection's limit. Unset means: on with PostgreSQL.
+    pub leases: Option<bool>,
+    /// A slot not renewed for this long is free again (a dead daemon's slots come back).
+    pub lease_ttl_secs: NonZeroU32,
+    /// How long an item waits for a slot before going back to the queue with a delay.
+    pub slot_wait_secs: NonZeroU32,
+    /// This daemon's name in the slot table; default `<hostname>:<pid>:<random>`.
+    pub instance_id: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { leases: None, lease_ttl_secs: nz(30), slot_wait_secs: nz(30), instance_id: None }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +215,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            cluster: ClusterConfig::default(),
             sandbox: SandboxConfig::default(),
             connections: Vec::new(),
         }
@@ -416,6 +438,11 @@ impl Config {
 
     pub fn database_url(&self) -> String {
         self.database.url.clone().unwrap_or_else(|| format!("sqlite://{}/erpsync.db?mode=rwc", self.data_dir.display()))
+    }
+
+    /// Whether cluster-wide slots are in force.
+    pub fn leases_enabled(&self) -> bool {
+        self.cluster.leases.unwrap_or_else(|| self.database_url().starts_with("postgres"))
     }
 
     pub fn connection(&self, id: &ConnectionId) -> Option<&ConnectionConfig> {

@@ -11,6 +11,7 @@ use crate::config::{Config, QueueBackend};
 use crate::erp::ErpClient;
 use crate::erp::generic_rest::GenericRestClient;
 use crate::erp::sandbox::{Sandbox, SandboxOptions};
+use crate::limits::lease::LeasePool;
 use crate::queue::Queue;
 use crate::queue::embedded::EmbeddedQueue;
 use crate::{http, store, telemetry};
@@ -62,6 +63,8 @@ pub struct Daemon {
     http_stop: CancellationToken,
     http_task: tokio::task::JoinHandle<()>,
     sandbox: Option<Sandbox>,
+    /// Lease renewal and release notifications; aborted when the daemon stops.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -97,6 +100,9 @@ impl Daemon {
             )),
         };
         telemetry::zero_init(&config);
+        let instance = config.cluster.instance_id.clone().unwrap_or_else(default_instance_id);
+        let leases = config.leases_enabled();
+        let mut pools = Vec::new();
         let mut connectors = HashMap::new();
         for (i, c) in config.connections.iter().enumerate() {
             let err = |message: String| DaemonError::Connection { id: c.id.to_string(), message };
@@ -112,7 +118,24 @@ impl Daemon {
                 .map_err(err)?,
             );
             let label = telemetry::connection_label(&config, i, c.id.as_str());
-            connectors.insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), client, label)));
+            let pool = if leases {
+                let ttl = Duration::from_secs(config.cluster.lease_ttl_secs.get().into());
+                let pool = Arc::new(LeasePool::new(
+                    db.clone(),
+                    c.id.as_str(),
+                    label.clone(),
+                    c.max_concurrency(),
+                    &instance,
+                    ttl,
+                ));
+                pool.ensure_slots().await.map_err(|e| DaemonError::Store(store::StoreError::Db(e)))?;
+                pools.push(pool.clone());
+                Some(pool)
+            } else {
+                None
+            };
+            let wait = Duration::from_secs(config.cluster.slot_wait_secs.get().into());
+            connectors.insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), client, label, pool, wait)));
         }
         let ctx = Arc::new(Ctx {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
@@ -130,6 +153,7 @@ impl Daemon {
             poller_progress: Default::default(),
             status_progress: Default::default(),
         });
+        let background = lease_tasks(&ctx.db, pools).await;
         let (root, root_done) = start_tree(&ctx).await?;
         let addr = ctx.config.http.listen;
         let listener =
@@ -144,7 +168,7 @@ impl Daemon {
             }
         });
         tracing::info!(%http_addr, connections = ctx.connectors.len(), "erpsync running");
-        Ok(Daemon { ctx, root, root_done, http_addr, http_stop, http_task, sandbox })
+        Ok(Daemon { ctx, root, root_done, http_addr, http_stop, http_task, sandbox, background })
     }
 
     pub fn ctx(&self) -> &Arc<Ctx> {
@@ -191,6 +215,9 @@ impl Daemon {
     /// Abrupt stop, as if the process died: nothing is drained or returned; messages in
     /// flight reappear when their visibility times out.
     pub async fn kill(self) {
+        for t in &self.background {
+            t.abort();
+        }
         self.ctx.shutdown.cancel();
         self.ctx.abandon.cancel();
         self.root.kill();
@@ -200,6 +227,9 @@ impl Daemon {
     }
 
     async fn stop_tree(self) {
+        for t in &self.background {
+            t.abort();
+        }
         // Killing the root takes the whole tree down; the StatusActor flushes in post_stop.
         let _ = self.root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
         self.root.kill();
@@ -210,6 +240,62 @@ impl Daemon {
             sb.stop().await;
         }
     }
+}
+
+/// `<hostname>:<pid>:<random>`: unique per process, readable in the slot table.
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+    format!("{host}:{}:{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
+}
+
+/// Renews each pool's slots every third of the TTL and, on PostgreSQL, wakes waiting pools
+/// when another daemon releases a slot.
+async fn lease_tasks(db: &sea_orm::DatabaseConnection, pools: Vec<Arc<LeasePool>>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for pool in &pools {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(pool.ttl() / 3);
+            loop {
+                tick.tick().await;
+                if let Err(e) = pool.renew().await {
+                    tracing::warn!(error = %e, "lease renewal failed");
+                }
+            }
+        }));
+    }
+    if pools.is_empty() || db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return tasks;
+    }
+    let pg = db.get_postgres_connection_pool().clone();
+    tasks.push(tokio::spawn(async move {
+        use sea_orm::sqlx::postgres::PgListener;
+        loop {
+            let listener = async {
+                let mut l = PgListener::connect_with(&pg).await?;
+                l.listen(crate::limits::lease::NOTIFY_CHANNEL).await?;
+                Ok::<_, sea_orm::sqlx::Error>(l)
+            };
+            match listener.await {
+                Ok(mut l) => loop {
+                    match l.recv().await {
+                        Ok(n) => {
+                            for p in pools.iter().filter(|p| p.connection() == n.payload()) {
+                                p.wake.notify_waiters();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lease notification listener lost; reconnecting");
+                            break;
+                        }
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot listen for lease releases; polling instead"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }));
+    tasks
 }
 
 async fn start_tree(ctx: &Arc<Ctx>) -> Result<(ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), DaemonError> {

@@ -21,5 +21,5 @@ pub mod samples;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
-pub mod util;
 pub mod testdb;
+pub mod util;

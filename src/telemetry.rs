@@ -28,6 +28,8 @@ pub const QUEUE_RETURNED: &str = "erpsync_queue_messages_returned_total";
 pub const CONNECTION_ITEMS: &str = "erpsync_connection_items_total";
 pub const CONNECTION_RETRIES: &str = "erpsync_connection_retries_total";
 pub const CONNECTION_ERP_SECONDS: &str = "erpsync_connection_erp_request_duration_seconds";
+pub const LEASES_HELD: &str = "erpsync_connection_leases_held";
+pub const LEASE_WAIT_SECONDS: &str = "erpsync_connection_lease_wait_seconds";
 
 /// The closed sets of label values, so every series known at start-up exists from the start.
 pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead_lettered"];
@@ -46,7 +48,7 @@ pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "too_large",
 ];
 /// Why a received message went back to the queue instead of being deleted.
-pub const RETURN_REASONS: [&str; 4] = ["retry", "busy", "unrecorded", "connector_restarting"];
+pub const RETURN_REASONS: [&str; 5] = ["retry", "busy", "unrecorded", "connector_restarting", "saturated"];
 /// Connections past this many (in config order) share the label value `other`.
 pub const OTHER_CONNECTIONS: &str = "other";
 
@@ -103,6 +105,8 @@ const ERP_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 /// Pipeline stages are CPU work: 0.1 ms to 5 s.
 const STAGE_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 const WRITE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+/// Waiting for a cluster slot: 1 ms to 1 min.
+const LEASE_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -118,6 +122,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_WRITE_SECONDS.into()), WRITE_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_BATCH_SIZE.into()), BATCH_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CONNECTION_ERP_SECONDS.into()), ERP_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(LEASE_WAIT_SECONDS.into()), LEASE_BUCKETS))
                 .expect("bucket lists are non-empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
@@ -151,6 +156,8 @@ fn describe() {
     describe_counter!(CONNECTION_ITEMS, "Terminal items per connection and outcome.");
     describe_counter!(CONNECTION_RETRIES, "Rescheduled attempts per connection and error kind.");
     describe_histogram!(CONNECTION_ERP_SECONDS, Unit::Seconds, "ERP request latency per connection.");
+    describe_gauge!(LEASES_HELD, "Cluster-wide concurrency slots this daemon holds per connection.");
+    describe_histogram!(LEASE_WAIT_SECONDS, Unit::Seconds, "Time waiting for a cluster-wide concurrency slot.");
 }
 
 /// Sets up tracing once per process; later calls are no-ops (tests start many daemons).

@@ -32,6 +32,9 @@ pub struct ConnectorShared {
     rate: Option<RateLimiter>,
     /// Items handed to this connector and not finished.
     outstanding: AtomicUsize,
+    /// Cluster-wide slots, when several daemons share the database.
+    lease: Option<Arc<crate::limits::lease::LeasePool>>,
+    slot_wait: std::time::Duration,
     /// The `connection` metric label (bounded, see `telemetry::connection_label`).
     label: String,
     /// (doc kind, source id) being worked on here: one document is never exported by two
@@ -40,7 +43,13 @@ pub struct ConnectorShared {
 }
 
 impl ConnectorShared {
-    pub fn new(config: ConnectionConfig, client: Arc<dyn ErpClient>, label: String) -> Self {
+    pub fn new(
+        config: ConnectionConfig,
+        client: Arc<dyn ErpClient>,
+        label: String,
+        lease: Option<Arc<crate::limits::lease::LeasePool>>,
+        slot_wait: std::time::Duration,
+    ) -> Self {
         let limit = config.max_concurrency() as usize;
         let rate = config.rate_limit_per_min().map(RateLimiter::per_minute);
         let limit_gauge = metrics::gauge!(telemetry::CONNECTION_LIMIT, "connection" => label.clone());
@@ -57,6 +66,8 @@ impl ConnectorShared {
             gate: Semaphore::new(limit),
             rate,
             outstanding: AtomicUsize::new(0),
+            lease,
+            slot_wait,
             label,
             busy: Mutex::new(HashSet::new()),
         }
@@ -85,11 +96,32 @@ impl ConnectorShared {
             rate.acquire().await;
         }
         let _permit = self.gate.acquire().await.expect("the gate is never closed");
+        // Across the fleet: a slot in the database, after the local permit so a daemon never
+        // holds more slots than it can use.
+        let slot = match &self.lease {
+            Some(pool) => match pool.acquire(self.slot_wait).await {
+                Ok(guard) => Some(guard),
+                Err(crate::limits::lease::LeaseError::Timeout(d)) => {
+                    return Err(ErpError::Saturated(format!("no slot free within {} s", d.as_secs())));
+                }
+                Err(e) => return Err(ErpError::Transient(e.to_string())),
+            },
+            None => None,
+        };
         let in_flight = metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => self.label.clone());
         in_flight.increment(1.0);
         let started = Instant::now();
-        let result = fut.await;
+        let mut result = fut.await;
         in_flight.decrement(1.0);
+        if let (Some(pool), Some(guard)) = (&self.lease, &slot) {
+            // Fencing: a slot that lapsed mid-call may have been granted to another daemon,
+            // so this call's answer cannot be trusted as the only one; the retry looks the
+            // document up before creating anything.
+            if pool.is_lost(guard.lease.token) {
+                result = Err(ErpError::Ambiguous("the cluster concurrency slot lapsed during the call".into()));
+            }
+        }
+        drop(slot);
         metrics::histogram!(telemetry::CONNECTION_ERP_SECONDS, "connection" => self.label.clone())
             .record(started.elapsed().as_secs_f64());
         let erp = self.config.erp.as_str();

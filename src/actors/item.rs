@@ -54,6 +54,7 @@ impl From<ErpError> for Outcome {
                 Outcome::Retry { error: err("throttled", None, e.to_string()), at_least: retry_after }
             }
             // Bad credentials do not fix themselves quickly: wait at least a minute.
+            ErpError::Saturated(_) => Outcome::Busy,
             ErpError::Auth { .. } => {
                 Outcome::Retry { error: err("auth", None, e.to_string()), at_least: Some(Duration::from_secs(60)) }
             }
@@ -288,6 +289,7 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
             return;
         }
         Outcome::Busy => {
+            // Another task has this document, or every cluster slot is taken: not an attempt.
             returned(ctx, d, Duration::from_secs(2), "busy").await;
             return;
         }
@@ -366,12 +368,13 @@ pub async fn record_dead_letter(
     ctx: &Ctx,
     item_id: crate::domain::ItemId,
     connection: crate::domain::ConnectionId,
+    attempt: u32,
     reason: &str,
 ) {
     let update = ItemUpdate {
         item_id,
         state: ItemState::DeadLettered,
-        attempt: 0,
+        attempt,
         erp_id: None,
         error: Some(err("unprocessable", None, reason)),
         ledger: vec![],

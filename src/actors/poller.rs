@@ -168,7 +168,7 @@ async fn receive_and_route(ctx: &Arc<Ctx>, req: ReceiveRequest<'_>) -> usize {
         metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => "max_receives").increment(1);
         tracing::warn!(message_id = %dead.message_id, reason = %dead.reason, "message dead-lettered by the queue");
         if let Ok(env) = Envelope::decode(&dead.body) {
-            item::record_dead_letter(ctx, env.item_id, env.connection_id, &dead.reason).await;
+            item::record_dead_letter(ctx, env.item_id, env.connection_id, dead.receive_count, &dead.reason).await;
         }
     }
     let n = batch.messages.len();
@@ -204,7 +204,7 @@ async fn reject(ctx: &Ctx, m: &Received, kind: &'static str, reason: &str, item:
     tracing::warn!(message_id = %m.message_id, %reason, "dead-lettering message");
     metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => kind).increment(1);
     if let Some((item_id, conn)) = item {
-        item::record_dead_letter(ctx, item_id, conn, reason).await;
+        item::record_dead_letter(ctx, item_id, conn, m.receive_count, reason).await;
     }
     if let Err(e) = ctx.queue.dead_letter(&m.receipt, reason).await {
         tracing::warn!(error = %e, "could not dead-letter; it will be seen again");

@@ -32,6 +32,9 @@ pub enum ErpError {
     /// The ERP refused the document; retrying will not help.
     #[error("ERP rejected the document ({status} {code}): {message}")]
     Rejected { status: u16, code: String, message: String },
+    /// No cluster-wide concurrency slot came free in time: nothing was sent.
+    #[error("every concurrency slot of this connection is busy: {0}")]
+    Saturated(String),
     /// Credentials missing, expired or revoked.
     #[error("ERP refused our credentials ({status}): {message}")]
     Auth { status: u16, message: String },
@@ -46,6 +49,7 @@ impl ErpError {
             ErpError::Ambiguous(_) => "ambiguous",
             ErpError::Rejected { .. } => "rejected",
             ErpError::Auth { .. } => "auth",
+            ErpError::Saturated(_) => "saturated",
         }
     }
 

@@ -247,6 +247,9 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             .col_expr(job_item::Column::UpdatedAtMs, Expr::value(now))
             .filter(job_item::Column::Id.eq(u.item_id.to_string()))
             .filter(not_terminal())
+            // Fencing: an older attempt (a stale receive of the message) never overwrites
+            // a newer one's state.
+            .filter(job_item::Column::Attempts.lte(u.attempt as i32))
             .exec(&txn)
             .await?;
         let ok = res.rows_affected == 1;

@@ -1,6 +1,7 @@
 //! Schema migrations, as code. They run at start-up and with `erpsync migrate`.
 
 mod m0001_initial;
+mod m0002_erp_leases;
 
 use sea_orm_migration::prelude::*;
 
@@ -9,6 +10,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration)]
+        vec![Box::new(m0001_initial::Migration), Box::new(m0002_erp_leases::Migration)]
     }
 }

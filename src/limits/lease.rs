@@ -1,0 +1,268 @@
+//! Cluster-wide concurrency slots for one connection, shared by every daemon on the same
+//! database: a counting semaphore of `limit` rows in `erp_leases`.
+//!
+//! A daemon takes a free or expired slot with one `UPDATE … RETURNING` (row-locked with
+//! `SKIP LOCKED` on PostgreSQL), renews what it holds every third of the TTL, and gives a
+//! slot back when its local work runs dry. A slot that frees while another local call
+//! waits is handed over in memory, so a busy daemon keeps its slots hot instead of paying
+//! two round trips per call. A daemon that dies simply stops renewing: its slots expire and
+//! are taken by others, no clean-up needed. Every grant bumps the slot's `token`; a renewal
+//! that no longer finds our token means the slot lapsed and may now be someone else's, so
+//! the call that held it is treated as ambiguous (see `ConnectorShared::call`).
+//!
+//! On PostgreSQL, releases are announced with `pg_notify('erpsync_leases', connection)` so
+//! waiting daemons retry at once instead of on their next poll.
+
+use crate::telemetry;
+use crate::util::now_ms;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+pub const NOTIFY_CHANNEL: &str = "erpsync_leases";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub slot: i32,
+    pub token: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("no concurrency slot of this connection came free within {0:?}")]
+    Timeout(Duration),
+    #[error("lease storage error: {0}")]
+    Db(#[from] DbErr),
+}
+
+#[derive(Default)]
+struct State {
+    /// Leases we hold and nobody here is using.
+    idle: Vec<Lease>,
+    /// Tokens of every lease we hold (idle or in use).
+    held: HashSet<i64>,
+    /// Tokens a renewal found gone: their calls must not be trusted.
+    lost: HashSet<i64>,
+    waiters: usize,
+}
+
+pub struct LeasePool {
+    db: DatabaseConnection,
+    connection: String,
+    label: String,
+    limit: u32,
+    holder: String,
+    ttl: Duration,
+    state: Mutex<State>,
+    /// Local releases and remote notifications wake waiters.
+    pub wake: Notify,
+}
+
+fn stmt(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(db.get_database_backend(), sql, values)
+}
+
+impl LeasePool {
+    pub fn new(
+        db: DatabaseConnection,
+        connection: &str,
+        label: String,
+        limit: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> Self {
+        LeasePool {
+            db,
+            connection: connection.to_owned(),
+            label,
+            limit,
+            holder: holder.to_owned(),
+            ttl,
+            state: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Creates the connection's slot rows (idempotent).
+    pub async fn ensure_slots(&self) -> Result<(), DbErr> {
+        for slot in 0..self.limit as i32 {
+            self.db
+                .execute_raw(stmt(
+                    &self.db,
+                    "INSERT INTO erp_leases (connection_id, slot, holder, token, expires_at_ms) VALUES ($1, $2, NULL, 0, 0) \
+                     ON CONFLICT (connection_id, slot) DO NOTHING",
+                    vec![self.connection.clone().into(), slot.into()],
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn try_take(&self) -> Result<Option<Lease>, DbErr> {
+        let now = now_ms();
+        let lock = if self.db.get_database_backend() == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE erp_leases SET holder = $1, token = token + 1, expires_at_ms = $2 \
+             WHERE connection_id = $3 AND slot = (SELECT slot FROM erp_leases \
+                 WHERE connection_id = $3 AND slot < $4 AND (holder IS NULL OR expires_at_ms < $5) \
+                 ORDER BY slot LIMIT 1{lock}) \
+             RETURNING slot, token"
+        );
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                &self.db,
+                &sql,
+                vec![
+                    self.holder.clone().into(),
+                    (now + self.ttl.as_millis() as i64).into(),
+                    self.connection.clone().into(),
+                    (self.limit as i32).into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Lease { slot: r.try_get_by_index(0)?, token: r.try_get_by_index(1)? }),
+            None => None,
+        })
+    }
+
+    /// Waits up to `max_wait` for a slot.
+    pub async fn acquire(self: &Arc<Self>, max_wait: Duration) -> Result<LeaseGuard, LeaseError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let notified = self.wake.notified();
+            if let Some(lease) = self.state.lock().unwrap().idle.pop() {
+                return Ok(self.guard(lease, started));
+            }
+            if let Some(lease) = self.try_take().await? {
+                self.state.lock().unwrap().held.insert(lease.token);
+                self.held_gauge();
+                return Ok(self.guard(lease, started));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LeaseError::Timeout(max_wait));
+            }
+            self.state.lock().unwrap().waiters += 1;
+            // Expired slots of dead daemons are only found by looking again.
+            let poll = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                _ = notified => {}
+                _ = poll => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            self.state.lock().unwrap().waiters -= 1;
+        }
+    }
+
+    fn guard(self: &Arc<Self>, lease: Lease, started: Instant) -> LeaseGuard {
+        metrics::histogram!(telemetry::LEASE_WAIT_SECONDS, "connection" => self.label.clone())
+            .record(started.elapsed().as_secs_f64());
+        LeaseGuard { pool: self.clone(), lease }
+    }
+
+    fn held_gauge(&self) {
+        let n = self.state.lock().unwrap().held.len();
+        metrics::gauge!(telemetry::LEASES_HELD, "connection" => self.label.clone()).set(n as f64);
+    }
+
+    /// Whether the slot behind `token` lapsed while we held it.
+    pub fn is_lost(&self, token: i64) -> bool {
+        self.state.lock().unwrap().lost.contains(&token)
+    }
+
+    fn release(self: &Arc<Self>, lease: Lease) {
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.lost.remove(&lease.token) {
+                return;
+            }
+            if st.waiters > 0 {
+                st.idle.push(lease);
+                drop(st);
+                self.wake.notify_one();
+                return;
+            }
+            st.held.remove(&lease.token);
+        }
+        self.held_gauge();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pool.give_back(lease).await {
+                tracing::warn!(error = %e, connection = %pool.connection, "lease release failed; it expires on its own");
+            }
+        });
+    }
+
+    async fn give_back(&self, lease: Lease) -> Result<(), DbErr> {
+        self.db
+            .execute_raw(stmt(
+                &self.db,
+                "UPDATE erp_leases SET holder = NULL, expires_at_ms = 0 \
+                 WHERE connection_id = $1 AND slot = $2 AND token = $3 AND holder = $4",
+                vec![self.connection.clone().into(), lease.slot.into(), lease.token.into(), self.holder.clone().into()],
+            ))
+            .await?;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            self.db
+                .execute_raw(stmt(
+                    &self.db,
+                    "SELECT pg_notify($1, $2)",
+                    vec![NOTIFY_CHANNEL.into(), self.connection.clone().into()],
+                ))
+                .await?;
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Extends every slot we hold; slots no longer ours are marked lost.
+    pub async fn renew(&self) -> Result<(), DbErr> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                &self.db,
+                "UPDATE erp_leases SET expires_at_ms = $1 WHERE connection_id = $2 AND holder = $3 RETURNING token",
+                vec![
+                    (now_ms() + self.ttl.as_millis() as i64).into(),
+                    self.connection.clone().into(),
+                    self.holder.clone().into(),
+                ],
+            ))
+            .await?;
+        let ours: HashSet<i64> = rows.iter().filter_map(|r| r.try_get_by_index(0).ok()).collect();
+        let mut st = self.state.lock().unwrap();
+        let gone: Vec<i64> = st.held.iter().filter(|t| !ours.contains(t)).copied().collect();
+        for t in gone {
+            tracing::error!(connection = %self.connection, token = t, "a concurrency slot lapsed while held");
+            st.held.remove(&t);
+            st.idle.retain(|l| l.token != t);
+            st.lost.insert(t);
+        }
+        Ok(())
+    }
+
+    pub fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+/// A held slot; dropping it hands the slot to a local waiter or gives it back.
+pub struct LeaseGuard {
+    pool: Arc<LeasePool>,
+    pub lease: Lease,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.pool.release(self.lease);
+    }
+}
