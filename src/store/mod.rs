@@ -78,7 +78,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
-    migration::Migrator::up(db, None).await.map_err(StoreError::Migrate)
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return migration::Migrator::up(db, None).await.map_err(StoreError::Migrate);
+    }
+    // Several daemons start at once against one PostgreSQL: one migrates, the others wait
+    // on the advisory lock and then find nothing left to do.
+    let txn = db.begin().await.map_err(StoreError::Migrate)?;
+    txn.execute_unprepared("SELECT pg_advisory_xact_lock(7215560012)").await.map_err(StoreError::Migrate)?;
+    migration::Migrator::up(&txn, None).await.map_err(StoreError::Migrate)?;
+    txn.commit().await.map_err(StoreError::Migrate)
 }
 
 /// A job to record, with its items.
