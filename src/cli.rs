@@ -12,10 +12,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     use crate::systemd::notify;
     notify("STATUS=starting: opening the database, migrating, starting actors");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut daemon = Daemon::start(cfg).await.map_err(|e| {
-        notify(&format!("STATUS=failed to start: {e}"));
-        anyhow::anyhow!("{e}")
-    })?;
+    let mut daemon = start_retrying(cfg, &mut term).await?;
     let connections = daemon.ctx().connectors.len();
     notify(&format!("READY=1\nSTATUS=running: {connections} connection(s), API on {}", daemon.http_addr()));
     let watchdog = crate::systemd::spawn_watchdog(daemon.ctx().clone());
@@ -34,6 +31,33 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Starts the daemon; while the database is unreachable, keeps trying with backoff (the
+/// process is not ready meanwhile) instead of exiting, so a database restart or a daemon
+/// started before its database needs no one to intervene.
+async fn start_retrying(cfg: Config, term: &mut tokio::signal::unix::Signal) -> Result<Daemon> {
+    use crate::systemd::notify;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match Daemon::start(cfg.clone()).await {
+            Ok(d) => return Ok(d),
+            Err(e @ crate::daemon::DaemonError::Store(_)) => {
+                tracing::error!(error = %e, retry_in_secs = backoff.as_secs(), "database unavailable; retrying");
+                notify(&format!("STATUS=waiting for the database: {e}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::signal::ctrl_c() => bail!("interrupted while waiting for the database"),
+                    _ = term.recv() => bail!("terminated while waiting for the database"),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                notify(&format!("STATUS=failed to start: {e}"));
+                bail!("{e}");
+            }
+        }
+    }
 }
 
 fn client() -> reqwest::Client {

@@ -74,6 +74,9 @@ impl Daemon {
 
     pub async fn start_with(config: Config, hooks: TestHooks) -> Result<Daemon, DaemonError> {
         let metrics = telemetry::metrics_handle();
+        let url = config.database_url();
+        let db = store::connect(&url, config.database.max_connections.get()).await?;
+        store::migrate(&db).await?;
         let sandbox = if config.sandbox_enabled() {
             let opts = SandboxOptions {
                 concurrency: config.sandbox.concurrency.get().into(),
@@ -88,9 +91,6 @@ impl Daemon {
         } else {
             None
         };
-        let url = config.database_url();
-        let db = store::connect(&url, config.database.max_connections.get()).await?;
-        store::migrate(&db).await?;
         let queue: Arc<dyn Queue> = match config.queue.backend {
             QueueBackend::Embedded => Arc::new(EmbeddedQueue::new(
                 db.clone(),

@@ -222,21 +222,28 @@ impl LeasePool {
 
     /// Extends every slot we hold; slots no longer ours are marked lost.
     pub async fn renew(&self) -> Result<(), DbErr> {
-        let rows = self
-            .db
-            .query_all_raw(stmt(
-                &self.db,
-                "UPDATE erp_leases SET expires_at_ms = $1 WHERE connection_id = $2 AND holder = $3 RETURNING token",
-                vec![
-                    (now_ms() + self.ttl.as_millis() as i64).into(),
-                    self.connection.clone().into(),
-                    self.holder.clone().into(),
-                ],
-            ))
-            .await?;
+        // Only what we hold: a slot whose release failed (database away) must expire, not
+        // be kept alive by us forever.
+        let held: Vec<i64> = self.state.lock().unwrap().held.iter().copied().collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let marks: Vec<String> = (0..held.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "UPDATE erp_leases SET expires_at_ms = $1 WHERE connection_id = $2 AND holder = $3 AND token IN ({})              RETURNING token",
+            marks.join(", ")
+        );
+        let mut values: Vec<Value> = vec![
+            (now_ms() + self.ttl.as_millis() as i64).into(),
+            self.connection.clone().into(),
+            self.holder.clone().into(),
+        ];
+        values.extend(held.iter().map(|t| Value::from(*t)));
+        let rows = self.db.query_all_raw(stmt(&self.db, &sql, values)).await?;
         let ours: HashSet<i64> = rows.iter().filter_map(|r| r.try_get_by_index(0).ok()).collect();
         let mut st = self.state.lock().unwrap();
-        let gone: Vec<i64> = st.held.iter().filter(|t| !ours.contains(t)).copied().collect();
+        // Among the tokens we asked about and still hold (not released meanwhile).
+        let gone: Vec<i64> = held.iter().filter(|t| !ours.contains(t) && st.held.contains(t)).copied().collect();
         for t in gone {
             tracing::error!(connection = %self.connection, token = t, "a concurrency slot lapsed while held");
             st.held.remove(&t);
