@@ -99,6 +99,12 @@ enum Dlq {
 enum Bench {
     /// Drain time against the ideal over connections with different concurrency limits.
     Slots(erpsync::bench::SlotsArgs),
+    /// Noisy neighbour: one connection's backlog against another's single item.
+    Fairness(erpsync::bench::FairnessArgs),
+    /// Item status writes per second through the StatusActor.
+    Store(erpsync::bench::StoreArgs),
+    /// Drain time of 1, 2, 3… daemon processes sharing one PostgreSQL, against the ideal.
+    Fleet(erpsync::bench::FleetArgs),
 }
 
 fn load(path: &Option<PathBuf>) -> Result<Config> {
@@ -178,6 +184,9 @@ fn main() -> Result<()> {
             }
             Command::Demo { invoices } => erpsync::demo::run(invoices).await,
             Command::Bench { what: Bench::Slots(args) } => erpsync::bench::slots(args).await,
+            Command::Bench { what: Bench::Fairness(args) } => erpsync::bench::fairness(args).await,
+            Command::Bench { what: Bench::Store(args) } => erpsync::bench::store(args).await,
+            Command::Bench { what: Bench::Fleet(args) } => erpsync::bench::fleet(args).await,
         }
     })
 }

@@ -12,7 +12,12 @@ pub fn admin_url() -> String {
 /// Creates an empty database and returns its URL. Panics with instructions when no
 /// PostgreSQL server answers: a test that needs one must not pass without it.
 pub async fn fresh_postgres() -> String {
-    let admin = admin_url();
+    fresh_postgres_on(&admin_url()).await
+}
+
+/// Like [`fresh_postgres`], on the server at `admin`.
+pub async fn fresh_postgres_on(admin: &str) -> String {
+    let admin = admin.to_owned();
     let db = Database::connect(&admin).await.unwrap_or_else(|e| {
         panic!(
             "PostgreSQL is needed at {admin} ({e}). Start it with \

@@ -11,7 +11,8 @@ async fn exports_600_invoices_within_each_connections_limit(db: Option<String>) 
     let rig = Rig::start(RigSpec {
         database_url: db.clone(),
         limits: vec![1, 4, 10],
-        sandbox: SandboxOptions { latency_ms: 5, jitter_ms: 5, ..Default::default() },
+        // Calls long enough to overlap, so every limit is reached even on a loaded machine.
+        sandbox: SandboxOptions { latency_ms: 15, jitter_ms: 10, ..Default::default() },
         ..Default::default()
     })
     .await

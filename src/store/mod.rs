@@ -164,15 +164,6 @@ fn parse_state(s: &str) -> Result<ItemState, StoreError> {
     ItemState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown item state {s:?}")))
 }
 
-/// Terminal states are final: no update may move an item out of one.
-fn not_terminal() -> sea_orm::Condition {
-    sea_orm::Condition::all().add(job_item::Column::State.is_not_in([
-        ItemState::Succeeded.as_str(),
-        ItemState::Failed.as_str(),
-        ItemState::DeadLettered.as_str(),
-    ]))
-}
-
 /// Writes: called by the StatusActor only.
 pub async fn insert_job(db: &DatabaseConnection, job: &NewJob) -> Result<(), StoreError> {
     let now = now_ms();
@@ -233,34 +224,69 @@ pub async fn mark_enqueued(db: &DatabaseConnection, items: &[ItemId]) -> Result<
 }
 
 /// Applies a batch of updates in one transaction. Returns, per update, whether it took
-/// effect (false when the item was already terminal or is unknown).
+/// effect (false when the item was already terminal, a newer attempt owns it, or it is
+/// unknown).
+///
+/// The item rows change with one `UPDATE … FROM (VALUES …)` per 500 items rather than one
+/// statement per item: the round trips, not the rows, are what a status writer pays for.
 pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> Result<Vec<bool>, StoreError> {
+    use std::collections::{HashMap, HashSet};
     let now = now_ms();
+    // The last update of each item in the batch is the one its row ends with; earlier ones
+    // (in_progress before succeeded) still go to the timeline.
+    let mut last: HashMap<ItemId, usize> = HashMap::new();
+    for (i, u) in updates.iter().enumerate() {
+        last.insert(u.item_id, i);
+    }
+    let mut finals: Vec<usize> = last.values().copied().collect();
+    finals.sort_unstable();
     let txn = db.begin().await?;
-    let mut applied = Vec::with_capacity(updates.len());
-    let mut events = Vec::new();
+    let backend = db.get_database_backend();
+    let mut applied_items: HashSet<String> = HashSet::new();
+    for chunk in finals.chunks(500) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 7 + 1);
+        values.push(now.into());
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (k, &i) in chunk.iter().enumerate() {
+            let u = &updates[i];
+            let b = 2 + k * 7;
+            rows.push(format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+            let (kind, code, message) = match &u.error {
+                Some(e) => (Some(e.kind.clone()), e.code.clone(), Some(e.message.clone())),
+                None => (None, None, None),
+            };
+            values.extend([
+                u.item_id.to_string().into(),
+                u.state.as_str().into(),
+                (u.attempt as i32).into(),
+                u.erp_id.clone().into(),
+                kind.into(),
+                code.into(),
+                message.into(),
+            ]);
+        }
+        let returning = if backend == sea_orm::DbBackend::Postgres { "job_items.id" } else { "id" };
+        // Terminal states are final, and an older attempt (a stale receive of the message)
+        // never overwrites a newer one's state: the attempt number is the fencing token.
+        let sql = format!(
+            "UPDATE job_items SET state = v.column2, attempts = v.column3, erp_id = v.column4, \
+               error_kind = v.column5, error_code = v.column6, error_message = v.column7, updated_at_ms = $1 \
+             FROM (VALUES {}) AS v \
+             WHERE job_items.id = v.column1 \
+               AND job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered') \
+               AND job_items.attempts <= v.column3 \
+             RETURNING {returning}",
+            rows.join(", ")
+        );
+        for row in txn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? {
+            applied_items.insert(row.try_get_by_index::<String>(0)?);
+        }
+    }
     let mut refs = Vec::new();
+    let mut events = Vec::new();
+    let mut applied = Vec::with_capacity(updates.len());
     for u in updates {
-        let (kind, code, message) = match &u.error {
-            Some(e) => (Some(e.kind.clone()), e.code.clone(), Some(e.message.clone())),
-            None => (None, None, None),
-        };
-        let res = job_item::Entity::update_many()
-            .col_expr(job_item::Column::State, Expr::value(u.state.as_str()))
-            .col_expr(job_item::Column::Attempts, Expr::value(u.attempt as i32))
-            .col_expr(job_item::Column::ErpId, Expr::value(u.erp_id.clone()))
-            .col_expr(job_item::Column::ErrorKind, Expr::value(kind))
-            .col_expr(job_item::Column::ErrorCode, Expr::value(code))
-            .col_expr(job_item::Column::ErrorMessage, Expr::value(message))
-            .col_expr(job_item::Column::UpdatedAtMs, Expr::value(now))
-            .filter(job_item::Column::Id.eq(u.item_id.to_string()))
-            .filter(not_terminal())
-            // Fencing: an older attempt (a stale receive of the message) never overwrites
-            // a newer one's state.
-            .filter(job_item::Column::Attempts.lte(u.attempt as i32))
-            .exec(&txn)
-            .await?;
-        let ok = res.rows_affected == 1;
+        let ok = applied_items.contains(&u.item_id.to_string());
         applied.push(ok);
         // Ledger entries are facts about the ERP: record them even when the item itself
         // was already terminal, so a later duplicate never creates again.
@@ -285,7 +311,8 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             });
         }
     }
-    for chunk in refs.chunks(200) {
+    refs.dedup_by(|a, b| a.connection_id == b.connection_id && a.doc_kind == b.doc_kind && a.source_id == b.source_id);
+    for chunk in refs.chunks(500) {
         erp_ref::Entity::insert_many(chunk.to_vec())
             .on_conflict_do_nothing_on([
                 erp_ref::Column::ConnectionId,
@@ -295,7 +322,7 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             .exec(&txn)
             .await?;
     }
-    for chunk in events.chunks(200) {
+    for chunk in events.chunks(500) {
         item_event::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
     }
     txn.commit().await?;
