@@ -270,11 +270,31 @@ pub async fn store(args: StoreArgs) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let rate = args.items as f64 / secs;
     let database = if args.database_url.is_some() { "postgres" } else { "sqlite" };
+    let metrics = crate::telemetry::metrics_handle().render();
+    let stat = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = stat("erpsync_status_write_batch_size_count");
+    let mean_batch = stat("erpsync_status_write_batch_size_sum") / batches.max(1.0);
+    let mean_write_ms = 1000.0 * stat("erpsync_status_write_duration_seconds_sum") / batches.max(1.0);
     rig.shutdown().await;
     if args.json {
-        println!("{}", serde_json::json!({"database": database, "items": args.items, "writers": args.writers, "secs": secs, "items_per_sec": rate}));
+        println!(
+            "{}",
+            serde_json::json!({"database": database, "items": args.items, "writers": args.writers, "secs": secs,
+            "items_per_sec": rate, "transactions": batches, "mean_batch": mean_batch, "mean_transaction_ms": mean_write_ms})
+        );
     } else {
-        println!("{database}: {} item updates (with ledger rows and timeline events) in {secs:.3} s = {rate:.0} items/s", args.items);
+        println!(
+            "{database}: {} item updates (with ledger rows and timeline events) in {secs:.3} s = {rate:.0} items/s",
+            args.items
+        );
+        println!("  {batches} transactions, {mean_batch:.1} updates each on average, {mean_write_ms:.2} ms each");
     }
     Ok(())
 }
@@ -390,14 +410,24 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     if args.json {
-        println!("{}", serde_json::json!({"invoices": args.invoices, "limit": args.limit, "latency_ms": args.latency_ms, "fleets": results}));
+        println!(
+            "{}",
+            serde_json::json!({"invoices": args.invoices, "limit": args.limit, "latency_ms": args.latency_ms, "fleets": results})
+        );
     } else {
-        println!("{} invoices, one connection with limit {}, {} ms per call; ideal {:.3} s", args.invoices, args.limit, args.latency_ms, ideal);
+        println!(
+            "{} invoices, one connection with limit {}, {} ms per call; ideal {:.3} s",
+            args.invoices, args.limit, args.latency_ms, ideal
+        );
         for r in &results {
             println!(
                 "{} daemon(s): {:.3} s, efficiency {:.3}, max concurrent {}, throttled {}, duplicates {}",
-                r["daemons"], r["measured_secs"].as_f64().unwrap_or(0.0), r["efficiency"].as_f64().unwrap_or(0.0),
-                r["max_concurrent_seen"], r["throttled"], r["duplicates"]
+                r["daemons"],
+                r["measured_secs"].as_f64().unwrap_or(0.0),
+                r["efficiency"].as_f64().unwrap_or(0.0),
+                r["max_concurrent_seen"],
+                r["throttled"],
+                r["duplicates"]
             );
         }
     }

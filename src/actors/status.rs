@@ -16,6 +16,8 @@ use std::time::Instant;
 /// Largest batch per transaction; a longer mailbox is written in several.
 const MAX_BATCH: usize = 1000;
 
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 pub enum StatusMsg {
     CreateJob(NewJob, RpcReplyPort<Result<(), String>>),
     /// Apply an update; the reply (if any) says whether it took effect once committed.
@@ -34,12 +36,15 @@ type Pending = (ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>);
 pub struct StatusState {
     ctx: Arc<Ctx>,
     buffer: Vec<Pending>,
+    /// Size of the last batch written: above one, we are under load.
+    last_batch: usize,
 }
 
 impl StatusState {
     async fn flush(&mut self) {
         while !self.buffer.is_empty() {
             let take = self.buffer.len().min(MAX_BATCH);
+            self.last_batch = take;
             let batch: Vec<_> = self.buffer.drain(..take).collect();
             let updates: Vec<ItemUpdate> = batch.iter().map(|(u, _)| u.clone()).collect();
             let started = Instant::now();
@@ -76,7 +81,7 @@ impl Actor for StatusActor {
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, ctx: Arc<Ctx>) -> Result<Self::State, ActorProcessingErr> {
         ctx.mark_progress(&ctx.status_progress);
-        Ok(StatusState { ctx, buffer: Vec::new() })
+        Ok(StatusState { ctx, buffer: Vec::new(), last_batch: 0 })
     }
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -100,7 +105,13 @@ impl Actor for StatusActor {
             }
             StatusMsg::Update(update, reply) => {
                 if state.buffer.is_empty() {
-                    myself.send_message(StatusMsg::Flush)?;
+                    if state.last_batch > 1 {
+                        // Under load, linger a millisecond so the writers answered by the
+                        // last commit join this one (group commit); idle, write at once.
+                        myself.send_after(LINGER, || StatusMsg::Flush);
+                    } else {
+                        myself.send_message(StatusMsg::Flush)?;
+                    }
                 }
                 state.buffer.push((update, reply));
                 if state.buffer.len() >= MAX_BATCH {

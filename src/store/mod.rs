@@ -73,6 +73,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
+        })
+        .map_sqlx_postgres_pool_opts(|o| {
+            o.after_connect(|_conn, _meta| {
+                Box::pin(async {
+                    crate::util::set_tcp_nodelay_on_all_sockets();
+                    Ok(())
+                })
+            })
         });
     Database::connect(opts).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })
 }
