@@ -43,6 +43,10 @@ pub struct SlotsReport {
     pub duplicates: u64,
     pub max_concurrent_seen: Vec<u64>,
     pub succeeded: u64,
+    /// Mean ERP call duration on the busiest connection, as the daemon measured it.
+    pub busiest_mean_call_ms: f64,
+    /// Share of the run the busiest connection's slots spent in ERP calls.
+    pub busiest_slot_busy_fraction: f64,
 }
 
 pub async fn slots(args: SlotsArgs) -> Result<()> {
@@ -92,7 +96,27 @@ pub async fn slots(args: SlotsArgs) -> Result<()> {
     };
     let measured = started.elapsed().as_secs_f64();
     let stats = rig.stats();
+    // Where the time went on the busiest connection: how long its ERP calls took as the
+    // daemon saw them, and how busy its slots were.
+    let busiest = per_connection
+        .iter()
+        .zip(&args.limits)
+        .enumerate()
+        .max_by(|a, b| (*a.1.0 as f64 / *a.1.1 as f64).total_cmp(&(*b.1.0 as f64 / *b.1.1 as f64)))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let label = rig.erps[busiest].connection.to_string();
+    let metrics = crate::telemetry::metrics_handle().render();
+    let stat = |suffix: &str| {
+        let prefix = format!("{}{suffix}{{connection=\"{label}\"}}", crate::telemetry::CONNECTION_ERP_SECONDS);
+        metrics.lines().find(|l| l.starts_with(&prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let (call_secs, calls) = (stat("_sum"), stat("_count"));
+    let mean_call_ms = 1000.0 * call_secs / calls.max(1.0);
+    let slot_busy = call_secs / (measured * args.limits[busiest] as f64);
     let report = SlotsReport {
+        busiest_mean_call_ms: mean_call_ms,
+        busiest_slot_busy_fraction: slot_busy,
         invoices: per_connection.iter().sum(),
         latency_ms: args.latency_ms,
         limits: args.limits.clone(),
@@ -122,6 +146,7 @@ pub async fn slots(args: SlotsArgs) -> Result<()> {
         println!("throttled      {}", report.throttled);
         println!("duplicates     {}", report.duplicates);
         println!("max concurrent {:?}", report.max_concurrent_seen);
+        println!("busiest connection: mean ERP call {:.2} ms, slots busy {:.1} % of the run", report.busiest_mean_call_ms, 100.0 * report.busiest_slot_busy_fraction);
     }
     Ok(())
 }

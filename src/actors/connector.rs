@@ -163,6 +163,8 @@ pub struct Delivery {
     pub envelope: Envelope,
     ctx: Arc<Ctx>,
     conn: Arc<ConnectorShared>,
+    /// Still counted in the connector's `outstanding`.
+    counted: std::sync::atomic::AtomicBool,
 }
 
 impl Delivery {
@@ -176,15 +178,23 @@ impl Delivery {
     ) -> Self {
         conn.outstanding.fetch_add(1, Ordering::AcqRel);
         ctx.in_flight.lock().unwrap().insert(receipt.clone(), std::time::Instant::now());
-        Delivery { receipt, receive_count, envelope, ctx, conn }
+        Delivery { receipt, receive_count, envelope, ctx, conn, counted: true.into() }
+    }
+
+    /// The ERP work is done: the connector may take the next item while this one's
+    /// outcome is being recorded, so its slots never wait on our bookkeeping.
+    pub fn release_capacity(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.conn.outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.ctx.capacity.notify_one();
+        }
     }
 }
 
 impl Drop for Delivery {
     fn drop(&mut self) {
         self.ctx.in_flight.lock().unwrap().remove(&self.receipt);
-        self.conn.outstanding.fetch_sub(1, Ordering::AcqRel);
-        self.ctx.capacity.notify_one();
+        self.release_capacity();
     }
 }
 

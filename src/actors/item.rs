@@ -279,6 +279,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, at_least: Option<Dur
 }
 
 async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcome, ledger: Vec<LedgerEntry>) {
+    d.release_capacity();
     let q = &ctx.queue;
     let erp = conn.config.erp.as_str();
     let op = d.envelope.op.as_str();

@@ -242,6 +242,8 @@ impl Drop for InFlight<'_> {
 /// Admission: auth, the concurrency limit, the rate limit, latency, injected faults. On
 /// success, returns the guard that keeps the request counted until it is answered.
 async fn admit<'a>(sim: &'a Sim, headers: &HeaderMap) -> Result<InFlight<'a>, Response> {
+    // Latency counts from arrival, whatever admission itself costs.
+    let arrived = Instant::now();
     let c = &sim.counters;
     c.requests.fetch_add(1, SeqCst);
     let now = c.in_flight.fetch_add(1, SeqCst) + 1;
@@ -273,7 +275,7 @@ async fn admit<'a>(sim: &'a Sim, headers: &HeaderMap) -> Result<InFlight<'a>, Re
         *n += 1;
     }
     let jitter = if sim.opts.jitter_ms > 0 { rand::random_range(0..=sim.opts.jitter_ms) } else { 0 };
-    tokio::time::sleep(Duration::from_millis(sim.opts.latency_ms + jitter)).await;
+    tokio::time::sleep_until(arrived + Duration::from_millis(sim.opts.latency_ms + jitter)).await;
     if sim.opts.fault_rate > 0.0 && rand::random::<f64>() < sim.opts.fault_rate {
         c.faults.fetch_add(1, SeqCst);
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "injected fault"));
