@@ -109,7 +109,12 @@ pub async fn slots(args: SlotsArgs) -> Result<()> {
     let metrics = crate::telemetry::metrics_handle().render();
     let stat = |suffix: &str| {
         let prefix = format!("{}{suffix}{{connection=\"{label}\"}}", crate::telemetry::CONNECTION_ERP_SECONDS);
-        metrics.lines().find(|l| l.starts_with(&prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
     };
     let (call_secs, calls) = (stat("_sum"), stat("_count"));
     let mean_call_ms = 1000.0 * call_secs / calls.max(1.0);
@@ -146,7 +151,11 @@ pub async fn slots(args: SlotsArgs) -> Result<()> {
         println!("throttled      {}", report.throttled);
         println!("duplicates     {}", report.duplicates);
         println!("max concurrent {:?}", report.max_concurrent_seen);
-        println!("busiest connection: mean ERP call {:.2} ms, slots busy {:.1} % of the run", report.busiest_mean_call_ms, 100.0 * report.busiest_slot_busy_fraction);
+        println!(
+            "busiest connection: mean ERP call {:.2} ms, slots busy {:.1} % of the run",
+            report.busiest_mean_call_ms,
+            100.0 * report.busiest_slot_busy_fraction
+        );
     }
     Ok(())
 }

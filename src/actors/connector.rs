@@ -117,7 +117,7 @@ impl ConnectorShared {
             // Fencing: a slot that lapsed mid-call may have been granted to another daemon,
             // so this call's answer cannot be trusted as the only one; the retry looks the
             // document up before creating anything.
-            if pool.is_lost(guard.lease.token) {
+            if pool.is_lost(guard.lease) {
                 result = Err(ErpError::Ambiguous("the cluster concurrency slot lapsed during the call".into()));
             }
         }

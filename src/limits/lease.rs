@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 pub const NOTIFY_CHANNEL: &str = "erpsync_leases";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Lease {
     pub slot: i32,
     pub token: i64,
@@ -41,10 +41,11 @@ pub enum LeaseError {
 struct State {
     /// Leases we hold and nobody here is using.
     idle: Vec<Lease>,
-    /// Tokens of every lease we hold (idle or in use).
-    held: HashSet<i64>,
-    /// Tokens a renewal found gone: their calls must not be trusted.
-    lost: HashSet<i64>,
+    /// Every lease we hold (idle or in use). Tokens count grants per slot, so a lease is
+    /// named by slot and token together.
+    held: HashSet<Lease>,
+    /// Leases a renewal found gone: their calls must not be trusted.
+    lost: HashSet<Lease>,
     waiters: usize,
 }
 
@@ -140,7 +141,7 @@ impl LeasePool {
                 return Ok(self.guard(lease, started));
             }
             if let Some(lease) = self.try_take().await? {
-                self.state.lock().unwrap().held.insert(lease.token);
+                self.state.lock().unwrap().held.insert(lease);
                 self.held_gauge();
                 return Ok(self.guard(lease, started));
             }
@@ -170,15 +171,15 @@ impl LeasePool {
         metrics::gauge!(telemetry::LEASES_HELD, "connection" => self.label.clone()).set(n as f64);
     }
 
-    /// Whether the slot behind `token` lapsed while we held it.
-    pub fn is_lost(&self, token: i64) -> bool {
-        self.state.lock().unwrap().lost.contains(&token)
+    /// Whether `lease` lapsed while we held it.
+    pub fn is_lost(&self, lease: Lease) -> bool {
+        self.state.lock().unwrap().lost.contains(&lease)
     }
 
     fn release(self: &Arc<Self>, lease: Lease) {
         {
             let mut st = self.state.lock().unwrap();
-            if st.lost.remove(&lease.token) {
+            if st.lost.remove(&lease) {
                 return;
             }
             if st.waiters > 0 {
@@ -187,7 +188,7 @@ impl LeasePool {
                 self.wake.notify_one();
                 return;
             }
-            st.held.remove(&lease.token);
+            st.held.remove(&lease);
         }
         self.held_gauge();
         let pool = self.clone();
@@ -224,31 +225,39 @@ impl LeasePool {
     pub async fn renew(&self) -> Result<(), DbErr> {
         // Only what we hold: a slot whose release failed (database away) must expire, not
         // be kept alive by us forever.
-        let held: Vec<i64> = self.state.lock().unwrap().held.iter().copied().collect();
+        let held: Vec<Lease> = self.state.lock().unwrap().held.iter().copied().collect();
         if held.is_empty() {
             return Ok(());
         }
-        let marks: Vec<String> = (0..held.len()).map(|i| format!("${}", i + 4)).collect();
+        let pairs: Vec<String> =
+            (0..held.len()).map(|i| format!("(slot = ${} AND token = ${})", 4 + 2 * i, 5 + 2 * i)).collect();
         let sql = format!(
-            "UPDATE erp_leases SET expires_at_ms = $1 WHERE connection_id = $2 AND holder = $3 AND token IN ({})              RETURNING token",
-            marks.join(", ")
+            "UPDATE erp_leases SET expires_at_ms = $1 WHERE connection_id = $2 AND holder = $3 AND ({}) \
+             RETURNING slot, token",
+            pairs.join(" OR ")
         );
         let mut values: Vec<Value> = vec![
             (now_ms() + self.ttl.as_millis() as i64).into(),
             self.connection.clone().into(),
             self.holder.clone().into(),
         ];
-        values.extend(held.iter().map(|t| Value::from(*t)));
+        for l in &held {
+            values.push(l.slot.into());
+            values.push(l.token.into());
+        }
         let rows = self.db.query_all_raw(stmt(&self.db, &sql, values)).await?;
-        let ours: HashSet<i64> = rows.iter().filter_map(|r| r.try_get_by_index(0).ok()).collect();
+        let ours: HashSet<Lease> = rows
+            .iter()
+            .filter_map(|r| Some(Lease { slot: r.try_get_by_index(0).ok()?, token: r.try_get_by_index(1).ok()? }))
+            .collect();
         let mut st = self.state.lock().unwrap();
-        // Among the tokens we asked about and still hold (not released meanwhile).
-        let gone: Vec<i64> = held.iter().filter(|t| !ours.contains(t) && st.held.contains(t)).copied().collect();
-        for t in gone {
-            tracing::error!(connection = %self.connection, token = t, "a concurrency slot lapsed while held");
-            st.held.remove(&t);
-            st.idle.retain(|l| l.token != t);
-            st.lost.insert(t);
+        // Among the leases we asked about and still hold (not released meanwhile).
+        let gone: Vec<Lease> = held.iter().filter(|l| !ours.contains(l) && st.held.contains(l)).copied().collect();
+        for l in gone {
+            tracing::error!(connection = %self.connection, slot = l.slot, token = l.token, "a concurrency slot lapsed while held");
+            st.held.remove(&l);
+            st.idle.retain(|i| *i != l);
+            st.lost.insert(l);
         }
         Ok(())
     }
