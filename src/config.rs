@@ -523,6 +523,8 @@ mod tests {
     }
 
     #[test]
+    // figment's own test helper returns its large error type.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_only_configuration_variables() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("ERPSYNC_HTTP__LISTEN", "127.0.0.1:9999");

@@ -100,11 +100,22 @@ impl Rig {
         Ok(())
     }
 
+    /// Submits a job exporting `invoices` to ERP `erp`.
     pub async fn submit(&self, erp: usize, invoices: &[Invoice]) -> Result<JobId, jobs::SubmitError> {
+        self.submit_op(erp, Op::ExportInvoice, invoices).await
+    }
+
+    /// Submits a job of any `op` (invoices, purchase orders, payments) to ERP `erp`.
+    pub async fn submit_op<T: serde::Serialize>(
+        &self,
+        erp: usize,
+        op: Op,
+        documents: &[T],
+    ) -> Result<JobId, jobs::SubmitError> {
         let req = JobRequest {
             connection_id: self.erps[erp].connection.clone(),
-            op: Op::ExportInvoice,
-            documents: invoices.iter().map(|i| serde_json::to_value(i).expect("invoices serialize")).collect(),
+            op,
+            documents: documents.iter().map(|d| serde_json::to_value(d).expect("documents serialize")).collect(),
         };
         Ok(jobs::submit(self.daemon().ctx(), req).await?.job_id)
     }

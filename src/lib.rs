@@ -16,6 +16,7 @@ pub mod http;
 pub mod jobs;
 pub mod limits;
 pub mod pipeline;
+pub mod preview;
 pub mod queue;
 pub mod samples;
 pub mod store;

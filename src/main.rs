@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         invoices: usize,
     },
+    /// Write exactly what an export would send for one document (request body, PDF
+    /// attachment, CSV rows) into a directory, without calling any ERP.
+    Preview(erpsync::preview::PreviewArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -105,6 +108,8 @@ enum Bench {
     Store(erpsync::bench::StoreArgs),
     /// Drain time of 1, 2, 3… daemon processes sharing one PostgreSQL, against the ideal.
     Fleet(erpsync::bench::FleetArgs),
+    /// Invoices per second through serialize + PDF + CSV, per ERP kind, one core and all cores.
+    Render(erpsync::bench::RenderArgs),
 }
 
 fn load(path: &Option<PathBuf>) -> Result<Config> {
@@ -182,11 +187,30 @@ fn main() -> Result<()> {
                 sb.stop().await;
                 Ok(())
             }
+            Command::Preview(args) => match erpsync::preview::run(&args) {
+                Ok(written) => {
+                    for path in written {
+                        println!("{}", path.display());
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    for problem in e.problems() {
+                        eprintln!("  {problem}");
+                    }
+                    std::process::exit(if e.is_document_problem() { 2 } else { 1 });
+                }
+            },
             Command::Demo { invoices } => erpsync::demo::run(invoices).await,
             Command::Bench { what: Bench::Slots(args) } => erpsync::bench::slots(args).await,
             Command::Bench { what: Bench::Fairness(args) } => erpsync::bench::fairness(args).await,
             Command::Bench { what: Bench::Store(args) } => erpsync::bench::store(args).await,
             Command::Bench { what: Bench::Fleet(args) } => erpsync::bench::fleet(args).await,
+            // CPU-bound and multi-threaded itself: off the runtime's threads.
+            Command::Bench { what: Bench::Render(args) } => {
+                tokio::task::spawn_blocking(move || erpsync::bench::render(args)).await?
+            }
         }
     })
 }

@@ -1,8 +1,10 @@
 //! Deterministic sample documents for `enqueue --sample`, the demo, benchmarks and tests.
 
 use crate::domain::{Invoice, InvoiceLine, VendorRef};
+use crate::pipeline::matching::OpenBill;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
 
 const VENDORS: [&str; 6] = [
     "Acme Office Supply",
@@ -50,6 +52,20 @@ pub fn invoice(tag: &str, n: usize) -> Invoice {
 
 pub fn invoices(tag: &str, count: usize) -> Vec<Invoice> {
     (0..count).map(|n| invoice(tag, n)).collect()
+}
+
+/// The open bills the representative sample payment (`domain::samples::payment`) pays:
+/// the sample invoice in full, part of an older one. The golden files and `erpsync
+/// preview --sample` both match the sample payment against these.
+pub fn sample_open_bills() -> Vec<OpenBill> {
+    let bill = |erp_id: &str, number: &str, balance, day| OpenBill {
+        erp_id: erp_id.into(),
+        number: number.into(),
+        balance,
+        currency: "EUR".into(),
+        due_date: NaiveDate::from_ymd_opt(2026, 12, day).expect("sample dates are valid"),
+    };
+    vec![bill("1187", "RE-2026-000117", dec!(2961.21), 3), bill("1150", "RE-2026-000098", dec!(1250.00), 1)]
 }
 
 #[cfg(test)]

@@ -320,3 +320,142 @@ on_both_databases!(
     permanent_errors_fail_the_item_with_the_erps_reason,
     a_graceful_stop_drains_and_returns_the_rest_losing_nothing,
 );
+
+/// A payment for `invoices` (one vendor), its remittance naming each in full; the
+/// numbers are written the way a payer might (lower case, spaces) to go through the
+/// matcher's normalisation.
+fn payment_for(source_id: &str, invoices: &[&erpsync::domain::Invoice]) -> erpsync::domain::Payment {
+    use erpsync::domain::{Payment, PaymentApplication};
+    let applications: Vec<PaymentApplication> = invoices
+        .iter()
+        .map(|i| PaymentApplication { invoice_number: i.number.to_lowercase().replace('-', " "), amount: i.total })
+        .collect();
+    Payment {
+        source_id: source_id.into(),
+        vendor: invoices[0].vendor.clone(),
+        amount: applications.iter().map(|a| a.amount).sum(),
+        currency: invoices[0].currency.clone(),
+        date: invoices[0].due_date,
+        method: "ach".into(),
+        applications,
+        reference: None,
+        bank_account: Some("1010".into()),
+    }
+}
+
+/// The bill ids and amounts the sandbox was sent for a payment, sorted by bill id.
+async fn applied_to(rig: &Rig, payment: &str) -> Vec<(String, String)> {
+    let bodies = rig.erps[0].sandbox.bodies_for("bill-payments", payment).await;
+    assert_eq!(bodies.len(), 1, "one payment created for {payment}: {bodies:?}");
+    let mut applied: Vec<(String, String)> = bodies[0]["applied_to"]
+        .as_array()
+        .expect("applied_to is a list")
+        .iter()
+        .map(|a| (a["bill_id"].as_str().unwrap().to_owned(), a["amount"].as_str().unwrap().to_owned()))
+        .collect();
+    applied.sort();
+    applied
+}
+
+async fn bill_id(rig: &Rig, invoice: &erpsync::domain::Invoice) -> String {
+    let ids = rig.erps[0].sandbox.created_for("bills", &invoice.source_id).await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_apply_to_exported_bills_and_wait_for_bills_not_exported_yet() {
+    use erpsync::domain::Op;
+    let rig = Rig::start(RigSpec {
+        limits: vec![4],
+        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
+        tune: tune_fast_retries(10, 5000),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut invoices = samples::invoices("pay", 4);
+    for inv in &mut invoices {
+        inv.vendor = invoices_vendor();
+    }
+    rig.submit(0, &invoices[..3]).await.unwrap();
+    rig.wait_terminal(Duration::from_secs(30)).await.expect("invoices exported");
+
+    // Paying two exported bills: the payment names their ERP ids.
+    let paid = payment_for("pay-p1", &[&invoices[0], &invoices[2]]);
+    let job = rig.submit_op(0, Op::ExportPayment, &[paid]).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(30)).await.expect("payment terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 4, "{counts:?}");
+    let mut expected = vec![
+        (bill_id(&rig, &invoices[0]).await, invoices[0].total.to_string()),
+        (bill_id(&rig, &invoices[2]).await, invoices[2].total.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(applied_to(&rig, "pay-p1").await, expected);
+    let s = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+    assert!(s.items[0].erp_id.is_some());
+
+    // Paying an exported bill and one not exported yet: the payment waits, saying which.
+    let waiting = payment_for("pay-p2", &[&invoices[1], &invoices[3]]);
+    let job = rig.submit_op(0, Op::ExportPayment, &[waiting]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let item = loop {
+        let s = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+        let item = s.items[0].clone();
+        if item.state == ItemState::Retrying && item.attempts >= 2 {
+            break item;
+        }
+        assert!(item.state == ItemState::Queued || !item.state.is_terminal(), "must not give up: {item:?}");
+        assert!(std::time::Instant::now() < deadline, "payment never waited: {item:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let e = item.error.expect("a waiting payment says why");
+    assert_eq!(e.kind, "bill_not_exported", "{e:?}");
+    let named = invoices[3].number.to_lowercase().replace('-', " ");
+    assert!(e.message.contains(&named), "names the missing invoice: {}", e.message);
+    assert!(!e.message.contains(&invoices[1].number.to_lowercase().replace('-', " ")), "{}", e.message);
+    assert!(rig.erps[0].sandbox.bodies_for("bill-payments", "pay-p2").await.is_empty(), "nothing sent yet");
+
+    rig.submit(0, &invoices[3..]).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(60)).await.expect("all terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 6, "{counts:?}");
+    let mut expected = vec![
+        (bill_id(&rig, &invoices[1]).await, invoices[1].total.to_string()),
+        (bill_id(&rig, &invoices[3]).await, invoices[3].total.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(applied_to(&rig, "pay-p2").await, expected);
+    assert_eq!(rig.stats()[0].duplicate_creates, 0);
+    rig.shutdown().await;
+}
+
+fn invoices_vendor() -> erpsync::domain::VendorRef {
+    erpsync::domain::VendorRef { id: "V-PAY".into(), name: "Café Lumière SARL".into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_the_matcher_refuses_fails_at_once_with_the_reason() {
+    use erpsync::domain::Op;
+    let rig = Rig::start(RigSpec {
+        limits: vec![2],
+        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut inv = samples::invoice("perr", 0);
+    inv.vendor = invoices_vendor();
+    rig.submit(0, &[inv.clone()]).await.unwrap();
+    rig.wait_terminal(Duration::from_secs(30)).await.expect("invoice exported");
+    let mut in_gbp = payment_for("perr-gbp", &[&inv]);
+    in_gbp.currency = "GBP".into();
+    let job = rig.submit_op(0, Op::ExportPayment, &[in_gbp]).await.unwrap();
+    rig.wait_terminal(Duration::from_secs(30)).await.expect("payment terminal");
+    let s = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+    let (item, e) = (&s.items[0], s.items[0].error.clone().unwrap());
+    assert_eq!((item.state, item.attempts, e.kind.as_str()), (ItemState::Failed, 1, "matching"), "{e:?}");
+    assert_eq!(e.code.as_deref(), Some("currency_mismatch"));
+    assert!(e.message.contains(&format!("payment is in GBP but bill {} is in USD", inv.number)), "{}", e.message);
+    assert!(rig.erps[0].sandbox.bodies_for("bill-payments", "perr-gbp").await.is_empty());
+    rig.shutdown().await;
+}

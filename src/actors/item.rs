@@ -14,10 +14,11 @@ use super::status::StatusMsg;
 use crate::domain::{Invoice, ItemState, Op, Payment, PurchaseOrder};
 use crate::erp::ErpError;
 use crate::pipeline::Document;
-use crate::pipeline::matching::OpenBill;
+use crate::pipeline::matching::{MatchError, OpenBill, normalize_invoice_number};
 use crate::store::{self, ItemError, ItemUpdate};
 use crate::telemetry;
 use serde::de::DeserializeOwned;
+use std::collections::HashSet;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -167,10 +168,36 @@ async fn export_payment(
     let payment: Payment = parse(payload)?;
     payment.validate().map_err(validation)?;
     let open = open_bills(ctx, conn, &payment).await?;
-    let outcome = stages::call(ctx, stages::MATCHER, |r| MatcherMsg::Match(Box::new(payment.clone()), open, r))
-        .await?
-        .map_err(|e| Outcome::Failed(err("matching", Some(e.kind().into()), e.to_string())))?;
+    let missing = not_exported(&payment, &open);
+    let matched = stages::call(ctx, stages::MATCHER, |r| MatcherMsg::Match(Box::new(payment.clone()), open, r)).await?;
+    let outcome = match matched {
+        Ok(outcome) => outcome,
+        // The remittance names a bill this connection has not exported (yet): the bill is
+        // most likely still queued, so the payment waits for it instead of failing.
+        Err(MatchError::UnknownBill(number)) => {
+            let numbers = if missing.is_empty() { vec![number] } else { missing };
+            let message = format!(
+                "waiting for invoice(s) {} to be exported to this connection before the payment can be applied",
+                numbers.join(", ")
+            );
+            return Err(Outcome::Retry { error: err("bill_not_exported", None, message), at_least: None });
+        }
+        Err(e) => return Err(Outcome::Failed(err("matching", Some(e.kind().into()), e.to_string()))),
+    };
     create(ctx, conn, d, Document::Payment(payment, outcome), ledger).await
+}
+
+/// The remittance's invoice numbers that name none of `open` (compared normalised, as the
+/// matcher does), in the remittance's order.
+fn not_exported(payment: &Payment, open: &[OpenBill]) -> Vec<String> {
+    let known: HashSet<String> = open.iter().map(|b| normalize_invoice_number(&b.number)).collect();
+    let mut missing: Vec<String> = Vec::new();
+    for a in &payment.applications {
+        if !known.contains(&normalize_invoice_number(&a.invoice_number)) && !missing.contains(&a.invoice_number) {
+            missing.push(a.invoice_number.clone());
+        }
+    }
+    missing
 }
 
 /// The vendor's bills exported through this connection (balances as exported).
@@ -384,5 +411,27 @@ pub async fn record_dead_letter(
     };
     if let Some(status) = ctx.lookup::<StatusMsg>("status") {
         let _ = status.call(|r| StatusMsg::Update(update, Some(r)), Some(Duration::from_secs(30))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::samples;
+
+    #[test]
+    fn missing_bills_are_named_as_the_remittance_names_them() {
+        let payment = samples::payment();
+        let bill = |number: &str| OpenBill {
+            erp_id: "b-1".into(),
+            number: number.into(),
+            balance: payment.amount,
+            currency: payment.currency.clone(),
+            due_date: payment.date,
+        };
+        assert_eq!(not_exported(&payment, &[]), ["RE-2026-000117", "re 2026 000098"]);
+        // Found after normalisation, as the matcher would find it.
+        assert_eq!(not_exported(&payment, &[bill("RE-2026-000098")]), ["RE-2026-000117"]);
+        assert!(not_exported(&payment, &[bill("RE-2026-000098"), bill("re2026000117")]).is_empty());
     }
 }

@@ -172,6 +172,21 @@ impl Sandbox {
             .unwrap_or_default()
     }
 
+    /// The bodies received for an external_ref in a collection, oldest first, each with
+    /// the `id` the sandbox gave it: what the ERP was sent, for tests to inspect.
+    pub async fn bodies_for(&self, collection: &str, external_ref: &str) -> Vec<Value> {
+        let books = self.sim.books.lock().await;
+        let Some(docs) = books.docs.get(collection) else { return Vec::new() };
+        docs.iter()
+            .filter(|d| d.external_ref == external_ref)
+            .map(|d| {
+                let mut v = d.body.clone();
+                v["id"] = Value::String(d.id.clone());
+                v
+            })
+            .collect()
+    }
+
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {

@@ -5,25 +5,12 @@
 use super::{Payload, serialize};
 use crate::domain::{ErpKind, samples};
 use crate::pipeline::Document;
-use crate::pipeline::matching::{OpenBill, match_payment};
-use chrono::NaiveDate;
-use rust_decimal_macros::dec;
+use crate::pipeline::matching::match_payment;
 use std::path::PathBuf;
-
-fn open_bills() -> Vec<OpenBill> {
-    let bill = |erp_id: &str, number: &str, balance, day| OpenBill {
-        erp_id: erp_id.into(),
-        number: number.into(),
-        balance,
-        currency: "EUR".into(),
-        due_date: NaiveDate::from_ymd_opt(2026, 12, day).unwrap(),
-    };
-    vec![bill("1187", "RE-2026-000117", dec!(2961.21), 3), bill("1150", "RE-2026-000098", dec!(1250.00), 1)]
-}
 
 fn documents() -> Vec<(&'static str, Document)> {
     let payment = samples::payment();
-    let outcome = match_payment(&payment, &open_bills()).expect("the sample payment matches");
+    let outcome = match_payment(&payment, &crate::samples::sample_open_bills()).expect("the sample payment matches");
     vec![
         ("bill", Document::Invoice(samples::invoice())),
         ("purchase_order", Document::PurchaseOrder(samples::purchase_order())),

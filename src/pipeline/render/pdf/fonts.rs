@@ -2,8 +2,14 @@
 //!
 //! DejaVu Sans covers Latin, Greek, Cyrillic and most symbols; Droid Sans Fallback covers
 //! CJK. Each character is drawn with the first font that has it, so "Ōsaka 株式会社"
-//! comes out right instead of as empty boxes. Fonts are parsed once per process; a PDF
-//! embeds only the glyphs it uses. Licences: see `../fonts/README.md`.
+//! comes out right instead of as empty boxes. Fonts are parsed once per process.
+//! Licences: see `../fonts/README.md`.
+//!
+//! Building a subset costs a few milliseconds, several times the rest of an invoice PDF,
+//! so nearly every PDF shares one subset built once per process: DejaVu's glyphs for
+//! Latin, Latin-1, Latin Extended-A, general punctuation and currency symbols ([`common`]),
+//! kept both parsed and deflated. Only a document with characters outside it (Greek,
+//! Cyrillic, CJK…) gets subsets of its own.
 
 use printpdf::ParsedFont;
 use std::collections::BTreeSet;
@@ -40,6 +46,60 @@ pub fn get() -> Result<&'static Fonts, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// The ranges of the shared subset: what the invoices of a European or American AP
+/// department are written in.
+const COMMON_RANGES: [(char, char); 4] = [
+    // Basic Latin and Latin-1 printable characters.
+    (' ', '~'),
+    // Latin-1 Supplement and Latin Extended-A (ß, é, Ø, Ō, ł, Œ…).
+    ('\u{a0}', '\u{17f}'),
+    // General punctuation: dashes, quotes, bullets, ellipsis, per mille.
+    ('\u{2010}', '\u{205e}'),
+    // Currency symbols (€, ₹, ₺…).
+    ('\u{20a0}', '\u{20c0}'),
+];
+
+/// The primary face's shared subset, ready to embed.
+pub struct CommonSubset {
+    /// The subset, parsed: what printpdf needs to encode text and write widths.
+    pub font: ParsedFont,
+    /// The subset's bytes deflated (zlib), as the PDF's font stream carries them.
+    pub deflated: Vec<u8>,
+}
+
+impl CommonSubset {
+    /// Whether every one of `chars` is drawn from this subset (characters the primary
+    /// face has no glyph for are drawn as .notdef from any subset alike).
+    pub fn covers(&self, fonts: &Fonts, chars: &BTreeSet<char>) -> bool {
+        chars.iter().all(|&c| {
+            self.font.lookup_glyph_index(c as u32).is_some() || fonts.primary.lookup_glyph_index(c as u32).is_none()
+        })
+    }
+}
+
+/// The shared subset, built on first use.
+pub fn common() -> Result<&'static CommonSubset, String> {
+    static COMMON: OnceLock<Result<CommonSubset, String>> = OnceLock::new();
+    COMMON
+        .get_or_init(|| {
+            let fonts = get()?;
+            let chars: BTreeSet<char> = COMMON_RANGES.iter().flat_map(|&(a, b)| a..=b).collect();
+            let font = fonts.subset(Face::Primary, &chars)?;
+            let deflated = deflate(&font.original_bytes).map_err(|e| format!("cannot deflate the font subset: {e}"))?;
+            Ok(CommonSubset { font, deflated })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// zlib at the best level, as lopdf deflates every other stream of the PDF.
+fn deflate(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(bytes)?;
+    z.finish()
 }
 
 impl Fonts {

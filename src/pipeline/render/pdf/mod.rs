@@ -172,19 +172,55 @@ impl Writer {
             out.push(PdfPage::new(Mm(210.0), Mm(297.0), std::mem::take(&mut self.ops)));
         }
         // Most invoices never use the CJK face, and then it is not embedded at all.
+        let mut shared = None;
         for face in [Face::Primary, Face::Fallback] {
             let slot = face as usize;
-            if !self.used[slot].is_empty() {
-                let font = self.fonts.subset(face, &self.used[slot]).map_err(RenderError::Pdf)?;
-                self.doc.resources.fonts.map.insert(self.ids[slot].clone(), PdfFont::new(font));
+            if self.used[slot].is_empty() {
+                continue;
             }
+            let font = match face {
+                Face::Primary => {
+                    let common = fonts::common().map_err(RenderError::Pdf)?;
+                    if common.covers(self.fonts, &self.used[slot]) {
+                        shared = Some(common);
+                        common.font.clone()
+                    } else {
+                        self.fonts.subset(face, &self.used[slot]).map_err(RenderError::Pdf)?
+                    }
+                }
+                Face::Fallback => self.fonts.subset(face, &self.used[slot]).map_err(RenderError::Pdf)?,
+            };
+            self.doc.resources.fonts.map.insert(self.ids[slot].clone(), PdfFont::new(font));
         }
         let mut warnings = Vec::new();
         let opts = PdfSaveOptions { subset_fonts: true, ..Default::default() };
-        let bytes = self.doc.with_pages(out).save(&opts, &mut warnings);
+        let mut pdf = self.doc.with_pages(out).to_lopdf_document(&opts, &mut warnings);
+        if let Some(common) = shared {
+            embed_deflated(&mut pdf, common);
+        }
+        // What printpdf's `save` does: deflate every stream (the shared font is already),
+        // then write.
+        pdf.compress();
+        let mut bytes = Vec::new();
+        pdf.save_to(&mut bytes).map_err(|e| RenderError::Pdf(e.to_string()))?;
         if bytes.is_empty() {
             return Err(RenderError::Pdf(format!("printpdf produced no output: {warnings:?}")));
         }
         Ok(bytes)
+    }
+}
+
+/// Swaps the shared subset's font stream for its deflated bytes, so the PDF does not
+/// deflate the same 100 kB again on every save (lopdf skips a stream that has a filter).
+fn embed_deflated(pdf: &mut lopdf::Document, common: &fonts::CommonSubset) {
+    let program = &common.font.original_bytes;
+    for object in pdf.objects.values_mut() {
+        if let lopdf::Object::Stream(stream) = object
+            && stream.content.len() == program.len()
+            && stream.content == *program
+        {
+            stream.dict.set("Filter", "FlateDecode");
+            stream.set_content(common.deflated.clone());
+        }
     }
 }

@@ -112,3 +112,25 @@ fn an_ascii_invoice_does_not_embed_the_cjk_font() {
     assert!(text.contains("Acme Corp (V-1042)"));
     assert!(small.len() <= big.len());
 }
+
+#[test]
+fn latin_text_shares_the_prebuilt_subset_and_other_scripts_get_their_own() {
+    let fonts = fonts::get().unwrap();
+    let common = fonts::common().unwrap();
+    let chars = |s: &str| s.chars().collect::<std::collections::BTreeSet<char>>();
+    assert!(common.covers(fonts, &chars("Müller & Söhne — Ōsaka, Łódź, Œuvre “quoted” € 12,50 × 3 · ‰")));
+    assert!(!common.covers(fonts, &chars("Αθήνα")));
+    // Both paths read back correctly: Greek (a per-document subset of the primary face)
+    // beside Latin Extended-A.
+    let mut inv = samples::invoice();
+    inv.vendor.name = "Παπαδόπουλος Α.Ε. — Łódź".into();
+    let pdf = invoice_pdf(&inv).unwrap();
+    let text = pdftotext(&pdf, "greek");
+    assert!(text.contains("Παπαδόπουλος Α.Ε. — Łódź (V-1042)"), "{text}");
+    // The shared subset travels deflated, like every other stream.
+    let mut latin = samples::invoice();
+    latin.vendor.name = "Łódź Żurawie sp. z o.o.".into();
+    let pdf = invoice_pdf(&latin).unwrap();
+    assert!(pdf.len() < common.font.original_bytes.len(), "{} bytes", pdf.len());
+    assert!(pdftotext(&pdf, "latin").contains("Łódź Żurawie sp. z o.o. (V-1042)"));
+}

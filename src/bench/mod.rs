@@ -1,0 +1,14 @@
+//! `erpsync bench …`: self-contained benchmarks whose figures go in the README.
+//!
+//! - `slots`: the daemon against sandbox ERPs, drain time against the ideal.
+//! - `render`: the pipeline's CPU work per invoice (serialize + PDF + CSV).
+//! - `fairness`, `store`, `fleet`: one connection's backlog against another's item, status
+//!   writes per second, several daemon processes on one PostgreSQL.
+
+mod fleet;
+pub mod render;
+mod slots;
+
+pub use fleet::{FairnessArgs, FleetArgs, StoreArgs, fairness, fleet, store};
+pub use render::{RenderArgs, render};
+pub use slots::{SlotsArgs, SlotsReport, slots};
