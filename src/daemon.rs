@@ -7,12 +7,11 @@ use crate::actors::stages::{self, StageFaults};
 use crate::actors::status::StatusActor;
 use crate::actors::supervisor::{ChildSpec, RestartPolicy, SpawnFn, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{Ctx, status::StatusMsg};
-use crate::config::{Config, QueueBackend};
+use crate::config::Config;
 use crate::erp::ErpClient;
 use crate::erp::generic_rest::GenericRestClient;
 use crate::erp::sandbox::{Sandbox, SandboxOptions};
-use crate::queue::Queue;
-use crate::queue::embedded::EmbeddedQueue;
+use crate::queue::{Queue, QueueError};
 use crate::{http, store, telemetry};
 use ractor::{Actor, ActorRef};
 use std::collections::HashMap;
@@ -34,6 +33,8 @@ pub enum DaemonError {
     Sandbox { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the actor tree: {0}")]
     Actors(String),
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] QueueError),
 }
 
 impl DaemonError {
@@ -44,6 +45,7 @@ impl DaemonError {
             DaemonError::Listen { .. } => "listen",
             DaemonError::Sandbox { .. } => "sandbox",
             DaemonError::Actors(_) => "actors",
+            DaemonError::Queue(e) => e.kind(),
         }
     }
 }
@@ -52,6 +54,8 @@ impl DaemonError {
 #[derive(Default)]
 pub struct TestHooks {
     pub faults: StageFaults,
+    /// Holds receiving while set (see `Ctx::paused`).
+    pub paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Daemon {
@@ -88,14 +92,7 @@ impl Daemon {
         let url = config.database_url();
         let db = store::connect(&url, config.database.max_connections.get()).await?;
         store::migrate(&db).await?;
-        let queue: Arc<dyn Queue> = match config.queue.backend {
-            QueueBackend::Embedded => Arc::new(EmbeddedQueue::new(
-                db.clone(),
-                "main",
-                config.queue.max_receives.get(),
-                Duration::from_millis(config.queue.poll_interval_ms.get().into()),
-            )),
-        };
+        let queue: Arc<dyn Queue> = crate::queue::open(&config, db.clone()).await?;
         let mut connectors = HashMap::new();
         for c in &config.connections {
             let err = |message: String| DaemonError::Connection { id: c.id.to_string(), message };
@@ -124,6 +121,7 @@ impl Daemon {
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
             faults: hooks.faults,
+            paused: hooks.paused,
             started: Instant::now(),
             poller_progress: Default::default(),
             status_progress: Default::default(),

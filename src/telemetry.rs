@@ -16,6 +16,9 @@ pub const STAGE_SECONDS: &str = "erpsync_stage_duration_seconds";
 pub const QUEUE_RECEIVED: &str = "erpsync_queue_messages_received_total";
 pub const QUEUE_DELETED: &str = "erpsync_queue_messages_deleted_total";
 pub const QUEUE_DEAD_LETTERED: &str = "erpsync_queue_messages_dead_lettered_total";
+pub const QUEUE_RETURNED: &str = "erpsync_queue_messages_returned_total";
+pub const QUEUE_ERRORS: &str = "erpsync_queue_errors_total";
+pub const QUEUE_UNSENT: &str = "erpsync_queue_messages_unsent_total";
 pub const QUEUE_DEPTH: &str = "erpsync_queue_depth_messages";
 pub const QUEUE_OLDEST_AGE: &str = "erpsync_queue_oldest_message_age_seconds";
 pub const CONNECTION_IN_FLIGHT: &str = "erpsync_connection_in_flight_calls";
@@ -65,6 +68,12 @@ fn describe() {
     describe_counter!(QUEUE_RECEIVED, "Messages received from the queue.");
     describe_counter!(QUEUE_DELETED, "Messages deleted after their outcome was recorded.");
     describe_counter!(QUEUE_DEAD_LETTERED, "Messages moved to the dead-letter store, by reason kind.");
+    describe_counter!(
+        QUEUE_RETURNED,
+        "Messages returned to the queue with a delay because their connection was saturated."
+    );
+    describe_counter!(QUEUE_ERRORS, "Failed queue service calls, by op and error kind.");
+    describe_counter!(QUEUE_UNSENT, "Messages a send could not deliver to the queue (the outbox sends them later).");
     describe_gauge!(QUEUE_DEPTH, "Messages in the queue by state (visible, in_flight, delayed, dead_lettered).");
     describe_gauge!(QUEUE_OLDEST_AGE, Unit::Seconds, "Age of the oldest live message.");
     describe_gauge!(CONNECTION_IN_FLIGHT, "ERP calls in flight per connection.");

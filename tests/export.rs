@@ -1,15 +1,16 @@
-//! End to end on the embedded defaults: the daemon in-process, real sandbox ERPs over HTTP,
-//! a real SQLite file.
+//! End to end: the daemon in-process, real sandbox ERPs over HTTP, a real SQLite file, and
+//! each queue backend — the embedded queue, and SQS as served by fauxqs (started by
+//! `scripts/test.sh`; without it the SQS variants fail, saying how to start it).
 
 use erpsync::domain::ItemState;
 use erpsync::erp::sandbox::SandboxOptions;
-use erpsync::harness::{Rig, RigSpec, count};
+use erpsync::harness::{Rig, RigQueue, RigSpec, count};
 use erpsync::samples;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exports_600_invoices_within_each_connections_limit() {
+async fn exports_600_invoices_within_each_connections_limit(queue: RigQueue) {
     let rig = Rig::start(RigSpec {
+        queue: queue.clone(),
         limits: vec![1, 4, 10],
         sandbox: SandboxOptions { latency_ms: 5, jitter_ms: 5, ..Default::default() },
         ..Default::default()
@@ -44,11 +45,11 @@ fn tune_fast_retries(visibility_secs: u32, timeout_ms: u32) -> Box<dyn Fn(&mut e
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_and_timeouts_after_commit_create_nothing_twice() {
+async fn faults_and_timeouts_after_commit_create_nothing_twice(queue: RigQueue) {
     // The sandbox forgets idempotency keys at once, so only erpsync's ledger and its
     // lookups after ambiguous failures stand between a timeout and a duplicate.
     let rig = Rig::start(RigSpec {
+        queue: queue.clone(),
         limits: vec![1, 4, 10],
         sandbox: SandboxOptions {
             latency_ms: 5,
@@ -80,12 +81,12 @@ async fn faults_and_timeouts_after_commit_create_nothing_twice() {
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry() {
+async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry(queue: RigQueue) {
     let hooks = erpsync::daemon::TestHooks::default();
     let docs = samples::invoices("panic", 20);
     hooks.faults.panic_on("renderer", &docs[7].source_id, 1);
     let rig = Rig::start(RigSpec {
+        queue: queue.clone(),
         limits: vec![4],
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         tune: tune_fast_retries(10, 5000),
@@ -111,10 +112,10 @@ async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry() {
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed() {
+async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed(queue: RigQueue) {
     use erpsync::queue::Outgoing;
     let rig = Rig::start(RigSpec {
+        queue: queue.clone(),
         limits: vec![4],
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         ..Default::default()
@@ -154,7 +155,7 @@ async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed(
         let (body, _) = &kinds[i % kinds.len()];
         // Half carry the connection's group, half none: both paths must dead-letter.
         let group = (i % 2 == 0).then(|| conn.clone());
-        bad.push(Outgoing { body: body.clone(), group, delay: Duration::ZERO });
+        bad.push(Outgoing::new(body.clone(), group));
     }
     let docs = samples::invoices("amid-bad", 40);
     rig.submit(0, &docs[..20]).await.unwrap();
@@ -180,9 +181,9 @@ async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed(
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_daemon_restarted_on_the_same_database_finishes_everything_once() {
+async fn a_killed_daemon_restarted_on_the_same_database_finishes_everything_once(queue: RigQueue) {
     let mut rig = Rig::start(RigSpec {
+        queue: queue.clone(),
         limits: vec![2, 4],
         sandbox: SandboxOptions { latency_ms: 20, jitter_ms: 10, idempotency_ttl_secs: 0, ..Default::default() },
         tune: tune_fast_retries(2, 5000),
@@ -226,9 +227,9 @@ async fn a_killed_daemon_restarted_on_the_same_database_finishes_everything_once
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permanent_errors_fail_the_item_with_the_erps_reason() {
+async fn permanent_errors_fail_the_item_with_the_erps_reason(queue: RigQueue) {
     let rig = Rig::start(RigSpec {
+        queue: queue.clone(),
         limits: vec![2],
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         ..Default::default()
@@ -255,9 +256,9 @@ async fn permanent_errors_fail_the_item_with_the_erps_reason() {
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing() {
+async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing(queue: RigQueue) {
     let mut rig = Rig::start(RigSpec {
+        queue: queue.clone(),
         limits: vec![2],
         sandbox: SandboxOptions { latency_ms: 30, idempotency_ttl_secs: 0, ..Default::default() },
         tune: Box::new(|c| {
@@ -284,3 +285,40 @@ async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing() {
     assert_eq!((s.creates, s.duplicate_creates), (60, 0), "{s:?}");
     rig.shutdown().await;
 }
+
+fn fauxqs() -> RigQueue {
+    let endpoint =
+        erpsync::harness::emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5");
+    RigQueue::Sqs { endpoint_url: endpoint, fifo: false }
+}
+
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(erpsync::harness::RigQueue::Embedded).await;
+                }
+            )*
+        }
+        mod sqs_fauxqs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::fauxqs()).await;
+                }
+            )*
+        }
+    };
+}
+
+backends!(
+    exports_600_invoices_within_each_connections_limit,
+    faults_and_timeouts_after_commit_create_nothing_twice,
+    a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry,
+    malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed,
+    a_killed_daemon_restarted_on_the_same_database_finishes_everything_once,
+    permanent_errors_fail_the_item_with_the_erps_reason,
+    a_graceful_stop_drains_and_returns_the_rest_losing_nothing,
+);

@@ -52,6 +52,8 @@ pub struct Ctx {
     /// Cancelled when in-flight work must be abandoned (drain timeout, kill).
     pub abandon: CancellationToken,
     pub faults: stages::StageFaults,
+    /// While set, nothing is received (benchmarks fill the queue first, then release it).
+    pub paused: Arc<std::sync::atomic::AtomicBool>,
     /// Milliseconds (since `started`) of the last poller and status-writer progress, for
     /// the readiness probe and watchdog.
     pub started: Instant,

@@ -1,6 +1,11 @@
 //! `erpsync bench slots`: how close the daemon comes to the ideal drain time when every
 //! connection's concurrency slots are the bottleneck. Self-contained: sandbox ERPs and the
 //! daemon run in this process on a scratch SQLite database.
+//!
+//! `erpsync bench enqueue` and `erpsync bench drain` (in [`queue`]) compare the queue
+//! backends.
+
+pub mod queue;
 
 use crate::domain::ItemState;
 use crate::erp::sandbox::SandboxOptions;
