@@ -30,6 +30,21 @@ async fn exports_600_invoices_within_each_connections_limit(queue: RigQueue) {
         assert_eq!(stats.creates, 200, "{stats:?}");
         assert_eq!(stats.attachments, 200, "{stats:?}");
     }
+    // On SQS the limit-1 connection's messages are returned to the queue while it is
+    // saturated; those receives are not attempts.
+    let db = &rig.daemon().ctx().db;
+    let row = sea_orm::ConnectionTrait::query_one_raw(
+        db,
+        sea_orm::Statement::from_string(
+            sea_orm::ConnectionTrait::get_database_backend(db),
+            "SELECT MIN(attempts), MAX(attempts) FROM job_items",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (min, max): (i32, i32) = (row.try_get_by_index(0).unwrap(), row.try_get_by_index(1).unwrap());
+    assert_eq!((min, max), (1, 1), "every item took exactly one attempt");
     rig.shutdown().await;
 }
 
