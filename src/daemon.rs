@@ -118,6 +118,7 @@ impl Daemon {
             capacity: tokio::sync::Notify::new(),
             in_flight: Default::default(),
             tasks: TaskTracker::new(),
+            receivers: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
             faults: hooks.faults,
@@ -166,6 +167,13 @@ impl Daemon {
         let drain = Duration::from_secs(self.ctx.config.shutdown.drain_timeout_secs.into());
         tracing::info!(in_flight = self.ctx.in_flight.lock().unwrap().len(), "draining");
         self.ctx.shutdown.cancel();
+        // A receive in progress completes (at most one long poll); what it brings is
+        // returned to the queue at once by the poller.
+        self.ctx.receivers.close();
+        let long_poll = Duration::from_secs(u64::from(self.ctx.config.queue.wait_time_secs) + 5);
+        if tokio::time::timeout(long_poll, self.ctx.receivers.wait()).await.is_err() {
+            tracing::warn!("a receive did not finish; its messages reappear after the visibility timeout");
+        }
         self.ctx.tasks.close();
         if tokio::time::timeout(drain, self.ctx.tasks.wait()).await.is_err() {
             let left: Vec<_> = self.ctx.in_flight.lock().unwrap().keys().map(|r| (r.clone(), Duration::ZERO)).collect();

@@ -73,7 +73,7 @@ impl Actor for QueuePoller {
         } else {
             let reserved = Arc::new(Mutex::new(0usize));
             for index in 0..ctx.config.queue.receive_loops.get() as usize {
-                timers.push(tokio::spawn(receive_loop(ctx.clone(), index, reserved.clone())));
+                timers.push(ctx.receivers.spawn(receive_loop(ctx.clone(), index, reserved.clone())));
             }
         }
         myself.send_message(PollerMsg::Sample)?;
@@ -202,22 +202,19 @@ async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>) 
             continue;
         }
         let req = ReceiveRequest { max_messages: take, wait, visibility: vt, groups: GroupFilter::Any };
-        let result = tokio::select! {
-            r = ctx.queue.receive(req) => Some(r),
-            _ = ctx.shutdown.cancelled() => None,
-        };
-        let outcome = match result {
-            Some(Ok(batch)) => {
+        // Not abandoned at shutdown: SQS may already have handed messages out, which would
+        // then stay invisible for the visibility timeout. `route` returns them instead.
+        let outcome = match ctx.queue.receive(req).await {
+            Ok(batch) => {
                 failures = 0;
                 Some(route_batch(&ctx, batch).await)
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 failures += 1;
                 metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "receive", "error_kind" => e.kind()).increment(1);
                 tracing::warn!(error = %e, failures, "receive failed; backing off");
                 None
             }
-            None => None,
         };
         *reserved.lock().unwrap() -= take;
         match outcome {
