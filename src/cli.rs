@@ -169,16 +169,16 @@ pub async fn status(url: &str, job_id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn dlq_list(cfg: &Config, limit: u64, json: bool) -> Result<()> {
-    use crate::queue::Queue;
+/// The configured queue, with the database it needs (the embedded queue lives there).
+async fn open_queue(cfg: &Config) -> Result<(std::sync::Arc<dyn crate::queue::Queue>, sea_orm::DatabaseConnection)> {
     let db = crate::store::connect(&cfg.database_url(), 1).await?;
     crate::store::migrate(&db).await?;
-    let q = crate::queue::embedded::EmbeddedQueue::new(
-        db,
-        "main",
-        cfg.queue.max_receives.get(),
-        Duration::from_millis(100),
-    );
+    let q = crate::queue::open(cfg, db.clone()).await?;
+    Ok((q, db))
+}
+
+pub async fn dlq_list(cfg: &Config, limit: u64, json: bool) -> Result<()> {
+    let (q, _db) = open_queue(cfg).await?;
     let list = q.dead_letters(limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -192,5 +192,56 @@ pub async fn dlq_list(cfg: &Config, limit: u64, json: bool) -> Result<()> {
         let body: String = d.body.chars().take(120).collect();
         println!("{} {} (received {}x): {}\n    {}", d.message_id, at, d.receive_count, d.reason, body);
     }
+    Ok(())
+}
+
+/// `erpsync dlq redrive`: moves dead letters (of one connection, or all) back to the
+/// queue. Their items are made workable again first, so the daemon does not take the
+/// redriven messages for work already finished.
+pub async fn dlq_redrive(cfg: &Config, connection: Option<&str>, limit: u64) -> Result<()> {
+    use crate::queue::Envelope;
+    let (q, db) = open_queue(cfg).await?;
+    // Listing is bounded: with a filter, look further than `limit` for matching ones.
+    let scan = if connection.is_some() { limit.saturating_mul(20).max(1000) } else { limit };
+    let chosen: Vec<_> = q
+        .dead_letters(scan)
+        .await?
+        .into_iter()
+        .filter(|d| match connection {
+            None => true,
+            Some(c) => Envelope::decode(&d.body).is_ok_and(|e| e.connection_id.as_str() == c),
+        })
+        .take(limit as usize)
+        .collect();
+    if chosen.is_empty() {
+        println!("nothing to redrive");
+        return Ok(());
+    }
+    let items: Vec<_> = chosen.iter().filter_map(|d| Envelope::decode(&d.body).ok().map(|e| e.item_id)).collect();
+    let requeued = crate::store::requeue_dead_lettered(&db, &items).await?;
+    let ids: Vec<String> = chosen.iter().map(|d| d.message_id.clone()).collect();
+    let moved = q.redrive(&ids).await?;
+    println!("redriven {moved} message(s); {requeued} item(s) queued again");
+    if moved < ids.len() {
+        bail!("{} message(s) could not be redriven; run the command again", ids.len() - moved);
+    }
+    Ok(())
+}
+
+/// `erpsync queue create`: the SQS queue and its dead-letter queue with a redrive policy.
+pub async fn queue_create(cfg: &Config) -> Result<()> {
+    if cfg.queue.backend != crate::config::QueueBackend::Sqs {
+        println!("queue.backend is {}: nothing to create (the embedded queue is a table)", cfg.queue.backend.as_str());
+        return Ok(());
+    }
+    let client = crate::queue::sqs::admin::client(&cfg.queue).await;
+    let (url, dlq) = crate::queue::sqs::admin::create_queues(&client, &cfg.queue).await?;
+    println!("queue            {url}");
+    println!("dead-letter queue {dlq}");
+    println!(
+        "redrive policy   maxReceiveCount {} (the daemon dead-letters after {} receives, with a reason)",
+        cfg.queue.max_receives() + crate::queue::sqs::admin::REDRIVE_MARGIN,
+        cfg.queue.max_receives()
+    );
     Ok(())
 }

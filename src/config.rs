@@ -50,22 +50,99 @@ pub struct DatabaseConfig {
 pub enum QueueBackend {
     /// A table in the same SQL database (`queue_messages`).
     Embedded,
+    /// AWS SQS (or a compatible server at `endpoint_url`): the queue a fleet shares.
+    Sqs,
 }
+
+impl QueueBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueBackend::Embedded => "embedded",
+            QueueBackend::Sqs => "sqs",
+        }
+    }
+}
+
+/// The SQS queue name used when neither `queue.name` nor `queue.url` is set.
+pub const DEFAULT_SQS_QUEUE_NAME: &str = "erpsync-jobs";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
+    /// `embedded` (the default: a table in the database) or `sqs`.
     pub backend: QueueBackend,
     /// How long a received message stays invisible to other receivers; in-flight
     /// messages are extended (heartbeat) every third of it.
     pub visibility_timeout_secs: NonZeroU32,
-    /// After this many receives without a delete, a message moves to the dead-letter store.
-    pub max_receives: NonZeroU32,
+    /// After this many receives without a delete, a message moves to the dead-letter
+    /// store. Default: 20 on the embedded queue; 100 on SQS, where a message returned
+    /// because its connection was saturated also counts as a receive (real attempts are
+    /// counted separately against `retry.max_attempts`).
+    pub max_receives: Option<NonZeroU32>,
     /// Long-poll wait of one receive call (SQS allows at most 20).
     pub wait_time_secs: u32,
     /// How often the embedded queue re-checks the table while long-polling, for messages
     /// sent by other processes.
     pub poll_interval_ms: NonZeroU32,
+    /// SQS: queue name; one ending in `.fifo` is a FIFO queue (per-connection order).
+    /// Default `erpsync-jobs` unless `url` is set.
+    pub name: Option<String>,
+    /// SQS: queue URL, instead of looking `name` up.
+    pub url: Option<String>,
+    /// SQS: AWS region; default from the environment (`AWS_REGION`) or profile.
+    pub region: Option<String>,
+    /// SQS: endpoint of an SQS-compatible server (a local emulator), instead of AWS's.
+    pub endpoint_url: Option<String>,
+    /// SQS: dead-letter queue name; default `<name>-dlq` (`<name>-dlq.fifo` for FIFO).
+    pub dlq_name: Option<String>,
+    /// SQS: dead-letter queue URL, instead of looking `dlq_name` up.
+    pub dlq_url: Option<String>,
+    /// SQS: receive calls in flight at once when connectors have room for more than one
+    /// batch of 10.
+    pub receive_loops: NonZeroU32,
+    /// SQS: SendMessageBatch calls in flight at once when enqueueing a large job.
+    pub send_concurrency: NonZeroU32,
+}
+
+impl QueueConfig {
+    /// `max_receives` in force for the configured backend.
+    pub fn max_receives(&self) -> u32 {
+        self.max_receives.map(NonZeroU32::get).unwrap_or(match self.backend {
+            QueueBackend::Embedded => 20,
+            QueueBackend::Sqs => 100,
+        })
+    }
+
+    /// The SQS queue name (from `name`, else the last segment of `url`, else the default).
+    pub fn sqs_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        match &self.url {
+            Some(u) => u.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned(),
+            None => DEFAULT_SQS_QUEUE_NAME.to_owned(),
+        }
+    }
+
+    /// Whether the SQS queue is FIFO.
+    pub fn sqs_fifo(&self) -> bool {
+        self.sqs_name().ends_with(".fifo")
+    }
+
+    /// The dead-letter queue name: `dlq_name`, else derived from the queue name.
+    pub fn sqs_dlq_name(&self) -> String {
+        if let Some(n) = &self.dlq_name {
+            return n.clone();
+        }
+        if let Some(u) = &self.dlq_url {
+            return u.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
+        }
+        let name = self.sqs_name();
+        match name.strip_suffix(".fifo") {
+            Some(base) => format!("{base}-dlq.fifo"),
+            None => format!("{name}-dlq"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,9 +310,17 @@ impl Default for QueueConfig {
         QueueConfig {
             backend: QueueBackend::Embedded,
             visibility_timeout_secs: nz(60),
-            max_receives: nz(20),
+            max_receives: None,
             wait_time_secs: 5,
             poll_interval_ms: nz(200),
+            name: None,
+            url: None,
+            region: None,
+            endpoint_url: None,
+            dlq_name: None,
+            dlq_url: None,
+            receive_loops: nz(4),
+            send_concurrency: nz(8),
         }
     }
 }
@@ -449,6 +534,60 @@ impl Config {
         self.connections.iter().find(|c| &c.id == id)
     }
 
+    fn validate_sqs(&self, add: &mut impl FnMut(String, String)) {
+        let q = &self.queue;
+        let valid_name = |n: &str| {
+            let base = n.strip_suffix(".fifo").unwrap_or(n);
+            !base.is_empty() && n.len() <= 80 && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        for (key, name) in [("queue.name", &q.name), ("queue.dlq_name", &q.dlq_name)] {
+            if let Some(n) = name
+                && !valid_name(n)
+            {
+                add(key.into(), format!("{n:?} is not an SQS queue name (letters, digits, - and _, at most 80)"));
+            }
+        }
+        for (key, url) in
+            [("queue.url", &q.url), ("queue.dlq_url", &q.dlq_url), ("queue.endpoint_url", &q.endpoint_url)]
+        {
+            if let Some(u) = url {
+                match reqwest::Url::parse(u) {
+                    Ok(p) if p.scheme() == "http" || p.scheme() == "https" => {}
+                    _ => add(key.into(), format!("{u:?} is not an http(s) URL")),
+                }
+            }
+        }
+        if q.sqs_fifo() != q.sqs_dlq_name().ends_with(".fifo") {
+            add(
+                "queue.dlq_name".into(),
+                "the dead-letter queue of a FIFO queue must be FIFO (.fifo), and only then".into(),
+            );
+        }
+        let region_from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| std::env::var_os(v).is_some());
+        let profile = std::env::var_os("AWS_CONFIG_FILE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/config")));
+        if q.region.is_none() && !region_from_env && !profile.is_some_and(|p| p.exists()) {
+            add("queue.region".into(), "is required for sqs (or set AWS_REGION)".into());
+        }
+        if q.max_receives() <= self.retry.max_attempts.get() {
+            add(
+                "queue.max_receives".into(),
+                format!(
+                    "must exceed retry.max_attempts ({}): on SQS a message returned for a saturated connection \
+                     also counts as a receive",
+                    self.retry.max_attempts
+                ),
+            );
+        }
+        if q.receive_loops.get() > 32 {
+            add("queue.receive_loops".into(), "must be at most 32".into());
+        }
+        if q.send_concurrency.get() > 64 {
+            add("queue.send_concurrency".into(), "must be at most 64".into());
+        }
+    }
+
     /// Every problem, each with its key.
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
@@ -462,6 +601,12 @@ impl Config {
         }
         if self.queue.visibility_timeout_secs.get() < 2 {
             add("queue.visibility_timeout_secs".into(), "must be at least 2 so heartbeats can extend it".into());
+        }
+        if self.queue.visibility_timeout_secs.get() > 43_200 {
+            add("queue.visibility_timeout_secs".into(), "must be at most 43200 (12 hours, the SQS maximum)".into());
+        }
+        if self.queue.backend == QueueBackend::Sqs {
+            self.validate_sqs(&mut add);
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             add("log.level".into(), format!("{:?} is not a valid filter", self.log.level));
@@ -532,12 +677,51 @@ mod tests {
             jail.set_env("ERPSYNC_SOME_TOKEN", "not config");
             let c = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(c.http.listen.port(), 9999);
-            assert_eq!(c.queue.max_receives.get(), 7);
+            assert_eq!(c.queue.max_receives(), 7);
             jail.set_env("ERPSYNC_HTTTP__LISTEN", "127.0.0.1:1");
             let err = Config::load(None).unwrap_err();
             assert!(err.to_string().contains("htttp"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_documented_sqs_shape_parses() {
+        let c = Config::from_toml(
+            r#"
+            [queue]
+            backend = "sqs"
+            name = "erpsync-jobs"
+            region = "us-east-1"
+            endpoint_url = "http://127.0.0.1:4566"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.queue.backend, QueueBackend::Sqs);
+        assert_eq!(c.queue.sqs_dlq_name(), "erpsync-jobs-dlq");
+        assert_eq!(c.queue.max_receives(), 100);
+        assert!(!c.queue.sqs_fifo());
+        let c =
+            Config::from_toml("[queue]\nbackend = \"sqs\"\nregion = \"eu-west-1\"\nname = \"jobs.fifo\"\n").unwrap();
+        assert!(c.queue.sqs_fifo());
+        assert_eq!(c.queue.sqs_dlq_name(), "jobs-dlq.fifo");
+    }
+
+    #[test]
+    fn sqs_problems_are_reported_with_their_keys() {
+        let err = Config::from_toml(
+            r#"
+            [queue]
+            backend = "sqs"
+            name = "bad name!"
+            region = "us-east-1"
+            endpoint_url = "localhost:4566"
+            max_receives = 5
+            "#,
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["queue.name", "queue.endpoint_url", "queue.max_receives"], "{err}");
     }
 
     #[test]

@@ -7,13 +7,12 @@ use crate::actors::stages::{self, StageFaults};
 use crate::actors::status::StatusActor;
 use crate::actors::supervisor::{ChildSpec, RestartPolicy, SpawnFn, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{Ctx, status::StatusMsg};
-use crate::config::{Config, QueueBackend};
+use crate::config::Config;
 use crate::erp::ErpClient;
 use crate::erp::generic_rest::GenericRestClient;
 use crate::erp::sandbox::{Sandbox, SandboxOptions};
 use crate::limits::lease::LeasePool;
-use crate::queue::Queue;
-use crate::queue::embedded::EmbeddedQueue;
+use crate::queue::{Queue, QueueError};
 use crate::{http, store, telemetry};
 use ractor::{Actor, ActorRef};
 use std::collections::HashMap;
@@ -35,6 +34,8 @@ pub enum DaemonError {
     Sandbox { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the actor tree: {0}")]
     Actors(String),
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] QueueError),
 }
 
 impl DaemonError {
@@ -45,6 +46,7 @@ impl DaemonError {
             DaemonError::Listen { .. } => "listen",
             DaemonError::Sandbox { .. } => "sandbox",
             DaemonError::Actors(_) => "actors",
+            DaemonError::Queue(e) => e.kind(),
         }
     }
 }
@@ -53,6 +55,8 @@ impl DaemonError {
 #[derive(Default)]
 pub struct TestHooks {
     pub faults: StageFaults,
+    /// Holds receiving while set (see `Ctx::paused`).
+    pub paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Daemon {
@@ -91,14 +95,7 @@ impl Daemon {
         } else {
             None
         };
-        let queue: Arc<dyn Queue> = match config.queue.backend {
-            QueueBackend::Embedded => Arc::new(EmbeddedQueue::new(
-                db.clone(),
-                "main",
-                config.queue.max_receives.get(),
-                Duration::from_millis(config.queue.poll_interval_ms.get().into()),
-            )),
-        };
+        let queue: Arc<dyn Queue> = crate::queue::open(&config, db.clone()).await?;
         telemetry::zero_init(&config);
         let instance = config.cluster.instance_id.clone().unwrap_or_else(default_instance_id);
         let leases = config.leases_enabled();
@@ -146,9 +143,11 @@ impl Daemon {
             capacity: tokio::sync::Notify::new(),
             in_flight: Default::default(),
             tasks: TaskTracker::new(),
+            receivers: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
             faults: hooks.faults,
+            paused: hooks.paused,
             started: Instant::now(),
             poller_progress: Default::default(),
             status_progress: Default::default(),
@@ -194,9 +193,16 @@ impl Daemon {
         let drain = Duration::from_secs(self.ctx.config.shutdown.drain_timeout_secs.into());
         tracing::info!(in_flight = self.ctx.in_flight.lock().unwrap().len(), "draining");
         self.ctx.shutdown.cancel();
-        // Stop receiving first, so nothing arrives after the in-flight set is taken.
+        // Stop receiving first, so nothing arrives after the in-flight set is taken: a
+        // receive in progress completes (at most one long poll) and what it brings is
+        // returned to the queue at once by the poller.
         if let Some(poller) = self.ctx.lookup::<crate::actors::poller::PollerMsg>("poller") {
             let _ = poller.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
+        }
+        self.ctx.receivers.close();
+        let long_poll = Duration::from_secs(u64::from(self.ctx.config.queue.wait_time_secs) + 5);
+        if tokio::time::timeout(long_poll, self.ctx.receivers.wait()).await.is_err() {
+            tracing::warn!("a receive did not finish; its messages reappear after the visibility timeout");
         }
         self.ctx.tasks.close();
         if tokio::time::timeout(drain, self.ctx.tasks.wait()).await.is_err() {

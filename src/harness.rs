@@ -2,7 +2,7 @@
 //! in this process. The demo, the benchmarks and the integration tests run on it, so what
 //! they measure is the real daemon against a real HTTP ERP.
 
-use crate::config::{Config, ConnectionConfig};
+use crate::config::{Config, ConnectionConfig, QueueBackend};
 use crate::daemon::{Daemon, DaemonError, TestHooks};
 use crate::domain::{ConnectionId, ErpKind, Invoice, ItemState, JobId, Op};
 use crate::erp::sandbox::{Sandbox, SandboxOptions, SandboxStats};
@@ -12,7 +12,20 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Which queue the rig's daemon uses.
+#[derive(Debug, Clone, Default)]
+pub enum RigQueue {
+    /// The embedded queue in the rig's database.
+    #[default]
+    Embedded,
+    /// A fresh SQS queue (and dead-letter queue) on an SQS-compatible server, deleted at
+    /// shutdown. Credentials come from the standard chain (tests set dummy ones).
+    Sqs { endpoint_url: String, fifo: bool },
+}
+
 pub struct RigSpec {
+    /// Which queue backend to run on.
+    pub queue: RigQueue,
     /// One sandbox ERP and one connection per limit.
     pub limits: Vec<u32>,
     /// Sandbox behaviour (its concurrency is set from `limits`).
@@ -27,6 +40,7 @@ pub struct RigSpec {
 impl Default for RigSpec {
     fn default() -> Self {
         RigSpec {
+            queue: RigQueue::Embedded,
             limits: vec![4],
             sandbox: SandboxOptions::default(),
             database_url: None,
@@ -47,6 +61,8 @@ pub struct Rig {
     pub erps: Vec<RigErp>,
     pub config: Config,
     scratch: Option<PathBuf>,
+    /// The SQS queues this rig created: (client, queue URL, dead-letter queue URL).
+    sqs: Option<(aws_sdk_sqs::Client, String, String)>,
 }
 
 /// A scratch directory under the system temp dir, removed when the rig is dropped.
@@ -85,9 +101,30 @@ impl Rig {
                 c
             })
             .collect();
+        let sqs_fifo = match &spec.queue {
+            RigQueue::Embedded => None,
+            RigQueue::Sqs { endpoint_url, fifo } => {
+                let suffix = if *fifo { ".fifo" } else { "" };
+                config.queue.backend = QueueBackend::Sqs;
+                config.queue.name =
+                    Some(format!("erpsync-rig-{}{suffix}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+                config.queue.region = Some("us-east-1".into());
+                config.queue.endpoint_url = Some(endpoint_url.clone());
+                config.queue.wait_time_secs = 2;
+                Some(*fifo)
+            }
+        };
         (spec.tune)(&mut config);
+        let sqs = match sqs_fifo {
+            None => None,
+            Some(_) => {
+                let client = crate::queue::sqs::admin::client(&config.queue).await;
+                let (url, dlq) = crate::queue::sqs::admin::create_queues(&client, &config.queue).await?;
+                Some((client, url, dlq))
+            }
+        };
         let daemon = Daemon::start_with(config.clone(), spec.hooks).await?;
-        Ok(Rig { daemon: Some(daemon), erps, config, scratch })
+        Ok(Rig { daemon: Some(daemon), erps, config, scratch, sqs })
     }
 
     pub fn daemon(&self) -> &Daemon {
@@ -149,6 +186,9 @@ impl Rig {
         if let Some(d) = self.daemon.take() {
             d.shutdown().await;
         }
+        if let Some((client, url, dlq)) = self.sqs.take() {
+            crate::queue::sqs::admin::delete_queues(&client, &[&url, &dlq]).await;
+        }
     }
 }
 
@@ -158,6 +198,33 @@ impl Drop for Rig {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// The endpoint of an SQS-compatible server for tests, from environment variable `var`
+/// (`scripts/test.sh` starts the servers and sets it). Panics, saying how to start one,
+/// when it is unset or nothing listens there: a test that needs a server never skips.
+pub fn emulator_endpoint(var: &str, how_to_start: &str) -> String {
+    let fail = |why: String| -> ! {
+        panic!(
+            "{why}. These tests need a real SQS-compatible server: run `scripts/test.sh`, which installs and \
+             starts fauxqs and moto_server, or start it yourself ({how_to_start}) and export {var}=http://127.0.0.1:PORT \
+             (and dummy AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+        )
+    };
+    let Ok(url) = std::env::var(var) else { fail(format!("{var} is not set")) };
+    let Ok(parsed) = reqwest::Url::parse(&url) else { fail(format!("{var}={url:?} is not a URL")) };
+    let addr = format!("{}:{}", parsed.host_str().unwrap_or("127.0.0.1"), parsed.port_or_known_default().unwrap_or(80));
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        fail(format!("nothing answers at {url} ({var})"));
+    }
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        fail("AWS_ACCESS_KEY_ID is not set".into());
+    }
+    url
 }
 
 /// Count of items in `state`.

@@ -50,8 +50,11 @@ async fn create_job(State(s): State<AppState>, body: Result<axum::Json<JobReques
     match jobs::submit(&s.ctx, req).await {
         Ok(acc) => {
             let url = format!("/v1/jobs/{}", acc.job_id);
-            (StatusCode::ACCEPTED, axum::Json(json!({"job_id": acc.job_id, "items": acc.items, "status_url": url})))
-                .into_response()
+            // `queued` only once every item is on the queue; otherwise the outbox sends
+            // the rest shortly and the job is `accepted`.
+            let state = if acc.unsent == 0 { "queued" } else { "accepted" };
+            let body = json!({"job_id": acc.job_id, "items": acc.items, "unsent": acc.unsent, "state": state, "status_url": url});
+            (StatusCode::ACCEPTED, axum::Json(body)).into_response()
         }
         Err(e @ SubmitError::ShuttingDown) => error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string()),
         Err(e @ SubmitError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string()),

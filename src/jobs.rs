@@ -27,6 +27,9 @@ pub struct JobRequest {
 pub struct JobAccepted {
     pub job_id: JobId,
     pub items: usize,
+    /// Items not on the queue yet (the queue refused or failed): the outbox sends them
+    /// shortly, so the job is recorded but not yet fully queued.
+    pub unsent: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,11 +113,16 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
                 payload: inline.then(|| it.payload.clone()),
                 payload_ref: (!inline).then(|| it.id.to_string()),
             };
-            Outgoing { body: env.encode(), group: Some(job.connection_id.to_string()), delay: Duration::ZERO }
+            Outgoing {
+                body: env.encode(),
+                group: Some(job.connection_id.to_string()),
+                dedup_id: Some(it.id.to_string()),
+                delay: Duration::ZERO,
+            }
         })
         .collect();
     let ids: Vec<ItemId> = job.items.iter().map(|i| i.id).collect();
-    let accepted = JobAccepted { job_id: job.id, items: ids.len() };
+    let mut accepted = JobAccepted { job_id: job.id, items: ids.len(), unsent: 0 };
     match status.call(|r| StatusMsg::CreateJob(job, r), Some(Duration::from_secs(30))).await {
         Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
         Ok(ractor::rpc::CallResult::Success(Err(e))) => return Err(SubmitError::Store(e)),
@@ -122,11 +130,18 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     }
     metrics::counter!(telemetry::JOBS_CREATED).increment(1);
     // The job is durable from here on: if sending fails, the outbox sweep sends later.
-    match ctx.queue.send(messages).await {
-        Ok(()) => {
-            let _ = status.send_message(StatusMsg::MarkEnqueued(ids));
+    let sent = match ctx.queue.send(messages).await {
+        Ok(()) => ids,
+        Err(e) => {
+            let unsent: std::collections::HashSet<usize> = e.unsent(ids.len()).into_iter().collect();
+            accepted.unsent = unsent.len();
+            metrics::counter!(telemetry::QUEUE_UNSENT).increment(unsent.len() as u64);
+            tracing::warn!(job_id = %accepted.job_id, unsent = unsent.len(), error = %e, "enqueue incomplete; the outbox will send the rest");
+            ids.into_iter().enumerate().filter(|(i, _)| !unsent.contains(i)).map(|(_, id)| id).collect()
         }
-        Err(e) => tracing::warn!(job_id = %accepted.job_id, error = %e, "enqueue failed; the outbox will retry"),
+    };
+    if !sent.is_empty() {
+        let _ = status.send_message(StatusMsg::MarkEnqueued(sent));
     }
     Ok(accepted)
 }

@@ -34,10 +34,15 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-    /// Inspect the dead-letter store.
+    /// Inspect the dead-letter store, or move dead letters back to the queue.
     Dlq {
         #[command(subcommand)]
         what: Dlq,
+    },
+    /// Manage the queue itself.
+    Queue {
+        #[command(subcommand)]
+        what: QueueCmd,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -96,6 +101,21 @@ enum Dlq {
         #[arg(long)]
         json: bool,
     },
+    /// Move dead letters back to the queue (their items are queued again).
+    Redrive {
+        /// Only messages for this connection.
+        #[arg(long)]
+        connection: Option<String>,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// Create the SQS queue and its dead-letter queue with a redrive policy (idempotent).
+    Create,
 }
 
 #[derive(Subcommand)]
@@ -110,6 +130,10 @@ enum Bench {
     Fleet(erpsync::bench::FleetArgs),
     /// Invoices per second through serialize + PDF + CSV, per ERP kind, one core and all cores.
     Render(erpsync::bench::RenderArgs),
+    /// `POST /v1/jobs` latency (p50/p99) with the embedded or the SQS queue.
+    Enqueue(erpsync::bench::queue::EnqueueArgs),
+    /// End-to-end drain throughput with the embedded or the SQS queue.
+    Drain(erpsync::bench::queue::DrainArgs),
 }
 
 fn load(path: &Option<PathBuf>) -> Result<Config> {
@@ -177,6 +201,14 @@ fn main() -> Result<()> {
                 let cfg = load(&cli.config)?;
                 erpsync::cli::dlq_list(&cfg, limit, json).await
             }
+            Command::Dlq { what: Dlq::Redrive { connection, limit } } => {
+                let cfg = load(&cli.config)?;
+                erpsync::cli::dlq_redrive(&cfg, connection.as_deref(), limit).await
+            }
+            Command::Queue { what: QueueCmd::Create } => {
+                let cfg = load(&cli.config)?;
+                erpsync::cli::queue_create(&cfg).await
+            }
             Command::SandboxErp { listen, options } => {
                 erpsync::telemetry::init_tracing(&Default::default());
                 let sb = erpsync::erp::sandbox::Sandbox::start(listen, options)
@@ -211,6 +243,8 @@ fn main() -> Result<()> {
             Command::Bench { what: Bench::Render(args) } => {
                 tokio::task::spawn_blocking(move || erpsync::bench::render(args)).await?
             }
+            Command::Bench { what: Bench::Enqueue(args) } => erpsync::bench::queue::enqueue(args).await,
+            Command::Bench { what: Bench::Drain(args) } => erpsync::bench::queue::drain(args).await,
         }
     })
 }

@@ -159,3 +159,67 @@ fn enqueue_without_a_daemon_says_how_to_fix_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `erpsync run` running?"));
 }
+
+/// `queue create`, `dlq list` and `dlq redrive --connection` against SQS (fauxqs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_create_and_dlq_redrive_on_sqs() {
+    use erpsync::queue::{Envelope, Outgoing, Queue, ReceiveRequest};
+    let endpoint =
+        erpsync::harness::emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sqs.toml");
+    let name = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {:?}\n[queue]\nbackend = \"sqs\"\nname = \"{name}\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = path.to_str().unwrap();
+    let first = erpsync(&["queue", "create", "--config", cfg]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let again = erpsync(&["queue", "create", "--config", cfg]);
+    assert_eq!(String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&again.stdout), "idempotent");
+    assert!(String::from_utf8_lossy(&first.stdout).contains(&format!("{name}-dlq")));
+
+    // Two dead letters, for two connections.
+    let config = erpsync::config::Config::load(Some(&path)).unwrap();
+    let q = erpsync::queue::sqs::SqsQueue::connect(&config.queue).await.unwrap();
+    let body = |conn: &str| {
+        serde_json::json!({"v": 1, "job_id": uuid::Uuid::now_v7(), "item_id": uuid::Uuid::now_v7(),
+            "connection_id": conn, "op": "export_invoice", "payload": {"source_id": "x"}})
+        .to_string()
+    };
+    q.send(vec![Outgoing::new(body("acme"), Some("acme".into())), Outgoing::new(body("other"), None)]).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let req = ReceiveRequest {
+            max_messages: 10,
+            wait: Duration::from_secs(2),
+            visibility: Duration::from_secs(60),
+            groups: erpsync::queue::GroupFilter::Any,
+        };
+        got.extend(q.receive(req).await.unwrap().messages);
+    }
+    for m in &got {
+        assert!(q.dead_letter(m, "gave up after 12 attempts; last error: 503").await.unwrap());
+    }
+
+    let out = erpsync(&["dlq", "list", "--json", "--config", cfg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|d| d["reason"] == "gave up after 12 attempts; last error: 503"), "{listed:?}");
+
+    let out = erpsync(&["dlq", "redrive", "--connection", "acme", "--config", cfg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("redriven 1 message(s)"), "{stdout}");
+    let left = q.dead_letters(10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(Envelope::decode(&left[0].body).unwrap().connection_id.as_str(), "other");
+    let back = q.depth().await.unwrap();
+    assert_eq!((back.visible, back.dead_lettered), (1, 1), "{back:?}");
+}

@@ -1,15 +1,17 @@
-//! End to end on the embedded defaults: the daemon in-process, real sandbox ERPs over HTTP,
-//! a real SQLite file.
+//! End to end: the daemon in-process, real sandbox ERPs over HTTP, a real SQLite file, and
+//! each queue backend — the embedded queue, and SQS as served by fauxqs (started by
+//! `scripts/test.sh`; without it the SQS variants fail, saying how to start it).
 
 use erpsync::domain::ItemState;
 use erpsync::erp::sandbox::SandboxOptions;
-use erpsync::harness::{Rig, RigSpec, count};
+use erpsync::harness::{Rig, RigQueue, RigSpec, count};
 use erpsync::samples;
 use std::time::Duration;
 
-async fn exports_600_invoices_within_each_connections_limit(db: Option<String>) {
+async fn exports_600_invoices_within_each_connections_limit(db: Option<String>, queue: RigQueue) {
     let rig = Rig::start(RigSpec {
         database_url: db.clone(),
+        queue: queue.clone(),
         limits: vec![1, 4, 10],
         // Calls long enough to overlap, so every limit is reached even on a loaded machine.
         sandbox: SandboxOptions { latency_ms: 15, jitter_ms: 10, ..Default::default() },
@@ -30,6 +32,21 @@ async fn exports_600_invoices_within_each_connections_limit(db: Option<String>) 
         assert_eq!(stats.creates, 200, "{stats:?}");
         assert_eq!(stats.attachments, 200, "{stats:?}");
     }
+    // On SQS the limit-1 connection's messages are returned to the queue while it is
+    // saturated; those receives are not attempts.
+    let db = &rig.daemon().ctx().db;
+    let row = sea_orm::ConnectionTrait::query_one_raw(
+        db,
+        sea_orm::Statement::from_string(
+            sea_orm::ConnectionTrait::get_database_backend(db),
+            "SELECT MIN(attempts), MAX(attempts) FROM job_items",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (min, max): (i32, i32) = (row.try_get_by_index(0).unwrap(), row.try_get_by_index(1).unwrap());
+    assert_eq!((min, max), (1, 1), "every item took exactly one attempt");
     rig.shutdown().await;
 }
 
@@ -45,11 +62,12 @@ fn tune_fast_retries(visibility_secs: u32, timeout_ms: u32) -> Box<dyn Fn(&mut e
     })
 }
 
-async fn faults_and_timeouts_after_commit_create_nothing_twice(db: Option<String>) {
+async fn faults_and_timeouts_after_commit_create_nothing_twice(db: Option<String>, queue: RigQueue) {
     // The sandbox forgets idempotency keys at once, so only erpsync's ledger and its
     // lookups after ambiguous failures stand between a timeout and a duplicate.
     let rig = Rig::start(RigSpec {
         database_url: db.clone(),
+        queue: queue.clone(),
         limits: vec![1, 4, 10],
         sandbox: SandboxOptions {
             latency_ms: 5,
@@ -81,12 +99,13 @@ async fn faults_and_timeouts_after_commit_create_nothing_twice(db: Option<String
     rig.shutdown().await;
 }
 
-async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry(db: Option<String>) {
+async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry(db: Option<String>, queue: RigQueue) {
     let hooks = erpsync::daemon::TestHooks::default();
     let docs = samples::invoices("panic", 20);
     hooks.faults.panic_on("renderer", &docs[7].source_id, 1);
     let rig = Rig::start(RigSpec {
         database_url: db.clone(),
+        queue: queue.clone(),
         limits: vec![4],
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         tune: tune_fast_retries(10, 5000),
@@ -115,10 +134,11 @@ async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry(db: Optio
     rig.shutdown().await;
 }
 
-async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed(db: Option<String>) {
+async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed(db: Option<String>, queue: RigQueue) {
     use erpsync::queue::Outgoing;
     let rig = Rig::start(RigSpec {
         database_url: db.clone(),
+        queue: queue.clone(),
         limits: vec![4],
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         ..Default::default()
@@ -158,7 +178,7 @@ async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed(
         let (body, _) = &kinds[i % kinds.len()];
         // Half carry the connection's group, half none: both paths must dead-letter.
         let group = (i % 2 == 0).then(|| conn.clone());
-        bad.push(Outgoing { body: body.clone(), group, delay: Duration::ZERO });
+        bad.push(Outgoing::new(body.clone(), group));
     }
     let docs = samples::invoices("amid-bad", 40);
     rig.submit(0, &docs[..20]).await.unwrap();
@@ -184,9 +204,10 @@ async fn malformed_messages_are_dead_lettered_with_reasons_and_the_rest_succeed(
     rig.shutdown().await;
 }
 
-async fn a_killed_daemon_restarted_on_the_same_database_finishes_everything_once(db: Option<String>) {
+async fn a_killed_daemon_restarted_on_the_same_database_finishes_everything_once(db: Option<String>, queue: RigQueue) {
     let mut rig = Rig::start(RigSpec {
         database_url: db.clone(),
+        queue: queue.clone(),
         limits: vec![2, 4],
         sandbox: SandboxOptions { latency_ms: 20, jitter_ms: 10, idempotency_ttl_secs: 0, ..Default::default() },
         tune: tune_fast_retries(2, 5000),
@@ -230,9 +251,10 @@ async fn a_killed_daemon_restarted_on_the_same_database_finishes_everything_once
     rig.shutdown().await;
 }
 
-async fn permanent_errors_fail_the_item_with_the_erps_reason(db: Option<String>) {
+async fn permanent_errors_fail_the_item_with_the_erps_reason(db: Option<String>, queue: RigQueue) {
     let rig = Rig::start(RigSpec {
         database_url: db.clone(),
+        queue: queue.clone(),
         limits: vec![2],
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         ..Default::default()
@@ -259,9 +281,10 @@ async fn permanent_errors_fail_the_item_with_the_erps_reason(db: Option<String>)
     rig.shutdown().await;
 }
 
-async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing(db: Option<String>) {
+async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing(db: Option<String>, queue: RigQueue) {
     let mut rig = Rig::start(RigSpec {
         database_url: db.clone(),
+        queue: queue.clone(),
         limits: vec![2],
         sandbox: SandboxOptions { latency_ms: 30, idempotency_ttl_secs: 0, ..Default::default() },
         tune: Box::new(|c| {
@@ -289,14 +312,21 @@ async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing(db: Option<S
     rig.shutdown().await;
 }
 
-/// Every scenario above runs on SQLite and on PostgreSQL.
-macro_rules! on_both_databases {
+fn fauxqs() -> RigQueue {
+    let endpoint =
+        erpsync::harness::emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5");
+    RigQueue::Sqs { endpoint_url: endpoint, fifo: false }
+}
+
+/// Every scenario above runs on SQLite and on PostgreSQL with the embedded queue, and on
+/// SQS (fauxqs) with SQLite.
+macro_rules! backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(None).await;
+                    super::$name(None, erpsync::harness::RigQueue::Embedded).await;
                 }
             )*
         }
@@ -304,14 +334,22 @@ macro_rules! on_both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(Some(erpsync::testdb::fresh_postgres().await)).await;
+                    super::$name(Some(erpsync::testdb::fresh_postgres().await), erpsync::harness::RigQueue::Embedded).await;
+                }
+            )*
+        }
+        mod sqs_fauxqs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(None, super::fauxqs()).await;
                 }
             )*
         }
     };
 }
 
-on_both_databases!(
+backends!(
     exports_600_invoices_within_each_connections_limit,
     faults_and_timeouts_after_commit_create_nothing_twice,
     a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry,

@@ -15,15 +15,21 @@ use super::supervisor::ChildSpec;
 use crate::config::ConnectionConfig;
 use crate::erp::{ErpClient, ErpError};
 use crate::limits::rate::RateLimiter;
-use crate::queue::{Envelope, ReceiptHandle};
+use crate::queue::{Envelope, ReceiptHandle, Received};
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
+
+/// Bounds of how many messages a connector holds beyond its room rather than returning
+/// them (see `can_take`).
+const MIN_OVERFLOW: usize = 10;
+const MAX_OVERFLOW: usize = 200;
 
 pub struct ConnectorShared {
     pub config: ConnectionConfig,
@@ -40,6 +46,11 @@ pub struct ConnectorShared {
     /// (doc kind, source id) being worked on here: one document is never exported by two
     /// tasks of this daemon at once.
     busy: Mutex<HashSet<(String, String)>>,
+    /// Moving average of the interval between items finishing here while busy, in
+    /// microseconds; 0 before the first item.
+    spacing_us: AtomicU64,
+    /// When the messages returned for saturation are due back (ms since the epoch).
+    returns: Mutex<BinaryHeap<Reverse<i64>>>,
 }
 
 impl ConnectorShared {
@@ -70,11 +81,61 @@ impl ConnectorShared {
             slot_wait,
             label,
             busy: Mutex::new(HashSet::new()),
+            spacing_us: AtomicU64::new(0),
+            returns: Mutex::new(BinaryHeap::new()),
         }
     }
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Learns how often this connector finishes an item: by Little's law, an item that
+    /// spent `d` here while `outstanding` items were held means one left every
+    /// `d / outstanding`.
+    fn observe_departure(&self, d: std::time::Duration, outstanding: usize) {
+        let sample = (d.as_micros() / outstanding.max(1) as u128).clamp(1, u64::MAX as u128) as u64;
+        let old = self.spacing_us.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { (old * 9 + sample) / 10 };
+        self.spacing_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Messages held beyond the room: about a second of this connector's work (at least
+    /// one batch, at most 200), so returned messages arriving in SQS's whole-second
+    /// bursts are absorbed rather than returned again.
+    fn overflow(&self) -> usize {
+        match self.spacing_us.load(Ordering::Relaxed) {
+            0 => MIN_OVERFLOW,
+            us => (1_000_000 / us as usize).clamp(MIN_OVERFLOW, MAX_OVERFLOW),
+        }
+    }
+
+    /// How long a message for this saturated connection should stay on the queue, given
+    /// how often it was received already.
+    ///
+    /// It should come back when everything ahead of it — the items held here and the
+    /// messages returned before it — is done: that many times the learnt interval
+    /// between finished items. The delay is also capped at 2^(receives-1) s, so a poor
+    /// estimate (at start) costs little, and the receives of one message stay
+    /// logarithmic in the backlog's drain time, well under `max_receives`.
+    pub fn return_delay(&self, receive_count: u32) -> std::time::Duration {
+        let spacing_ms = match self.spacing_us.load(Ordering::Relaxed) {
+            0 => 1_000.0,
+            us => us as f64 / 1000.0,
+        };
+        let now = crate::util::now_ms();
+        let mut due = self.returns.lock().unwrap();
+        while due.peek().is_some_and(|Reverse(t)| *t <= now) {
+            due.pop();
+        }
+        let ahead = (self.outstanding() + due.len() + 1) as f64;
+        let slot = now + (spacing_ms * ahead) as i64;
+        let cap = 1_000i64 << receive_count.saturating_sub(1).min(20);
+        let at = slot.min(now + cap).clamp(now + 1_000, now + 15 * 60 * 1_000);
+        if due.len() < 100_000 {
+            due.push(Reverse(at));
+        }
+        std::time::Duration::from_millis((at - now) as u64)
     }
 
     pub fn limit(&self) -> usize {
@@ -84,6 +145,16 @@ impl ConnectorShared {
     /// How many more items the poller may hand over.
     pub fn room(&self) -> usize {
         (self.limit() + self.config.prefetch() as usize).saturating_sub(self.outstanding.load(Ordering::Acquire))
+    }
+
+    /// Whether a received message may still be handed over although `room()` is 0.
+    ///
+    /// The poller asks for no more than the room, but a queue that cannot filter by
+    /// connection (SQS) returns whatever it holds, and SQS's whole-second delays bring
+    /// returned messages back in bursts. Up to [`Self::overflow`] beyond the room wait
+    /// here for a slot (visibility extended by heartbeats) instead of going back.
+    pub fn can_take(&self) -> bool {
+        self.outstanding() < self.limit() + self.config.prefetch() as usize + self.overflow()
     }
 
     pub fn outstanding(&self) -> usize {
@@ -159,8 +230,12 @@ impl Drop for Claim {
 /// or lost in a dying mailbox — gives the capacity back and stops its heartbeat.
 pub struct Delivery {
     pub receipt: ReceiptHandle,
-    pub receive_count: u32,
+    /// The message as received (its body goes to the dead-letter store if it comes to that).
+    pub message: Received,
     pub envelope: Envelope,
+    /// Which attempt at the item this is (from its row; 0 until the attempt starts).
+    pub attempt: AtomicU32,
+    handed_at: Instant,
     ctx: Arc<Ctx>,
     conn: Arc<ConnectorShared>,
     /// Still counted in the connector's `outstanding`.
@@ -169,23 +244,32 @@ pub struct Delivery {
 
 impl Delivery {
     /// Registers a message as handed to `conn`.
-    pub fn new(
-        ctx: Arc<Ctx>,
-        conn: Arc<ConnectorShared>,
-        receipt: ReceiptHandle,
-        receive_count: u32,
-        envelope: Envelope,
-    ) -> Self {
+    pub fn new(ctx: Arc<Ctx>, conn: Arc<ConnectorShared>, message: Received, envelope: Envelope) -> Self {
         conn.outstanding.fetch_add(1, Ordering::AcqRel);
+        let receipt = message.receipt.clone();
         ctx.in_flight.lock().unwrap().insert(receipt.clone(), std::time::Instant::now());
-        Delivery { receipt, receive_count, envelope, ctx, conn, counted: true.into() }
+        Delivery {
+            receipt,
+            message,
+            envelope,
+            attempt: AtomicU32::new(0),
+            handed_at: Instant::now(),
+            ctx,
+            conn,
+            counted: true.into(),
+        }
+    }
+
+    pub fn attempt(&self) -> u32 {
+        self.attempt.load(Ordering::Acquire)
     }
 
     /// The ERP work is done: the connector may take the next item while this one's
     /// outcome is being recorded, so its slots never wait on our bookkeeping.
     pub fn release_capacity(&self) {
         if self.counted.swap(false, Ordering::AcqRel) {
-            self.conn.outstanding.fetch_sub(1, Ordering::AcqRel);
+            let held = self.conn.outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.conn.observe_departure(self.handed_at.elapsed(), held);
             self.ctx.capacity.notify_one();
         }
     }

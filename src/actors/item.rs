@@ -19,6 +19,7 @@ use crate::store::{self, ItemError, ItemUpdate};
 use crate::telemetry;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -109,6 +110,16 @@ async fn attempt(
         },
     };
     let Some(_claim) = conn.claim(env.op.doc_kind(), &row.source_id) else { return Outcome::Busy };
+    // Attempts are counted in the item's row, not by the queue's receive count: on SQS a
+    // message returned because its connection was saturated is received again without
+    // having been attempted. An attempt that died without recording an outcome (a crash)
+    // still counted here, so a message that kills the daemon cannot loop for ever.
+    let earlier = row.attempts.max(0) as u32;
+    let max = ctx.config.retry.max_attempts.get();
+    if earlier >= max {
+        return Outcome::DeadLetter(format!("gave up after {earlier} attempts (retry.max_attempts = {max})"));
+    }
+    d.attempt.store(earlier + 1, Ordering::Release);
     record(ctx, conn, d, ItemState::InProgress, None, None, vec![], None, false).await;
     let result = match env.op {
         Op::ExportInvoice => export_invoice(ctx, conn, d, payload, ledger).await,
@@ -248,7 +259,7 @@ async fn create(
     if let Some(id) = lookup_ledger(ctx, conn, kind, &source).await? {
         return Ok(id);
     }
-    if d.receive_count > 1
+    if d.attempt() > 1
         && let Some(id) = conn.call(conn.client.find_by_external_ref(op, &source)).await?
     {
         tracing::info!(erp_id = %id, "found the document created by an earlier attempt");
@@ -278,10 +289,11 @@ async fn record(
     detail: Option<String>,
     wait: bool,
 ) -> bool {
+    let attempt = d.attempt();
     let update = ItemUpdate {
         item_id: d.envelope.item_id,
         state,
-        attempt: d.receive_count,
+        attempt: (attempt > 0).then_some(attempt),
         erp_id,
         error,
         ledger,
@@ -324,13 +336,13 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
         Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
         Outcome::Failed(e) => (ItemState::Failed, None, Some(e), None),
         Outcome::DeadLetter(reason) => (ItemState::DeadLettered, None, Some(err("unprocessable", None, reason)), None),
-        Outcome::Retry { error, .. } if d.receive_count >= retry_cfg.max_attempts.get() => {
-            let reason = format!("gave up after {} attempts; last error: {}", d.receive_count, error.message);
+        Outcome::Retry { error, .. } if d.attempt() >= retry_cfg.max_attempts.get() => {
+            let reason = format!("gave up after {} attempts; last error: {}", d.attempt(), error.message);
             (ItemState::DeadLettered, None, Some(err(&error.kind, error.code, reason)), None)
         }
         Outcome::Retry { error, at_least } => {
             let delay = backoff(
-                d.receive_count,
+                d.attempt(),
                 Duration::from_millis(retry_cfg.base_delay_ms.get().into()),
                 Duration::from_secs(retry_cfg.max_delay_secs.get().into()),
                 at_least,
@@ -362,7 +374,7 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
             let reason = reason.unwrap_or_default();
             tracing::warn!(%reason, "item dead-lettered");
             metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => "item").increment(1);
-            if let Err(e) = q.dead_letter(&d.receipt, &reason).await {
+            if let Err(e) = q.dead_letter(&d.message, &reason).await {
                 tracing::warn!(error = %e, "could not dead-letter the message; it will be redelivered");
             }
         }
@@ -396,13 +408,12 @@ pub async fn record_dead_letter(
     ctx: &Ctx,
     item_id: crate::domain::ItemId,
     connection: crate::domain::ConnectionId,
-    attempt: u32,
     reason: &str,
 ) {
     let update = ItemUpdate {
         item_id,
         state: ItemState::DeadLettered,
-        attempt,
+        attempt: None,
         erp_id: None,
         error: Some(err("unprocessable", None, reason)),
         ledger: vec![],

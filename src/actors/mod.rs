@@ -47,11 +47,16 @@ pub struct Ctx {
     pub in_flight: Mutex<HashMap<ReceiptHandle, Instant>>,
     /// Item tasks, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// The poller's receive loops (SQS), so shutdown can let a long poll in progress
+    /// finish and hand its messages back rather than leave them invisible.
+    pub receivers: TaskTracker,
     /// Cancelled at shutdown: stop receiving, stop restarting actors.
     pub shutdown: CancellationToken,
     /// Cancelled when in-flight work must be abandoned (drain timeout, kill).
     pub abandon: CancellationToken,
     pub faults: stages::StageFaults,
+    /// While set, nothing is received (benchmarks fill the queue first, then release it).
+    pub paused: Arc<std::sync::atomic::AtomicBool>,
     /// Milliseconds (since `started`) of the last poller and status-writer progress, for
     /// the readiness probe and watchdog.
     pub started: Instant,

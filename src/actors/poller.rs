@@ -3,18 +3,24 @@
 //! the queue-depth gauges fresh and re-sends items the outbox never sent.
 //!
 //! It never blocks for long inside `handle` (at most one poll interval), so heartbeats
-//! are not delayed behind a long poll.
+//! are not delayed behind a long poll. Backends that receive by group (embedded) are
+//! polled from `handle`, connection by connection. Backends that cannot (SQS) are
+//! long-polled by receive loops running beside the actor — several at once while the
+//! connectors have room for more than one batch — and a message whose connection is
+//! saturated goes back to the queue with a delay paced to when that connection will
+//! have room (see `ConnectorShared::return_delay`).
 
 use super::Ctx;
 use super::connector::{ConnectorMsg, Delivery};
 use super::item;
 use super::status::StatusMsg;
 use crate::domain::{ConnectionId, ItemId};
-use crate::queue::{Envelope, GroupFilter, Outgoing, ReceiveRequest, Received};
+use crate::queue::{Envelope, GroupFilter, Outgoing, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received};
 use crate::store;
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub enum PollerMsg {
@@ -34,7 +40,18 @@ pub struct PollerState {
     known: Vec<String>,
     next: usize,
     rounds: u64,
-    timers: Vec<tokio::task::JoinHandle<()>>,
+    timers: Tasks,
+}
+
+/// Background tasks of one poller incarnation, stopped however the incarnation ends.
+pub struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 impl Actor for QueuePoller {
@@ -46,22 +63,27 @@ impl Actor for QueuePoller {
         let mut order: Vec<_> = ctx.connectors.keys().cloned().collect();
         order.sort();
         let vt = Duration::from_secs(ctx.config.queue.visibility_timeout_secs.get().into());
-        let timers = vec![
+        let mut timers = vec![
             myself.send_interval(vt / 3, || PollerMsg::Heartbeat),
             myself.send_interval(Duration::from_secs(5), || PollerMsg::Sample),
             myself.send_interval(Duration::from_secs(10), || PollerMsg::Outbox),
         ];
-        myself.send_message(PollerMsg::Poll)?;
+        if ctx.queue.can_receive_by_group() {
+            myself.send_message(PollerMsg::Poll)?;
+        } else {
+            let reserved = Arc::new(Mutex::new(0usize));
+            for index in 0..ctx.config.queue.receive_loops.get() as usize {
+                timers.push(ctx.receivers.spawn(receive_loop(ctx.clone(), index, reserved.clone())));
+            }
+        }
         myself.send_message(PollerMsg::Sample)?;
         ctx.mark_progress(&ctx.poller_progress);
         let known = order.iter().map(|c| c.to_string()).collect();
-        Ok(PollerState { ctx, order, known, next: 0, rounds: 0, timers })
+        Ok(PollerState { ctx, order, known, next: 0, rounds: 0, timers: Tasks(timers) })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        for t in &state.timers {
-            t.abort();
-        }
+        state.timers.0.drain(..).for_each(|t| t.abort());
         Ok(())
     }
 
@@ -76,7 +98,7 @@ impl Actor for QueuePoller {
                 if state.ctx.shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let received = poll_once(state).await;
+                let received = if state.ctx.paused.load(Ordering::Acquire) { 0 } else { poll_once(state).await };
                 state.ctx.mark_progress(&state.ctx.poller_progress);
                 if received == 0 {
                     idle_wait(&state.ctx).await;
@@ -144,58 +166,144 @@ async fn poll_once(state: &mut PollerState) -> usize {
             };
             total += receive_and_route(&ctx, req).await;
         }
-    } else {
-        let room: usize = ctx.connectors.values().map(|c| c.room()).sum();
-        if room > 0 {
-            let wait = Duration::from_secs(ctx.config.queue.wait_time_secs.into()).min(Duration::from_secs(1));
-            let req = ReceiveRequest { max_messages: room.min(10), wait, visibility: vt, groups: GroupFilter::Any };
-            total += receive_and_route(&ctx, req).await;
-        }
     }
     total
 }
 
+fn total_room(ctx: &Ctx) -> usize {
+    ctx.connectors.values().map(|c| c.room()).sum()
+}
+
+/// One long-polling receive loop (backends without receive-by-group). Loop 0 receives
+/// whenever any connector has room; the others only while there is room for a whole
+/// batch beyond what the loops already asked for, so parallel receives never fetch more
+/// than the connectors can take. Errors back off exponentially (SQS throttling or an
+/// outage); in-flight items are unaffected and are deleted once SQS answers again.
+async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>) {
+    let vt = Duration::from_secs(ctx.config.queue.visibility_timeout_secs.get().into());
+    let wait = Duration::from_secs(ctx.config.queue.wait_time_secs.into());
+    let need = if index == 0 { 1 } else { 10 };
+    let mut failures = 0u32;
+    while !ctx.shutdown.is_cancelled() {
+        ctx.mark_progress(&ctx.poller_progress);
+        if ctx.paused.load(Ordering::Acquire) {
+            idle_wait(&ctx).await;
+            continue;
+        }
+        let take = {
+            let mut r = reserved.lock().unwrap();
+            let free = total_room(&ctx).saturating_sub(*r);
+            let take = if free >= need { free.min(10) } else { 0 };
+            *r += take;
+            take
+        };
+        if take == 0 {
+            idle_wait(&ctx).await;
+            continue;
+        }
+        let req = ReceiveRequest { max_messages: take, wait, visibility: vt, groups: GroupFilter::Any };
+        // Not abandoned at shutdown: SQS may already have handed messages out, which would
+        // then stay invisible for the visibility timeout. `route` returns them instead.
+        let outcome = match ctx.queue.receive(req).await {
+            Ok(batch) => {
+                failures = 0;
+                Some(route_batch(&ctx, batch).await)
+            }
+            Err(e) => {
+                failures += 1;
+                metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "receive", "error_kind" => e.kind()).increment(1);
+                tracing::warn!(error = %e, failures, "receive failed; backing off");
+                None
+            }
+        };
+        *reserved.lock().unwrap() -= take;
+        match outcome {
+            // Everything went back (all for saturated connections): wait for room.
+            Some((0, returned)) if returned > 0 => idle_wait(&ctx).await,
+            Some(_) => {}
+            None if failures > 0 => {
+                let backoff = Duration::from_millis(200u64 << failures.min(8)).min(Duration::from_secs(30));
+                let backoff = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = ctx.shutdown.cancelled() => {}
+                }
+            }
+            None => {}
+        }
+    }
+}
+
 async fn receive_and_route(ctx: &Arc<Ctx>, req: ReceiveRequest<'_>) -> usize {
-    let batch = match ctx.queue.receive(req).await {
-        Ok(b) => b,
+    match ctx.queue.receive(req).await {
+        Ok(b) => route_batch(ctx, b).await.0,
         Err(e) => {
+            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "receive", "error_kind" => e.kind()).increment(1);
             tracing::warn!(error = %e, "receive failed; backing off");
             tokio::time::sleep(Duration::from_millis(500)).await;
-            return 0;
+            0
         }
-    };
+    }
+}
+
+/// Routes a received batch; returns (messages placed or dead-lettered, messages returned
+/// to the queue because their connection was saturated).
+async fn route_batch(ctx: &Arc<Ctx>, batch: ReceiveBatch) -> (usize, usize) {
     for dead in &batch.dead_lettered {
         metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => "max_receives").increment(1);
         tracing::warn!(message_id = %dead.message_id, reason = %dead.reason, "message dead-lettered by the queue");
         if let Ok(env) = Envelope::decode(&dead.body) {
-            item::record_dead_letter(ctx, env.item_id, env.connection_id, dead.receive_count, &dead.reason).await;
+            item::record_dead_letter(ctx, env.item_id, env.connection_id, &dead.reason).await;
         }
     }
     let n = batch.messages.len();
     metrics::counter!(telemetry::QUEUE_RECEIVED).increment(n as u64);
+    let mut returned: Vec<(ReceiptHandle, Duration)> = Vec::new();
     for m in batch.messages {
-        route(ctx, m).await;
+        if let Some(back) = route(ctx, m).await {
+            returned.push(back);
+        }
     }
-    n
+    if !returned.is_empty() {
+        metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "saturated").increment(returned.len() as u64);
+        if let Err(e) = ctx.queue.change_visibility(&returned).await {
+            tracing::debug!(error = %e, "could not return messages early; they reappear after the visibility timeout");
+        }
+    }
+    (n - returned.len(), returned.len())
 }
 
-async fn route(ctx: &Arc<Ctx>, m: Received) {
+/// Hands a message to its connector; returns it (with a delay) when it must go back to
+/// the queue instead.
+async fn route(ctx: &Arc<Ctx>, m: Received) -> Option<(ReceiptHandle, Duration)> {
     let env = match Envelope::decode(&m.body) {
         Ok(env) => env,
-        Err(e) => return reject(ctx, &m, e.kind(), &format!("unreadable message: {e}"), None).await,
+        Err(e) => {
+            reject(ctx, &m, e.kind(), &format!("unreadable message: {e}"), None).await;
+            return None;
+        }
     };
     let Some(conn) = ctx.connectors.get(&env.connection_id) else {
         let reason = format!("unknown connection {:?}", env.connection_id.as_str());
-        return reject(ctx, &m, "unknown_connection", &reason, Some((env.item_id, env.connection_id.clone()))).await;
+        reject(ctx, &m, "unknown_connection", &reason, Some((env.item_id, env.connection_id.clone()))).await;
+        return None;
     };
+    // Received as the daemon began to stop: straight back, for whoever runs next.
+    if ctx.shutdown.is_cancelled() {
+        return Some((m.receipt, Duration::ZERO));
+    }
+    if !conn.can_take() {
+        return Some((m.receipt, conn.return_delay(m.receive_count)));
+    }
     let name = format!("connector.{}", env.connection_id);
-    let delivery = Delivery::new(ctx.clone(), conn.clone(), m.receipt.clone(), m.receive_count, env);
+    let receipt = m.receipt.clone();
+    let delivery = Delivery::new(ctx.clone(), conn.clone(), m, env);
     match ctx.lookup::<ConnectorMsg>(&name) {
-        Some(actor) if actor.send_message(ConnectorMsg::Process(delivery)).is_ok() => {}
+        Some(actor) if actor.send_message(ConnectorMsg::Process(delivery)).is_ok() => None,
         // The connector is restarting: the message comes back shortly.
         _ => {
             metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "connector_restarting").increment(1);
-            let _ = ctx.queue.change_visibility(&[(m.receipt, Duration::from_secs(1))]).await;
+            Some((receipt, Duration::from_secs(1)))
         }
     }
 }
@@ -204,9 +312,9 @@ async fn reject(ctx: &Ctx, m: &Received, kind: &'static str, reason: &str, item:
     tracing::warn!(message_id = %m.message_id, %reason, "dead-lettering message");
     metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => kind).increment(1);
     if let Some((item_id, conn)) = item {
-        item::record_dead_letter(ctx, item_id, conn, m.receive_count, reason).await;
+        item::record_dead_letter(ctx, item_id, conn, reason).await;
     }
-    if let Err(e) = ctx.queue.dead_letter(&m.receipt, reason).await {
+    if let Err(e) = ctx.queue.dead_letter(m, reason).await {
         tracing::warn!(error = %e, "could not dead-letter; it will be seen again");
     }
 }
@@ -275,12 +383,25 @@ async fn resend_unsent(ctx: &Ctx) {
             payload_ref: Some(it.id.clone()),
         };
         ids.push(item_id);
-        out.push(Outgoing { body: env.encode(), group: Some(it.connection_id), delay: Duration::ZERO });
+        out.push(Outgoing {
+            body: env.encode(),
+            group: Some(it.connection_id),
+            dedup_id: Some(it.id.clone()),
+            delay: Duration::ZERO,
+        });
     }
     tracing::info!(items = out.len(), "re-sending items the outbox never sent");
-    if ctx.queue.send(out).await.is_ok()
+    let sent = match ctx.queue.send(out).await {
+        Ok(()) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox re-send incomplete; the rest is tried again later");
+            let unsent: std::collections::HashSet<usize> = e.unsent(ids.len()).into_iter().collect();
+            ids.into_iter().enumerate().filter(|(i, _)| !unsent.contains(i)).map(|(_, id)| id).collect()
+        }
+    };
+    if !sent.is_empty()
         && let Some(status) = ctx.lookup::<StatusMsg>("status")
     {
-        let _ = status.send_message(StatusMsg::MarkEnqueued(ids));
+        let _ = status.send_message(StatusMsg::MarkEnqueued(sent));
     }
 }

@@ -130,7 +130,7 @@ pub async fn store(args: StoreArgs) -> Result<()> {
                 let update = ItemUpdate {
                     item_id: id,
                     state: ItemState::Succeeded,
-                    attempt: 1,
+                    attempt: Some(1),
                     erp_id: Some(format!("b-{id}")),
                     error: None,
                     ledger: vec![("bill".into(), id.to_string(), format!("b-{id}"))],

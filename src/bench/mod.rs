@@ -4,8 +4,10 @@
 //! - `render`: the pipeline's CPU work per invoice (serialize + PDF + CSV).
 //! - `fairness`, `store`, `fleet`: one connection's backlog against another's item, status
 //!   writes per second, several daemon processes on one PostgreSQL.
+//! - `enqueue`, `drain` (in [`queue`]): the queue backends compared.
 
 mod fleet;
+pub mod queue;
 pub mod render;
 mod slots;
 

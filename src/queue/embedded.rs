@@ -233,8 +233,8 @@ impl Queue for EmbeddedQueue {
         Ok(out)
     }
 
-    async fn dead_letter(&self, receipt: &ReceiptHandle, reason: &str) -> Result<bool, QueueError> {
-        let (id, count) = parse_receipt(receipt)?;
+    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<bool, QueueError> {
+        let (id, count) = parse_receipt(&message.receipt)?;
         let res = self
             .db
             .execute_raw(self.stmt(
@@ -296,5 +296,35 @@ impl Queue for EmbeddedQueue {
             })
             .collect::<Result<_, DbErr>>()
             .map_err(storage)
+    }
+
+    async fn redrive(&self, message_ids: &[String]) -> Result<usize, QueueError> {
+        let mut moved = 0;
+        for chunk in message_ids.chunks(500) {
+            let ids: Vec<i64> = chunk.iter().filter_map(|id| id.parse().ok()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", 3 + i)).collect();
+            let mut values: Vec<Value> = vec![now_ms().into(), self.name.clone().into()];
+            values.extend(ids.into_iter().map(Value::from));
+            let res = self
+                .db
+                .execute_raw(self.stmt(
+                    &format!(
+                        "UPDATE queue_messages SET dead_at_ms = NULL, dead_reason = NULL, receive_count = 0, \
+                         visible_at_ms = $1 WHERE queue = $2 AND dead_at_ms IS NOT NULL AND id IN ({})",
+                        marks.join(", ")
+                    ),
+                    values,
+                ))
+                .await
+                .map_err(storage)?;
+            moved += res.rows_affected() as usize;
+        }
+        if moved > 0 {
+            self.activity.notify_waiters();
+        }
+        Ok(moved)
     }
 }

@@ -8,13 +8,29 @@
 
 pub mod embedded;
 pub mod envelope;
+pub mod sqs;
 
+use crate::config::{Config, QueueBackend};
 use async_trait::async_trait;
+use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
 pub use envelope::{Envelope, EnvelopeError};
+
+/// Opens the configured queue (`db` is the embedded queue's home).
+pub async fn open(config: &Config, db: DatabaseConnection) -> Result<Arc<dyn Queue>, QueueError> {
+    Ok(match config.queue.backend {
+        QueueBackend::Embedded => Arc::new(embedded::EmbeddedQueue::new(
+            db,
+            "main",
+            config.queue.max_receives(),
+            Duration::from_millis(config.queue.poll_interval_ms.get().into()),
+        )),
+        QueueBackend::Sqs => Arc::new(sqs::SqsQueue::connect(&config.queue).await?),
+    })
+}
 
 /// Identifies one *receive* of a message. A newer receive of the same message makes older
 /// handles stale: they can no longer delete or extend it.
@@ -27,7 +43,16 @@ pub struct Outgoing {
     pub body: String,
     /// Routing group (the connection id); FIFO queues order within it.
     pub group: Option<String>,
+    /// Deduplication id on FIFO queues (the item id); ignored elsewhere.
+    pub dedup_id: Option<String>,
     pub delay: Duration,
+}
+
+impl Outgoing {
+    /// A message in `group`, visible at once.
+    pub fn new(body: impl Into<String>, group: Option<String>) -> Self {
+        Outgoing { body: body.into(), group, dedup_id: None, delay: Duration::ZERO }
+    }
 }
 
 /// A received message.
@@ -95,6 +120,15 @@ pub enum QueueError {
     Storage(String),
     #[error("invalid receipt handle {0:?}")]
     BadReceipt(String),
+    /// The queue service failed or could not be reached (throttling, outage, timeout).
+    #[error("queue service error: {0}")]
+    Service(String),
+    /// The queue is not there or not usable as configured.
+    #[error("queue setup: {0}")]
+    Setup(String),
+    /// Some messages of a send were not accepted: their indices in the input, in order.
+    #[error("{} message(s) not sent: {message}", failed.len())]
+    PartialSend { failed: Vec<usize>, message: String },
 }
 
 impl QueueError {
@@ -102,6 +136,17 @@ impl QueueError {
         match self {
             QueueError::Storage(_) => "storage",
             QueueError::BadReceipt(_) => "bad_receipt",
+            QueueError::Service(_) => "service",
+            QueueError::Setup(_) => "setup",
+            QueueError::PartialSend { .. } => "partial_send",
+        }
+    }
+
+    /// Indices (into the sent list) of the messages that were not sent by a failed send.
+    pub fn unsent(&self, sent: usize) -> Vec<usize> {
+        match self {
+            QueueError::PartialSend { failed, .. } => failed.clone(),
+            _ => (0..sent).collect(),
         }
     }
 }
@@ -114,9 +159,17 @@ pub trait Queue: Send + Sync + 'static {
     /// Whether `ReceiveRequest::group` is honoured.
     fn can_receive_by_group(&self) -> bool;
 
+    /// Whether `delete` reports a stale receipt handle by returning false. SQS cannot:
+    /// its DeleteMessage succeeds on a stale handle without deleting the message.
+    fn detects_stale_deletes(&self) -> bool {
+        true
+    }
+
     /// Fired when a message is sent from this process, so long-polls wake at once.
     fn activity(&self) -> Option<Arc<Notify>>;
 
+    /// Sends every message, or fails with [`QueueError::PartialSend`] naming those that
+    /// were not sent (the others were).
     async fn send(&self, messages: Vec<Outgoing>) -> Result<(), QueueError>;
 
     async fn receive(&self, req: ReceiveRequest<'_>) -> Result<ReceiveBatch, QueueError>;
@@ -129,10 +182,14 @@ pub trait Queue: Send + Sync + 'static {
     async fn change_visibility(&self, entries: &[(ReceiptHandle, Duration)]) -> Result<Vec<bool>, QueueError>;
 
     /// Moves a received message to the dead-letter store with a reason.
-    async fn dead_letter(&self, receipt: &ReceiptHandle, reason: &str) -> Result<bool, QueueError>;
+    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<bool, QueueError>;
 
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
 
     /// The newest dead letters first.
     async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Moves the dead letters with these `message_id`s (as `dead_letters` lists them) back
+    /// to the queue, visible at once with a fresh receive count. Returns how many moved.
+    async fn redrive(&self, message_ids: &[String]) -> Result<usize, QueueError>;
 }

@@ -118,7 +118,9 @@ pub struct NewItem {
 pub struct ItemUpdate {
     pub item_id: ItemId,
     pub state: ItemState,
-    pub attempt: u32,
+    /// The attempt this update belongs to (counted in `job_items.attempts`); None leaves
+    /// the count as it is (dead-lettering an item nobody attempted).
+    pub attempt: Option<u32>,
     pub erp_id: Option<String>,
     pub error: Option<ItemError>,
     /// Ledger entries to record with this update: (doc kind, source id, ERP id).
@@ -231,6 +233,52 @@ pub async fn mark_enqueued(db: &DatabaseConnection, items: &[ItemId]) -> Result<
     Ok(())
 }
 
+/// Makes dead-lettered items workable again before their messages are redriven: state
+/// `queued`, error cleared, attempts counted afresh; an event records the redrive.
+/// Returns how many items changed (items in any other state are left alone).
+pub async fn requeue_dead_lettered(db: &DatabaseConnection, items: &[ItemId]) -> Result<u64, StoreError> {
+    let now = now_ms();
+    let txn = db.begin().await?;
+    let mut changed = 0;
+    for chunk in items.chunks(500) {
+        let ids: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+        let dead: Vec<String> = job_item::Entity::find()
+            .filter(job_item::Column::Id.is_in(ids))
+            .filter(job_item::Column::State.eq(ItemState::DeadLettered.as_str()))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        if dead.is_empty() {
+            continue;
+        }
+        let res = job_item::Entity::update_many()
+            .col_expr(job_item::Column::State, Expr::value(ItemState::Queued.as_str()))
+            .col_expr(job_item::Column::Attempts, Expr::value(0))
+            .col_expr(job_item::Column::ErrorKind, Expr::value(Option::<String>::None))
+            .col_expr(job_item::Column::ErrorCode, Expr::value(Option::<String>::None))
+            .col_expr(job_item::Column::ErrorMessage, Expr::value(Option::<String>::None))
+            .col_expr(job_item::Column::UpdatedAtMs, Expr::value(now))
+            .filter(job_item::Column::Id.is_in(dead.clone()))
+            .exec(&txn)
+            .await?;
+        changed += res.rows_affected;
+        item_event::Entity::insert_many(dead.into_iter().map(|id| item_event::ActiveModel {
+            item_id: Set(id),
+            at_ms: Set(now),
+            state: Set(ItemState::Queued.as_str().to_owned()),
+            attempt: Set(0),
+            detail: Set(Some("redriven from the dead-letter queue".into())),
+            ..Default::default()
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(changed)
+}
+
 /// Applies a batch of updates in one transaction. Returns, per update, whether it took
 /// effect (false when the item was already terminal, a newer attempt owns it, or it is
 /// unknown).
@@ -266,7 +314,7 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             values.extend([
                 u.item_id.to_string().into(),
                 u.state.as_str().into(),
-                (u.attempt as i32).into(),
+                u.attempt.map(|a| a as i32).into(),
                 u.erp_id.clone().into(),
                 kind.into(),
                 code.into(),
@@ -277,12 +325,12 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
         // Terminal states are final, and an older attempt (a stale receive of the message)
         // never overwrites a newer one's state: the attempt number is the fencing token.
         let sql = format!(
-            "UPDATE job_items SET state = v.column2, attempts = v.column3, erp_id = v.column4, \
+            "UPDATE job_items SET state = v.column2, attempts = COALESCE(v.column3, job_items.attempts), erp_id = v.column4, \
                error_kind = v.column5, error_code = v.column6, error_message = v.column7, updated_at_ms = $1 \
              FROM (VALUES {}) AS v \
              WHERE job_items.id = v.column1 \
                AND job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered') \
-               AND job_items.attempts <= v.column3 \
+               AND (v.column3 IS NULL OR job_items.attempts <= v.column3) \
              RETURNING {returning}",
             rows.join(", ")
         );
@@ -313,7 +361,7 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
                 item_id: Set(u.item_id.to_string()),
                 at_ms: Set(now),
                 state: Set(u.state.as_str().to_owned()),
-                attempt: Set(u.attempt as i32),
+                attempt: Set(u.attempt.unwrap_or(0) as i32),
                 detail: Set(u.detail.clone()),
                 ..Default::default()
             });

@@ -1,0 +1,324 @@
+//! Queue-backend benchmarks, self-contained like `bench slots` (sandbox ERPs and the
+//! daemon in this process, a scratch SQLite database); the SQS variant uses a fresh queue
+//! on the SQS-compatible server at `--endpoint-url`.
+//!
+//! - `bench enqueue`: `POST /v1/jobs` with N invoices, answered 202, timed over many
+//!   requests (p50/p99). Receiving is held meanwhile, so the figure is the API's and the
+//!   producer's, not contention with draining.
+//! - `bench drain`: the queue is filled first, then released; items per second end to end
+//!   against a zero-latency sandbox with high limits, with the CPU used by this process
+//!   (daemon and sandbox) and by the queue server.
+
+use crate::domain::ItemState;
+use crate::erp::sandbox::SandboxOptions;
+use crate::harness::{Rig, RigQueue, RigSpec, count};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// `embedded` or `sqs`.
+    #[arg(long, default_value = "embedded")]
+    pub backend: String,
+    /// SQS-compatible endpoint for `--backend sqs` (a fresh queue is created there).
+    #[arg(long, env = "BENCH_SQS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// Use a FIFO queue (SQS only).
+    #[arg(long)]
+    pub fifo: bool,
+    /// Process id of the queue server, for its CPU figure (default: found by its port).
+    #[arg(long)]
+    pub emulator_pid: Option<u32>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BackendArgs {
+    fn queue(&self) -> Result<RigQueue> {
+        match (self.backend.as_str(), &self.endpoint_url) {
+            ("embedded", _) => Ok(RigQueue::Embedded),
+            ("sqs", Some(url)) => Ok(RigQueue::Sqs { endpoint_url: url.clone(), fifo: self.fifo }),
+            ("sqs", None) => bail!("--backend sqs needs --endpoint-url (or BENCH_SQS_ENDPOINT_URL)"),
+            (other, _) => bail!("--backend must be embedded or sqs, not {other:?}"),
+        }
+    }
+
+    fn emulator_pid(&self) -> Option<u32> {
+        if self.backend != "sqs" {
+            return None;
+        }
+        self.emulator_pid.or_else(|| {
+            let url = reqwest::Url::parse(self.endpoint_url.as_deref()?).ok()?;
+            listener_pid(url.port_or_known_default()?)
+        })
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnqueueArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Timed requests.
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Invoices per request.
+    #[arg(long, default_value_t = 200)]
+    pub invoices: usize,
+    /// Untimed requests first.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnqueueReport {
+    pub backend: String,
+    pub requests: usize,
+    pub invoices_per_request: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+    pub unsent_items: u64,
+    pub process_cpu_secs: f64,
+    pub emulator_cpu_secs: Option<f64>,
+    pub wall_secs: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
+    let hooks = crate::daemon::TestHooks::default();
+    hooks.paused.store(true, Ordering::Release);
+    let rig = Rig::start(RigSpec {
+        queue: args.backend.queue()?,
+        limits: vec![10],
+        sandbox: SandboxOptions { latency_ms: 0, ..Default::default() },
+        tune: Box::new(|c| c.log.level = "warn".into()),
+        hooks,
+        ..Default::default()
+    })
+    .await?;
+    let url = format!("http://{}/v1/jobs", rig.daemon().http_addr());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let connection = rig.erps[0].connection.to_string();
+    let body = |round: usize| {
+        let docs: Vec<_> = crate::samples::invoices(&format!("bench{round}"), args.invoices);
+        serde_json::json!({"connection_id": connection, "op": "export_invoice", "documents": docs}).to_string()
+    };
+    let emulator = args.backend.emulator_pid();
+    let (cpu0, emu0) = (process_cpu_secs(None), emulator.and_then(|p| process_cpu_secs(Some(p))));
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(args.requests);
+    let mut unsent = 0;
+    for round in 0..args.warmup + args.requests {
+        let payload = body(round);
+        let t = Instant::now();
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(payload)
+            .send()
+            .await
+            .context("POST /v1/jobs")?;
+        let elapsed = t.elapsed().as_secs_f64() * 1000.0;
+        if resp.status() != reqwest::StatusCode::ACCEPTED {
+            bail!("POST /v1/jobs answered {}: {}", resp.status(), resp.text().await.unwrap_or_default());
+        }
+        let answer: serde_json::Value = resp.json().await?;
+        unsent += answer["unsent"].as_u64().unwrap_or(0);
+        if round >= args.warmup {
+            latencies.push(elapsed);
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs(None).zip(cpu0).map(|(b, a)| b - a).unwrap_or(0.0);
+    let emu = emulator.and_then(|p| process_cpu_secs(Some(p))).zip(emu0).map(|(b, a)| b - a);
+    rig.shutdown().await;
+    latencies.sort_by(f64::total_cmp);
+    let report = EnqueueReport {
+        backend: args.backend.backend.clone(),
+        requests: args.requests,
+        invoices_per_request: args.invoices,
+        p50_ms: percentile(&latencies, 50.0),
+        p90_ms: percentile(&latencies, 90.0),
+        p99_ms: percentile(&latencies, 99.0),
+        max_ms: latencies.last().copied().unwrap_or(0.0),
+        mean_ms: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+        unsent_items: unsent,
+        process_cpu_secs: cpu,
+        emulator_cpu_secs: emu,
+        wall_secs: wall,
+    };
+    if args.backend.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("backend        {}", report.backend);
+        println!("requests       {} x {} invoices (after {} warm-up)", report.requests, args.invoices, args.warmup);
+        println!(
+            "202 latency    p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms
+        );
+        println!("unsent items   {}", report.unsent_items);
+        println!("cpu            erpsync {:.1} s, queue server {} over {:.1} s", cpu, fmt_cpu(emu), wall);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Invoices in all, spread evenly over the connections.
+    #[arg(long, default_value_t = 10_000)]
+    pub invoices: usize,
+    /// Connections (one zero-latency sandbox ERP each).
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Concurrency limit of each connection.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DrainReport {
+    pub backend: String,
+    pub invoices: usize,
+    pub connections: usize,
+    pub limit: u32,
+    pub drain_secs: f64,
+    pub items_per_sec: f64,
+    pub succeeded: u64,
+    pub duplicates: u64,
+    /// CPU of this process (daemon and in-process sandbox ERPs) while draining, in cores.
+    pub process_cores: f64,
+    /// CPU of the queue server while draining, in cores (SQS backend).
+    pub emulator_cores: Option<f64>,
+}
+
+pub async fn drain(args: DrainArgs) -> Result<()> {
+    let hooks = crate::daemon::TestHooks::default();
+    hooks.paused.store(true, Ordering::Release);
+    let paused = hooks.paused.clone();
+    let rig = Rig::start(RigSpec {
+        queue: args.backend.queue()?,
+        limits: vec![args.limit; args.connections.max(1)],
+        sandbox: SandboxOptions { latency_ms: 0, jitter_ms: 0, ..Default::default() },
+        tune: Box::new(|c| {
+            c.log.level = "warn".into();
+            for conn in &mut c.connections {
+                // One ERP call per item: the queue path is what is measured.
+                conn.attach_pdf = false;
+            }
+        }),
+        hooks,
+        ..Default::default()
+    })
+    .await?;
+    let n = args.connections.max(1);
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+    for i in 0..n {
+        let per = args.invoices / n + usize::from(i < args.invoices % n);
+        let docs: Vec<_> = (0..per).map(|k| crate::samples::invoice(&format!("{tag}{i}"), k)).collect();
+        for chunk in docs.chunks(1000) {
+            let job = rig.submit(i, chunk).await?;
+            let _ = job;
+        }
+    }
+    let emulator = args.backend.emulator_pid();
+    let (cpu0, emu0) = (process_cpu_secs(None), emulator.and_then(|p| process_cpu_secs(Some(p))));
+    let started = Instant::now();
+    paused.store(false, Ordering::Release);
+    let counts = match rig.wait_terminal(Duration::from_secs(900)).await {
+        Ok(c) => c,
+        Err(c) => bail!("items still open after 15 minutes: {c:?}"),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs(None).zip(cpu0).map(|(b, a)| b - a).unwrap_or(0.0);
+    let emu = emulator.and_then(|p| process_cpu_secs(Some(p))).zip(emu0).map(|(b, a)| b - a);
+    let stats = rig.stats();
+    let succeeded = count(&counts, ItemState::Succeeded);
+    rig.shutdown().await;
+    let report = DrainReport {
+        backend: args.backend.backend.clone(),
+        invoices: args.invoices,
+        connections: n,
+        limit: args.limit,
+        drain_secs: secs,
+        items_per_sec: succeeded as f64 / secs,
+        succeeded,
+        duplicates: stats.iter().map(|s| s.duplicate_creates).sum(),
+        process_cores: cpu / secs,
+        emulator_cores: emu.map(|e| e / secs),
+    };
+    if args.backend.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("backend        {}", report.backend);
+        println!("invoices       {} over {} connections (limit {} each)", report.invoices, n, args.limit);
+        println!("drained in     {:.2} s", report.drain_secs);
+        println!("throughput     {:.0} items/s", report.items_per_sec);
+        println!("succeeded      {}", report.succeeded);
+        println!("duplicates     {}", report.duplicates);
+        println!(
+            "cpu (cores)    erpsync+sandbox {:.2}, queue server {}",
+            report.process_cores,
+            fmt_cpu(report.emulator_cores)
+        );
+    }
+    Ok(())
+}
+
+fn fmt_cpu(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into())
+}
+
+/// User + system CPU seconds of a process (this one when `pid` is None), from /proc.
+fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".into(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The process listening on a local TCP port (for the queue server's CPU figure).
+fn listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f.get(3) == Some(&"0A") {
+                inodes.extend(f.get(9).map(|i| format!("socket:[{i}]")));
+            }
+        }
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,145 @@
+//! Batched DeleteMessage / ChangeMessageVisibility: callers ask for one entry each and
+//! get their own answer, while the calls to SQS carry up to ten entries.
+//!
+//! There is no linger timer. A bounded number of batch calls may be in flight; while all
+//! are busy, requests queue up and the next call takes up to ten of them. So an idle
+//! daemon deletes each message at once and a busy one pays one call per ten messages.
+
+use super::service_err;
+use crate::queue::QueueError;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// SQS's limit on entries per batch call.
+pub const MAX_BATCH: usize = 10;
+/// Batch calls in flight at once per batcher.
+const IN_FLIGHT_CALLS: usize = 8;
+
+type Reply = oneshot::Sender<Result<bool, QueueError>>;
+
+pub struct Batcher<T> {
+    tx: mpsc::UnboundedSender<(T, Reply)>,
+}
+
+impl<T: Send + 'static> Batcher<T> {
+    /// Starts the collecting task; `flush` answers one batch, entry by entry.
+    pub fn spawn<F, Fut>(flush: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<bool, QueueError>>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(T, Reply)>();
+        let flush = Arc::new(flush);
+        let calls = Arc::new(Semaphore::new(IN_FLIGHT_CALLS));
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let Ok(permit) = calls.clone().acquire_owned().await else { break };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(x) => batch.push(x),
+                        Err(_) => break,
+                    }
+                }
+                let flush = flush.clone();
+                tokio::spawn(async move {
+                    let (entries, replies): (Vec<T>, Vec<Reply>) = batch.into_iter().unzip();
+                    for (reply, result) in replies.into_iter().zip(flush(entries).await) {
+                        let _ = reply.send(result);
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        Batcher { tx }
+    }
+
+    pub async fn submit(&self, entry: T) -> Result<bool, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((entry, tx)).map_err(|_| QueueError::Service("the batcher has stopped".into()))?;
+        rx.await.map_err(|_| QueueError::Service("the batcher dropped the request".into()))?
+    }
+}
+
+/// How one failed entry of a batch answers: a receipt that is stale or no longer in
+/// flight is `false` (the message is no longer ours); anything else is an error.
+fn entry_result(f: &BatchResultErrorEntry) -> Result<bool, QueueError> {
+    match f.code() {
+        "ReceiptHandleIsInvalid"
+        | "MessageNotInflight"
+        | "AWS.SimpleQueueService.MessageNotInflight"
+        | "InvalidReceiptHandle" => Ok(false),
+        code => Err(QueueError::Service(format!("{code}: {}", f.message().unwrap_or("")))),
+    }
+}
+
+/// Maps a batch answer back onto its entries (ids are the entries' positions).
+fn by_entry(
+    n: usize,
+    ok_ids: impl Iterator<Item = String>,
+    failed: &[BatchResultErrorEntry],
+) -> Vec<Result<bool, QueueError>> {
+    let mut out: Vec<Result<bool, QueueError>> =
+        (0..n).map(|_| Err(QueueError::Service("SQS did not answer for this entry".into()))).collect();
+    for id in ok_ids {
+        if let Some(slot) = id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
+            *slot = Ok(true);
+        }
+    }
+    for f in failed {
+        if let Some(slot) = f.id().parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
+            *slot = entry_result(f);
+        }
+    }
+    out
+}
+
+fn all_failed(n: usize, e: QueueError) -> Vec<Result<bool, QueueError>> {
+    let msg = e.to_string();
+    (0..n).map(|_| Err(QueueError::Service(msg.clone()))).collect()
+}
+
+/// One DeleteMessageBatch call (≤ 10 receipts).
+pub async fn delete_batch(client: &Client, url: &str, receipts: Vec<String>) -> Vec<Result<bool, QueueError>> {
+    let n = receipts.len();
+    let entries: Vec<_> = receipts
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build())
+        .collect::<Result<_, _>>()
+        .expect("id and receipt handle are set");
+    match client.delete_message_batch().queue_url(url).set_entries(Some(entries)).send().await {
+        Ok(out) => by_entry(n, out.successful().iter().map(|s| s.id().to_owned()), out.failed()),
+        Err(e) => all_failed(n, service_err("DeleteMessageBatch", e)),
+    }
+}
+
+/// One ChangeMessageVisibilityBatch call (≤ 10 entries of receipt, seconds).
+pub async fn visibility_batch(
+    client: &Client,
+    url: &str,
+    entries: Vec<(String, i32)>,
+) -> Vec<Result<bool, QueueError>> {
+    let n = entries.len();
+    let entries: Vec<_> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (r, secs))| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(r)
+                .visibility_timeout(secs)
+                .build()
+        })
+        .collect::<Result<_, _>>()
+        .expect("id and receipt handle are set");
+    match client.change_message_visibility_batch().queue_url(url).set_entries(Some(entries)).send().await {
+        Ok(out) => by_entry(n, out.successful().iter().map(|s| s.id().to_owned()), out.failed()),
+        Err(e) => all_failed(n, service_err("ChangeMessageVisibilityBatch", e)),
+    }
+}
