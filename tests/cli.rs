@@ -1,15 +1,11 @@
 //! The `erpsync` binary as an operator uses it: real processes, real ports, a real SQLite
 //! file, the built-in sandbox ERP.
 
-use std::net::TcpListener;
+mod common;
+use common::*;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_erpsync");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn erpsync(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).env_remove("ERPSYNC_CONFIG").output().expect("erpsync runs")

@@ -1,25 +1,12 @@
 //! A fleet of real `erpsync run` processes sharing one PostgreSQL and one sandbox ERP:
 //! together they never exceed the connection's limit, and survive one of them dying.
 
+mod common;
+use common::*;
+
 use serde_json::{Value, json};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_erpsync");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Fleet {
     daemons: Vec<(Proc, String)>,

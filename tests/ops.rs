@@ -1,26 +1,13 @@
 //! Operating the real binary: the systemd notify protocol without systemd, and logs that
 //! carry item context but never a credential.
 
+mod common;
+use common::*;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_erpsync");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn http(method: &str, base: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};

@@ -3,27 +3,15 @@
 //! and every alert expression is then evaluated through Prometheus's HTTP API and must be
 //! valid and return data. promtool checks the rules and a scrape of /metrics.
 
+mod common;
+use common::*;
+
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erpsync");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn tool(name: &str) -> Command {
     let found = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().unwrap();
