@@ -112,8 +112,6 @@ struct Counters {
 struct Doc {
     id: String,
     external_ref: String,
-    vendor: String,
-    number: String,
     body: Value,
 }
 
@@ -121,12 +119,22 @@ struct Doc {
 struct Books {
     next_id: u64,
     docs: HashMap<&'static str, Vec<Doc>>,
+    /// (collection, external_ref) → positions in `docs`, so lookups and duplicate checks
+    /// do not scan every document (the sandbox must never be the bottleneck it measures).
+    by_ref: HashMap<(&'static str, String), Vec<usize>>,
+    /// (collection, vendor, number) → the external_ref that first used that number.
+    by_number: HashMap<(&'static str, String, String), String>,
+    /// Every document id.
+    ids: std::collections::HashSet<String>,
     keys: HashMap<(String, String), (String, Instant)>,
     rate_window: Option<(Instant, u32)>,
 }
 
 struct Sim {
     opts: SandboxOptions,
+    /// How early to set the timer, learnt from how late it fires (µs): tokio rounds a
+    /// deadline up to its next millisecond tick, which would make a "20 ms" ERP 20.5–21 ms.
+    timer_lead_us: std::sync::atomic::AtomicI64,
     counters: Counters,
     books: Mutex<Books>,
 }
@@ -144,7 +152,12 @@ impl Sandbox {
     pub async fn start(listen: SocketAddr, opts: SandboxOptions) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let sim = Arc::new(Sim { opts, counters: Counters::default(), books: Mutex::default() });
+        let sim = Arc::new(Sim {
+            opts,
+            timer_lead_us: Default::default(),
+            counters: Counters::default(),
+            books: Mutex::default(),
+        });
         let stop = CancellationToken::new();
         let app = router(sim.clone());
         let s = stop.clone();
@@ -290,12 +303,26 @@ async fn admit<'a>(sim: &'a Sim, headers: &HeaderMap) -> Result<InFlight<'a>, Re
         *n += 1;
     }
     let jitter = if sim.opts.jitter_ms > 0 { rand::random_range(0..=sim.opts.jitter_ms) } else { 0 };
-    tokio::time::sleep_until(arrived + Duration::from_millis(sim.opts.latency_ms + jitter)).await;
+    simulate_latency(sim, arrived + Duration::from_millis(sim.opts.latency_ms + jitter)).await;
     if sim.opts.fault_rate > 0.0 && rand::random::<f64>() < sim.opts.fault_rate {
         c.faults.fetch_add(1, SeqCst);
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "injected fault"));
     }
     Ok(guard)
+}
+
+/// Sleeps so the answer goes out at `target` on average: the timer is set early by the
+/// lateness it showed so far (a running average of wake-up minus target).
+async fn simulate_latency(sim: &Sim, target: Instant) {
+    let lead = Duration::from_micros(sim.timer_lead_us.load(SeqCst).clamp(0, 2_000) as u64);
+    tokio::time::sleep_until(target.checked_sub(lead).unwrap_or(target)).await;
+    let now = Instant::now();
+    let late_us = if now >= target {
+        now.duration_since(target).as_micros() as i64
+    } else {
+        -(target.duration_since(now).as_micros() as i64)
+    };
+    let _ = sim.timer_lead_us.fetch_update(SeqCst, SeqCst, |lead| Some((lead + late_us / 8).clamp(0, 2_000)));
 }
 
 fn key_of(headers: &HeaderMap) -> Option<String> {
@@ -335,10 +362,8 @@ async fn create(sim: Arc<Sim>, collection: &'static str, headers: HeaderMap, bod
             c.replays.fetch_add(1, SeqCst);
             return (StatusCode::OK, axum::Json(json!({"id": id}))).into_response();
         }
-        let docs = books.docs.entry(collection).or_default();
-        if !number.is_empty()
-            && docs.iter().any(|d| d.vendor == vendor && d.number == number && d.external_ref != external_ref)
-        {
+        let number_owner = books.by_number.get(&(collection, vendor.clone(), number.clone()));
+        if !number.is_empty() && number_owner.is_some_and(|r| *r != external_ref) {
             c.rejected.fetch_add(1, SeqCst);
             return error(
                 StatusCode::CONFLICT,
@@ -346,12 +371,17 @@ async fn create(sim: Arc<Sim>, collection: &'static str, headers: HeaderMap, bod
                 format!("vendor {vendor} already has a document numbered {number}"),
             );
         }
-        if docs.iter().any(|d| d.external_ref == external_ref) {
+        if books.by_ref.contains_key(&(collection, external_ref.clone())) {
             c.duplicate_creates.fetch_add(1, SeqCst);
         }
         books.next_id += 1;
         let id = format!("{}-{}", &collection[..1], books.next_id);
-        books.docs.entry(collection).or_default().push(Doc { id: id.clone(), external_ref, vendor, number, body: doc });
+        let docs = books.docs.entry(collection).or_default();
+        let at = docs.len();
+        docs.push(Doc { id: id.clone(), external_ref: external_ref.clone(), body: doc });
+        books.by_ref.entry((collection, external_ref.clone())).or_default().push(at);
+        books.by_number.entry((collection, vendor, number)).or_insert(external_ref);
+        books.ids.insert(id.clone());
         if let Some(k) = key.filter(|_| !ttl.is_zero()) {
             books.keys.insert(k, (id.clone(), Instant::now()));
         }
@@ -399,20 +429,20 @@ async fn list(sim: Arc<Sim>, collection: &'static str, headers: HeaderMap, q: Li
         sim.counters.lookups.fetch_add(1, SeqCst);
     }
     let books = sim.books.lock().await;
-    let all = books
-        .docs
-        .get(collection)
-        .map(|docs| {
-            docs.iter()
-                .filter(|d| q.external_ref.as_ref().is_none_or(|r| &d.external_ref == r))
-                .map(|d| {
-                    let mut v = d.body.clone();
-                    v["id"] = Value::String(d.id.clone());
-                    v
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let docs = books.docs.get(collection).map(Vec::as_slice).unwrap_or_default();
+    let with_id = |d: &Doc| {
+        let mut v = d.body.clone();
+        v["id"] = Value::String(d.id.clone());
+        v
+    };
+    let all: Vec<Value> = match &q.external_ref {
+        Some(r) => books
+            .by_ref
+            .get(&(collection, r.clone()))
+            .map(|at| at.iter().map(|i| with_id(&docs[*i])).collect())
+            .unwrap_or_default(),
+        None => docs.iter().map(with_id).collect(),
+    };
     page(all, q.cursor.as_deref())
 }
 
@@ -453,7 +483,7 @@ async fn attach(State(sim): State<Arc<Sim>>, Path(bill_id): Path<String>, header
         return error(StatusCode::UNPROCESSABLE_ENTITY, "not_pdf", "attachment is not a PDF");
     }
     let mut books = sim.books.lock().await;
-    if !books.docs.get("bills").is_some_and(|d| d.iter().any(|d| d.id == bill_id)) {
+    if !bill_id.starts_with("b-") || !books.ids.contains(&bill_id) {
         return error(StatusCode::NOT_FOUND, "not_found", format!("no bill {bill_id}"));
     }
     let key = key_of(&headers).map(|k| ("attachments".to_owned(), k));
