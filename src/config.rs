@@ -259,7 +259,8 @@ pub struct ConnectionConfig {
     /// Timeout of establishing a connection to the ERP.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: NonZeroU32,
-    /// Items held ready beyond the concurrency limit, so a freed slot is refilled at once.
+    /// Items held ready beyond the concurrency limit, so a freed slot is refilled at once
+    /// (default: the limit, at least 10).
     #[serde(default)]
     pub prefetch: Option<u32>,
     /// Attach the rendered invoice PDF to each exported bill.
@@ -418,7 +419,8 @@ impl ConnectionConfig {
 
     /// Items held ready beyond the limit (defaults to the limit itself).
     pub fn prefetch(&self) -> u32 {
-        self.prefetch.unwrap_or_else(|| self.max_concurrency())
+        // At least one receive batch, so a small limit still has work ready when a call ends.
+        self.prefetch.unwrap_or_else(|| self.max_concurrency().max(10))
     }
 
     pub fn request_timeout(&self) -> Duration {
