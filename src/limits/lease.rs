@@ -37,10 +37,19 @@ pub enum LeaseError {
     Db(#[from] DbErr),
 }
 
+/// An unused slot is kept this long for the next local call before it is given back: a
+/// busy daemon then pays no round trips per call.
+const IDLE_GRACE: Duration = Duration::from_millis(50);
+/// A slot held this long (through back-to-back local calls) is given back once, so other
+/// daemons get their turn.
+const MAX_HOLD: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct State {
-    /// Leases we hold and nobody here is using.
-    idle: Vec<Lease>,
+    /// Leases we hold and nobody here is using, with when they went idle.
+    idle: Vec<(Lease, Instant)>,
+    /// When each lease we hold was granted.
+    granted: std::collections::HashMap<Lease, Instant>,
     /// Every lease we hold (idle or in use). Tokens count grants per slot, so a lease is
     /// named by slot and token together.
     held: HashSet<Lease>,
@@ -137,11 +146,14 @@ impl LeasePool {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let notified = self.wake.notified();
-            if let Some(lease) = self.state.lock().unwrap().idle.pop() {
+            if let Some((lease, _)) = self.state.lock().unwrap().idle.pop() {
                 return Ok(self.guard(lease, started));
             }
             if let Some(lease) = self.try_take().await? {
-                self.state.lock().unwrap().held.insert(lease);
+                let mut st = self.state.lock().unwrap();
+                st.held.insert(lease);
+                st.granted.insert(lease, Instant::now());
+                drop(st);
                 self.held_gauge();
                 return Ok(self.guard(lease, started));
             }
@@ -180,16 +192,52 @@ impl LeasePool {
         {
             let mut st = self.state.lock().unwrap();
             if st.lost.remove(&lease) {
+                st.granted.remove(&lease);
                 return;
             }
-            if st.waiters > 0 {
-                st.idle.push(lease);
+            let fresh = st.granted.get(&lease).is_some_and(|at| at.elapsed() < MAX_HOLD);
+            if fresh {
+                // Keep it warm for a waiting or an upcoming local call; unused, it goes
+                // back after IDLE_GRACE.
+                st.idle.push((lease, Instant::now()));
+                let waiting = st.waiters > 0;
                 drop(st);
-                self.wake.notify_one();
+                if waiting {
+                    self.wake.notify_one();
+                } else {
+                    let pool = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(IDLE_GRACE).await;
+                        pool.give_back_idle();
+                    });
+                }
                 return;
             }
             st.held.remove(&lease);
+            st.granted.remove(&lease);
         }
+        self.spawn_give_back(lease);
+    }
+
+    /// Gives back the slots that stayed idle for IDLE_GRACE.
+    fn give_back_idle(self: &Arc<Self>) {
+        let stale: Vec<Lease> = {
+            let mut st = self.state.lock().unwrap();
+            let (stale, keep): (Vec<_>, Vec<_>) =
+                st.idle.drain(..).partition(|(_, since)| since.elapsed() >= IDLE_GRACE);
+            st.idle = keep;
+            for (l, _) in &stale {
+                st.held.remove(l);
+                st.granted.remove(l);
+            }
+            stale.into_iter().map(|(l, _)| l).collect()
+        };
+        for lease in stale {
+            self.spawn_give_back(lease);
+        }
+    }
+
+    fn spawn_give_back(self: &Arc<Self>, lease: Lease) {
         self.held_gauge();
         let pool = self.clone();
         tokio::spawn(async move {
@@ -256,7 +304,8 @@ impl LeasePool {
         for l in gone {
             tracing::error!(connection = %self.connection, slot = l.slot, token = l.token, "a concurrency slot lapsed while held");
             st.held.remove(&l);
-            st.idle.retain(|i| *i != l);
+            st.idle.retain(|(i, _)| *i != l);
+            st.granted.remove(&l);
             st.lost.insert(l);
         }
         Ok(())
