@@ -300,31 +300,27 @@ macro_rules! conformance {
     };
 }
 
-conformance!(embedded_sqlite, embedded:
+/// The checks every embedded queue passes, whatever its database.
+macro_rules! embedded_conformance {
+    ($module:ident, $make:ident) => {
+        conformance!($module, $make:
     undeleted_message_reappears_after_visibility_timeout,
-    stale_receipt_cannot_delete_a_redelivered_message,
-    dead_letters_after_max_receives_with_reason,
-    explicit_dead_letter_keeps_the_reason,
-    delayed_message_is_invisible_until_its_delay,
-    change_visibility_reschedules,
-    receive_honours_max_and_order,
-    long_poll_wakes_on_send,
-    group_filters,
-    redrive_moves_dead_letters_back,
-);
+        stale_receipt_cannot_delete_a_redelivered_message,
+        dead_letters_after_max_receives_with_reason,
+        explicit_dead_letter_keeps_the_reason,
+        delayed_message_is_invisible_until_its_delay,
+        change_visibility_reschedules,
+        receive_honours_max_and_order,
+        long_poll_wakes_on_send,
+        group_filters,
+        redrive_moves_dead_letters_back,
+        );
+    };
+}
 
-conformance!(embedded_postgres, embedded_postgres:
-    undeleted_message_reappears_after_visibility_timeout,
-    stale_receipt_cannot_delete_a_redelivered_message,
-    dead_letters_after_max_receives_with_reason,
-    explicit_dead_letter_keeps_the_reason,
-    delayed_message_is_invisible_until_its_delay,
-    change_visibility_reschedules,
-    receive_honours_max_and_order,
-    long_poll_wakes_on_send,
-    group_filters,
-    redrive_moves_dead_letters_back,
-);
+embedded_conformance!(embedded_sqlite, embedded);
+
+embedded_conformance!(embedded_postgres, embedded_postgres);
 
 /// Several receivers on one PostgreSQL queue: no message is handed to two of them while
 /// its visibility lasts.
