@@ -113,7 +113,7 @@ pub async fn store(args: StoreArgs) -> Result<()> {
     for chunk in 0..args.items.div_ceil(1000) {
         let n = (args.items - chunk * 1000).min(1000);
         let items: Vec<NewItem> = (0..n)
-            .map(|k| NewItem { id: ItemId::new(), source_id: format!("s{chunk}-{k}"), payload: serde_json::json!({}) })
+            .map(|k| NewItem { id: ItemId::new(), source_id: format!("s{chunk}-{k}"), payload: "{}".into() })
             .collect();
         ids.extend(items.iter().map(|i| i.id));
         let job = NewJob { id: JobId::new(), connection_id: conn.clone(), op: Op::ExportInvoice, items };

@@ -110,7 +110,8 @@ pub struct NewJob {
 pub struct NewItem {
     pub id: ItemId,
     pub source_id: String,
-    pub payload: serde_json::Value,
+    /// The document as JSON text (serialized once, stored and sent as is).
+    pub payload: String,
 }
 
 /// A change of one item's state, applied by the StatusActor.
@@ -194,7 +195,7 @@ pub async fn insert_job(db: &DatabaseConnection, job: &NewJob) -> Result<(), Sto
             connection_id: Set(job.connection_id.to_string()),
             op: Set(job.op.as_str().to_owned()),
             source_id: Set(it.source_id.clone()),
-            payload: Set(it.payload.to_string()),
+            payload: Set(it.payload.clone()),
             state: Set(ItemState::Queued.as_str().to_owned()),
             attempts: Set(0),
             erp_id: Set(None),
