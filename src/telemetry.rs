@@ -164,6 +164,18 @@ fn describe() {
     describe_histogram!(LEASE_WAIT_SECONDS, Unit::Seconds, "Time waiting for a cluster-wide concurrency slot.");
 }
 
+/// The current value of one series of this process's metrics, by its rendered name and
+/// labels (`erpsync_x_sum{connection="a"}`); 0 when absent. For benchmark reports.
+pub fn sample(series: &str) -> f64 {
+    metrics_handle()
+        .render()
+        .lines()
+        .find(|l| l.rsplit_once(' ').is_some_and(|(name, _)| name == series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Sets up tracing once per process; later calls are no-ops (tests start many daemons).
 pub fn init_tracing(cfg: &LogConfig) {
     use tracing_subscriber::EnvFilter;

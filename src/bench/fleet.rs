@@ -151,15 +151,7 @@ pub async fn store(args: StoreArgs) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let rate = args.items as f64 / secs;
     let database = if args.database_url.is_some() { "postgres" } else { "sqlite" };
-    let metrics = crate::telemetry::metrics_handle().render();
-    let stat = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let stat = crate::telemetry::sample;
     let batches = stat("erpsync_status_write_batch_size_count");
     let mean_batch = stat("erpsync_status_write_batch_size_sum") / batches.max(1.0);
     let mean_write_ms = 1000.0 * stat("erpsync_status_write_duration_seconds_sum") / batches.max(1.0);

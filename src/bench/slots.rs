@@ -106,15 +106,11 @@ pub async fn slots(args: SlotsArgs) -> Result<()> {
         .map(|(i, _)| i)
         .unwrap_or(0);
     let label = rig.erps[busiest].connection.to_string();
-    let metrics = crate::telemetry::metrics_handle().render();
     let stat = |suffix: &str| {
-        let prefix = format!("{}{suffix}{{connection=\"{label}\"}}", crate::telemetry::CONNECTION_ERP_SECONDS);
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+        crate::telemetry::sample(&format!(
+            "{}{suffix}{{connection=\"{label}\"}}",
+            crate::telemetry::CONNECTION_ERP_SECONDS
+        ))
     };
     let (call_secs, calls) = (stat("_sum"), stat("_count"));
     let mean_call_ms = 1000.0 * call_secs / calls.max(1.0);

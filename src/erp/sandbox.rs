@@ -483,7 +483,7 @@ async fn attach(State(sim): State<Arc<Sim>>, Path(bill_id): Path<String>, header
         return error(StatusCode::UNPROCESSABLE_ENTITY, "not_pdf", "attachment is not a PDF");
     }
     let mut books = sim.books.lock().await;
-    if !bill_id.starts_with("b-") || !books.ids.contains(&bill_id) {
+    if !books.ids.contains(&bill_id) {
         return error(StatusCode::NOT_FOUND, "not_found", format!("no bill {bill_id}"));
     }
     let key = key_of(&headers).map(|k| ("attachments".to_owned(), k));
