@@ -102,6 +102,10 @@ pub struct QueueConfig {
     pub receive_loops: NonZeroU32,
     /// SQS: SendMessageBatch calls in flight at once when enqueueing a large job.
     pub send_concurrency: NonZeroU32,
+    /// SQS: how long `POST /v1/jobs` waits for its messages to be sent once the job is
+    /// recorded. What is not sent by then (SQS throttling or down) is answered as `unsent`
+    /// and sent by the outbox, so the API still answers at once.
+    pub send_timeout_ms: NonZeroU32,
 }
 
 impl QueueConfig {
@@ -322,6 +326,7 @@ impl Default for QueueConfig {
             dlq_url: None,
             receive_loops: nz(4),
             send_concurrency: nz(8),
+            send_timeout_ms: nz(2000),
         }
     }
 }

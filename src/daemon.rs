@@ -152,7 +152,8 @@ impl Daemon {
             poller_progress: Default::default(),
             status_progress: Default::default(),
         });
-        let background = lease_tasks(&ctx.db, pools).await;
+        let mut background = lease_tasks(&ctx.db, pools).await;
+        background.extend(store::spawn_checkpointer(&ctx.db));
         let (root, root_done) = start_tree(&ctx).await?;
         let addr = ctx.config.http.listen;
         let listener =

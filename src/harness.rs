@@ -152,7 +152,10 @@ impl Rig {
         let req = JobRequest {
             connection_id: self.erps[erp].connection.clone(),
             op,
-            documents: documents.iter().map(|d| serde_json::to_value(d).expect("documents serialize")).collect(),
+            documents: documents
+                .iter()
+                .map(|d| serde_json::value::to_raw_value(d).expect("documents serialize"))
+                .collect(),
         };
         Ok(jobs::submit(self.daemon().ctx(), req).await?.job_id)
     }

@@ -46,9 +46,12 @@ pub struct ConnectorShared {
     /// (doc kind, source id) being worked on here: one document is never exported by two
     /// tasks of this daemon at once.
     busy: Mutex<HashSet<(String, String)>>,
-    /// Moving average of the interval between items finishing here while busy, in
-    /// microseconds; 0 before the first item.
+    /// Moving average of the interval between items finishing here while saturated, in
+    /// microseconds; 0 before the first such interval.
     spacing_us: AtomicU64,
+    /// When the last item finished, in microseconds since `born`.
+    last_departure_us: AtomicU64,
+    born: std::time::Instant,
     /// When the messages returned for saturation are due back (ms since the epoch).
     returns: Mutex<BinaryHeap<Reverse<i64>>>,
 }
@@ -82,6 +85,8 @@ impl ConnectorShared {
             label,
             busy: Mutex::new(HashSet::new()),
             spacing_us: AtomicU64::new(0),
+            last_departure_us: AtomicU64::new(0),
+            born: std::time::Instant::now(),
             returns: Mutex::new(BinaryHeap::new()),
         }
     }
@@ -90,11 +95,24 @@ impl ConnectorShared {
         &self.label
     }
 
-    /// Learns how often this connector finishes an item: by Little's law, an item that
-    /// spent `d` here while `outstanding` items were held means one left every
-    /// `d / outstanding`.
-    fn observe_departure(&self, d: std::time::Duration, outstanding: usize) {
-        let sample = (d.as_micros() / outstanding.max(1) as u128).clamp(1, u64::MAX as u128) as u64;
+    /// Learns how often this connector finishes an item at full capacity: the interval
+    /// between two departures while every slot was taken (so it is the connector's pace,
+    /// not the arrival rate). Time in the connector divided by the items held (Little's law) was
+    /// tried first: as a backlog runs down — at the end of a drain, or while SQS is down
+    /// and nothing new arrives — it overestimates many times over, and the inflated
+    /// estimate held returned messages back for tens of seconds.
+    ///
+    /// `held` counts this item: after it leaves, `held - 1` remain. Only if those still
+    /// fill every slot is the time to the next departure a sample (no departure can come
+    /// between, so the slots stay full until then); otherwise the mark is cleared.
+    fn observe_departure(&self, held: usize) {
+        let now = (self.born.elapsed().as_micros().max(1)).min(u64::MAX as u128) as u64;
+        let mark = if held > self.limit() { now } else { 0 };
+        let previous = self.last_departure_us.swap(mark, Ordering::AcqRel);
+        if previous == 0 {
+            return;
+        }
+        let sample = now.saturating_sub(previous).max(1);
         let old = self.spacing_us.load(Ordering::Relaxed);
         let new = if old == 0 { sample } else { (old * 9 + sample) / 10 };
         self.spacing_us.store(new.max(1), Ordering::Relaxed);
@@ -235,7 +253,6 @@ pub struct Delivery {
     pub envelope: Envelope,
     /// Which attempt at the item this is (from its row; 0 until the attempt starts).
     pub attempt: AtomicU32,
-    handed_at: Instant,
     ctx: Arc<Ctx>,
     conn: Arc<ConnectorShared>,
     /// Still counted in the connector's `outstanding`.
@@ -248,16 +265,7 @@ impl Delivery {
         conn.outstanding.fetch_add(1, Ordering::AcqRel);
         let receipt = message.receipt.clone();
         ctx.in_flight.lock().unwrap().insert(receipt.clone(), std::time::Instant::now());
-        Delivery {
-            receipt,
-            message,
-            envelope,
-            attempt: AtomicU32::new(0),
-            handed_at: Instant::now(),
-            ctx,
-            conn,
-            counted: true.into(),
-        }
+        Delivery { receipt, message, envelope, attempt: AtomicU32::new(0), ctx, conn, counted: true.into() }
     }
 
     pub fn attempt(&self) -> u32 {
@@ -269,7 +277,7 @@ impl Delivery {
     pub fn release_capacity(&self) {
         if self.counted.swap(false, Ordering::AcqRel) {
             let held = self.conn.outstanding.fetch_sub(1, Ordering::AcqRel);
-            self.conn.observe_departure(self.handed_at.elapsed(), held);
+            self.conn.observe_departure(held);
             self.ctx.capacity.notify_one();
         }
     }

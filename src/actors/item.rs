@@ -38,8 +38,10 @@ enum Outcome {
     DeadLetter(String),
     /// Already terminal: nothing to do but delete the message.
     AlreadyDone,
-    /// Another task of this daemon is exporting the same document right now.
-    Busy,
+    /// Not now, and not an attempt: another task of this daemon is exporting the same
+    /// document (`"busy"`), or every cluster slot of the connection stayed taken for the
+    /// slot wait (`"saturated"`). The reason labels the returned-message count.
+    NotNow(&'static str),
 }
 
 fn err(kind: &str, code: Option<String>, message: impl Into<String>) -> ItemError {
@@ -55,8 +57,8 @@ impl From<ErpError> for Outcome {
             ErpError::Throttled { retry_after } => {
                 Outcome::Retry { error: err("throttled", None, e.to_string()), at_least: retry_after }
             }
+            ErpError::Saturated(_) => Outcome::NotNow("saturated"),
             // Bad credentials do not fix themselves quickly: wait at least a minute.
-            ErpError::Saturated(_) => Outcome::Busy,
             ErpError::Auth { .. } => {
                 Outcome::Retry { error: err("auth", None, e.to_string()), at_least: Some(Duration::from_secs(60)) }
             }
@@ -109,7 +111,7 @@ async fn attempt(
             }
         },
     };
-    let Some(_claim) = conn.claim(env.op.doc_kind(), &row.source_id) else { return Outcome::Busy };
+    let Some(_claim) = conn.claim(env.op.doc_kind(), &row.source_id) else { return Outcome::NotNow("busy") };
     // Attempts are counted in the item's row, not by the queue's receive count: on SQS a
     // message returned because its connection was saturated is received again without
     // having been attempted. An attempt that died without recording an outcome (a crash)
@@ -328,9 +330,8 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
             delete(ctx, d).await;
             return;
         }
-        Outcome::Busy => {
-            // Another task has this document, or every cluster slot is taken: not an attempt.
-            returned(ctx, d, Duration::from_secs(2), "busy").await;
+        Outcome::NotNow(reason) => {
+            returned(ctx, d, Duration::from_secs(2), reason).await;
             return;
         }
         Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
@@ -399,7 +400,10 @@ async fn delete(ctx: &Ctx, d: &Delivery) {
     match ctx.queue.delete(&d.receipt).await {
         Ok(true) => metrics::counter!(telemetry::QUEUE_DELETED).increment(1),
         Ok(false) => tracing::debug!("receipt handle was stale; the message was redelivered meanwhile"),
-        Err(e) => tracing::warn!(error = %e, "could not delete the message; it will be redelivered and skipped"),
+        Err(e) => {
+            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "delete", "error_kind" => e.kind()).increment(1);
+            tracing::warn!(error = %e, "could not delete the message; it will be redelivered and skipped")
+        }
     }
 }
 

@@ -13,7 +13,6 @@
 use super::Ctx;
 use super::connector::{ConnectorMsg, Delivery};
 use super::item;
-use super::status::StatusMsg;
 use crate::domain::{ConnectionId, ItemId};
 use crate::queue::{Envelope, GroupFilter, Outgoing, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received};
 use crate::store;
@@ -267,6 +266,7 @@ async fn route_batch(ctx: &Arc<Ctx>, batch: ReceiveBatch) -> (usize, usize) {
     if !returned.is_empty() {
         metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "saturated").increment(returned.len() as u64);
         if let Err(e) = ctx.queue.change_visibility(&returned).await {
+            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "return", "error_kind" => e.kind()).increment(1);
             tracing::debug!(error = %e, "could not return messages early; they reappear after the visibility timeout");
         }
     }
@@ -337,7 +337,10 @@ async fn heartbeat(ctx: &Ctx) {
                 tracing::warn!(lost, "heartbeat found messages no longer ours");
             }
         }
-        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        Err(e) => {
+            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "heartbeat", "error_kind" => e.kind()).increment(1);
+            tracing::warn!(error = %e, "heartbeat failed")
+        }
     }
 }
 
@@ -354,18 +357,36 @@ async fn sample(ctx: &Ctx) {
             }
             metrics::gauge!(telemetry::QUEUE_OLDEST_AGE).set(d.oldest_age_secs as f64);
         }
-        Err(e) => tracing::warn!(error = %e, "queue depth sample failed"),
+        Err(e) => {
+            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "depth", "error_kind" => e.kind()).increment(1);
+            tracing::warn!(error = %e, "queue depth sample failed")
+        }
     }
 }
 
-/// Items recorded but never sent (the API crashed or the queue failed between the two)
-/// are sent now. A duplicate message is harmless: the item is done once.
+/// Items recorded but never sent (the API crashed, or the queue failed or timed out
+/// between the two) are sent now, 500 at a time until none is left (at most 10,000 per
+/// sweep, so heartbeats are not held up). A duplicate message is harmless: the item is
+/// done once.
 async fn resend_unsent(ctx: &Ctx) {
+    for _ in 0..20 {
+        if ctx.shutdown.is_cancelled() || resend_unsent_batch(ctx).await < 500 {
+            return;
+        }
+    }
+}
+
+/// One round of the outbox sweep; returns how many items it found.
+async fn resend_unsent_batch(ctx: &Ctx) -> usize {
     let items = match store::unsent_items(&ctx.db, Duration::from_secs(10), 500).await {
         Ok(items) if !items.is_empty() => items,
-        Ok(_) => return,
-        Err(e) => return tracing::warn!(error = %e, "outbox scan failed"),
+        Ok(_) => return 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox scan failed");
+            return 0;
+        }
     };
+    let found = items.len();
     let mut ids = Vec::with_capacity(items.len());
     let mut out = Vec::with_capacity(items.len());
     for it in items {
@@ -394,14 +415,18 @@ async fn resend_unsent(ctx: &Ctx) {
     let sent = match ctx.queue.send(out).await {
         Ok(()) => ids,
         Err(e) => {
+            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
             tracing::warn!(error = %e, "outbox re-send incomplete; the rest is tried again later");
             let unsent: std::collections::HashSet<usize> = e.unsent(ids.len()).into_iter().collect();
             ids.into_iter().enumerate().filter(|(i, _)| !unsent.contains(i)).map(|(_, id)| id).collect()
         }
     };
-    if !sent.is_empty()
-        && let Some(status) = ctx.lookup::<StatusMsg>("status")
-    {
-        let _ = status.send_message(StatusMsg::MarkEnqueued(sent));
+    // Marked before the next round looks, so nothing is sent twice by one sweep. The flag
+    // is the outbox's bookkeeping, not item state, so it need not wait for the StatusActor.
+    if let Err(e) = store::mark_enqueued(&ctx.db, &sent).await {
+        tracing::warn!(error = %e, "could not mark re-sent items enqueued; they will be sent again");
+        return 0;
     }
+    // A failed send leaves the rest for the next sweep rather than retrying at once.
+    if sent.len() < found { 0 } else { found }
 }

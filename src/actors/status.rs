@@ -1,4 +1,5 @@
-//! StatusActor: the only writer of job and item state.
+//! StatusActor: the only writer of item state changes (new jobs are inserted by the API,
+//! see `jobs::submit`).
 //!
 //! Updates are batched without a timer: the first update into an empty buffer sends
 //! `Flush` to ourselves, which lands behind everything already in the mailbox, so under
@@ -7,7 +8,7 @@
 //! is what lets the item task delete its message.
 
 use super::Ctx;
-use crate::store::{self, ItemUpdate, NewJob};
+use crate::store::{self, ItemUpdate};
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
@@ -19,7 +20,6 @@ const MAX_BATCH: usize = 1000;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 pub enum StatusMsg {
-    CreateJob(NewJob, RpcReplyPort<Result<(), String>>),
     /// Apply an update; the reply (if any) says whether it took effect once committed.
     Update(ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>),
     MarkEnqueued(Vec<crate::domain::ItemId>),
@@ -96,13 +96,6 @@ impl Actor for StatusActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StatusMsg::CreateJob(job, reply) => {
-                let r = store::insert_job(&state.ctx.db, &job).await.map_err(|e| e.to_string());
-                if r.is_ok() {
-                    state.ctx.mark_progress(&state.ctx.status_progress);
-                }
-                let _ = reply.send(r);
-            }
             StatusMsg::Update(update, reply) => {
                 if state.buffer.is_empty() {
                     if state.last_batch > 1 {

@@ -54,6 +54,41 @@ impl EmbeddedQueue {
         Statement::from_sql_and_values(self.backend_kind(), sql, values)
     }
 
+    /// Inserts `messages` through `conn`, which may be a transaction of the daemon's store
+    /// (the queue lives in the same database): a job and its messages then commit together.
+    /// Call [`announce`](Self::announce) once they are committed.
+    pub async fn insert(&self, conn: &impl ConnectionTrait, messages: &[Outgoing]) -> Result<(), DbErr> {
+        let now = now_ms();
+        // Multi-row inserts in chunks keep each statement under the bind-parameter limits.
+        for chunk in messages.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO queue_messages (queue, group_id, body, sent_at_ms, visible_at_ms, receive_count) VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+            for (i, m) in chunk.iter().enumerate() {
+                let b = i * 5;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, 0)", b + 1, b + 2, b + 3, b + 4, b + 5));
+                values.extend([
+                    self.name.clone().into(),
+                    m.group.clone().into(),
+                    m.body.clone().into(),
+                    now.into(),
+                    (now + ms(m.delay)).into(),
+                ]);
+            }
+            conn.execute_raw(self.stmt(&sql, values)).await?;
+        }
+        Ok(())
+    }
+
+    /// Wakes this process's receivers after messages were committed.
+    pub fn announce(&self) {
+        self.activity.notify_waiters();
+    }
+
     /// Moves visible messages that were already received `max_receives` times to the
     /// dead-letter store, as SQS's redrive policy does on the next receive.
     async fn redrive_exhausted(&self, now: i64) -> Result<Vec<DeadLetter>, QueueError> {
@@ -152,34 +187,13 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn send(&self, messages: Vec<Outgoing>) -> Result<(), QueueError> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let now = now_ms();
-        // Multi-row inserts in chunks keep each statement under the bind-parameter limits.
-        for chunk in messages.chunks(500) {
-            let mut sql = String::from(
-                "INSERT INTO queue_messages (queue, group_id, body, sent_at_ms, visible_at_ms, receive_count) VALUES ",
-            );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-            for (i, m) in chunk.iter().enumerate() {
-                let b = i * 5;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, 0)", b + 1, b + 2, b + 3, b + 4, b + 5));
-                values.extend([
-                    self.name.clone().into(),
-                    m.group.clone().into(),
-                    m.body.clone().into(),
-                    now.into(),
-                    (now + ms(m.delay)).into(),
-                ]);
-            }
-            self.db.execute_raw(self.stmt(&sql, values)).await.map_err(storage)?;
-        }
-        self.activity.notify_waiters();
+        self.insert(&self.db, &messages).await.map_err(storage)?;
+        self.announce();
         Ok(())
+    }
+
+    fn as_embedded(&self) -> Option<&EmbeddedQueue> {
+        Some(self)
     }
 
     async fn receive(&self, req: ReceiveRequest<'_>) -> Result<ReceiveBatch, QueueError> {

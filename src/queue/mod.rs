@@ -166,6 +166,11 @@ pub trait Queue: Send + Sync + 'static {
     }
 
     /// Fired when a message is sent from this process, so long-polls wake at once.
+    /// The embedded queue, whose messages can be written in the store's own transactions.
+    fn as_embedded(&self) -> Option<&embedded::EmbeddedQueue> {
+        None
+    }
+
     fn activity(&self) -> Option<Arc<Notify>>;
 
     /// Sends every message, or fails with [`QueueError::PartialSend`] naming those that

@@ -1,0 +1,221 @@
+//! SQS-only end-to-end behaviour, on fauxqs (started by `scripts/test.sh`; without it these
+//! fail, saying how to start it):
+//!
+//! - SQS itself throttling and failing: the daemon reaches the server through a proxy that
+//!   can answer every call with `RequestThrottled` (400) or `ServiceUnavailable` (503), as
+//!   SQS does when it throttles or has an outage. Receives, deletes, heartbeats and sends
+//!   fail meanwhile; the daemon backs off, recovers, loses nothing and creates nothing
+//!   twice.
+//! - A FIFO queue, end to end.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use erpsync::domain::{ItemState, Op};
+use erpsync::erp::sandbox::SandboxOptions;
+use erpsync::harness::{Rig, RigQueue, RigSpec, count};
+use erpsync::jobs::{self, JobRequest};
+use erpsync::samples;
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn fauxqs_url() -> String {
+    erpsync::harness::emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    Pass = 0,
+    Throttle = 1,
+    Unavailable = 2,
+}
+
+/// An HTTP proxy in front of the SQS server that passes calls through, or answers them
+/// all with SQS's throttling or outage errors. Counts the calls it failed, by action.
+struct FaultyProxy {
+    mode: AtomicU8,
+    upstream: String,
+    client: reqwest::Client,
+    failed: Mutex<BTreeMap<String, u64>>,
+}
+
+impl FaultyProxy {
+    async fn start(upstream: String) -> (Arc<FaultyProxy>, String) {
+        let proxy = Arc::new(FaultyProxy {
+            mode: AtomicU8::new(Mode::Pass as u8),
+            upstream,
+            client: reqwest::Client::new(),
+            failed: Mutex::default(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (proxy, url)
+    }
+
+    fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::Release);
+    }
+
+    fn failed(&self, action: &str) -> u64 {
+        self.failed.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+}
+
+async fn forward(
+    State(p): State<Arc<FaultyProxy>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The JSON protocol names the action in `X-Amz-Target: AmazonSQS.ReceiveMessage`.
+    let action = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("unknown")
+        .to_owned();
+    let fault = match p.mode.load(Ordering::Acquire) {
+        1 => Some((StatusCode::BAD_REQUEST, "RequestThrottled", "Rate exceeded")),
+        2 => Some((StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Service is unavailable")),
+        _ => None,
+    };
+    if let Some((status, code, message)) = fault {
+        *p.failed.lock().unwrap().entry(action).or_default() += 1;
+        let body = format!(r#"{{"__type":"com.amazonaws.sqs#{code}","message":"{message}"}}"#);
+        return (
+            status,
+            [
+                (header::CONTENT_TYPE, "application/x-amz-json-1.0"),
+                (header::HeaderName::from_static("x-amzn-query-error"), &format!("{code};Sender")),
+            ],
+            body,
+        )
+            .into_response();
+    }
+    let target = format!("{}{}", p.upstream, uri.path_and_query().map(|q| q.as_str()).unwrap_or("/"));
+    let mut req = p.client.request(method, target).body(body);
+    for (name, value) in &headers {
+        if name != header::CONTENT_LENGTH && name != header::HOST {
+            req = req.header(name, value);
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let mut out = HeaderMap::new();
+            for (name, value) in resp.headers() {
+                if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING && name != header::CONNECTION {
+                    out.insert(name, value.clone());
+                }
+            }
+            let bytes = resp.bytes().await.unwrap_or_default();
+            (status, out, bytes).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// The daemon's failed-queue-call count for `op`, from its `/metrics`.
+async fn queue_errors(rig: &Rig, op: &str) -> f64 {
+    let text =
+        reqwest::get(format!("http://{}/metrics", rig.daemon().http_addr())).await.unwrap().text().await.unwrap();
+    let prefix = format!("erpsync_queue_errors_total{{op=\"{op}\"");
+    text.lines().filter(|l| l.starts_with(&prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+async fn wait_for(rig: &Rig, what: &str, deadline: Duration, done: impl Fn(&[(ItemState, u64)]) -> bool) {
+    let until = Instant::now() + deadline;
+    loop {
+        let counts = rig.counts().await;
+        if done(&counts) {
+            return;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_throttling_and_outage_are_ridden_out_losing_nothing_and_creating_nothing_twice() {
+    let (proxy, endpoint) = FaultyProxy::start(fauxqs_url()).await;
+    let rig = Rig::start(RigSpec {
+        queue: RigQueue::Sqs { endpoint_url: endpoint, fifo: false },
+        limits: vec![4, 10],
+        // Slow enough that the outage finds calls in flight.
+        sandbox: SandboxOptions { latency_ms: 40, jitter_ms: 10, ..Default::default() },
+        tune: Box::new(|c| {
+            // Messages whose deletes failed come back soon.
+            c.queue.visibility_timeout_secs = NonZeroU32::new(4).unwrap();
+            c.queue.wait_time_secs = 1;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let invoices = samples::invoices("sqs-outage", 640);
+    rig.submit(0, &invoices[..300]).await.unwrap();
+    rig.submit(1, &invoices[300..600]).await.unwrap();
+    wait_for(&rig, "the first successes", Duration::from_secs(60), |c| count(c, ItemState::Succeeded) >= 80).await;
+
+    // Outage: every call fails, with calls in flight at the ERPs.
+    proxy.set(Mode::Unavailable);
+    let during = JobRequest {
+        connection_id: rig.erps[0].connection.clone(),
+        op: Op::ExportInvoice,
+        documents: invoices[600..].iter().map(|d| serde_json::value::to_raw_value(d).unwrap()).collect(),
+    };
+    let asked = Instant::now();
+    let accepted = jobs::submit(rig.daemon().ctx(), during).await.expect("the job is recorded while SQS is down");
+    assert_eq!(accepted.unsent, 40, "no item of a job sent during the outage is reported as queued");
+    // Bounded by `queue.send_timeout_ms` (2 s), not by the SDK's and our own retries.
+    assert!(asked.elapsed() < Duration::from_secs(8), "the API answered in {:?}", asked.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Then throttling.
+    proxy.set(Mode::Throttle);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.set(Mode::Pass);
+
+    let counts = rig.wait_terminal(Duration::from_secs(120)).await.expect("all items terminal after SQS recovers");
+    assert_eq!(count(&counts, ItemState::Succeeded), 640, "{counts:?}");
+    for (erp, (stats, creates)) in rig.erps.iter().zip(rig.stats().into_iter().zip([340, 300])) {
+        assert_eq!((stats.creates, stats.duplicate_creates), (creates, 0), "{}: {stats:?}", erp.connection);
+        assert!(stats.max_concurrent_seen <= erp.limit as u64, "{}: {stats:?}", erp.connection);
+    }
+    for action in ["ReceiveMessage", "DeleteMessageBatch", "SendMessageBatch"] {
+        assert!(proxy.failed(action) > 0, "the faults reached {action}: {:?}", proxy.failed.lock().unwrap());
+    }
+    assert!(queue_errors(&rig, "receive").await > 0.0, "failed receives are counted");
+    assert!(queue_errors(&rig, "delete").await > 0.0, "failed deletes are counted");
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_queue_exports_every_invoice_once_within_each_limit() {
+    let rig = Rig::start(RigSpec {
+        queue: RigQueue::Sqs { endpoint_url: fauxqs_url(), fifo: true },
+        limits: vec![1, 4, 10],
+        sandbox: SandboxOptions { latency_ms: 10, jitter_ms: 5, ..Default::default() },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let all = samples::invoices("fifo", 300);
+    for (i, chunk) in all.chunks(100).enumerate() {
+        rig.submit(i, chunk).await.unwrap();
+    }
+    let counts = rig.wait_terminal(Duration::from_secs(120)).await.expect("all items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 300, "{counts:?}");
+    for (erp, stats) in rig.erps.iter().zip(rig.stats()) {
+        assert_eq!((stats.creates, stats.duplicate_creates), (100, 0), "{}: {stats:?}", erp.connection);
+        assert!(stats.max_concurrent_seen <= erp.limit as u64, "{}: {stats:?}", erp.connection);
+    }
+    rig.shutdown().await;
+}
