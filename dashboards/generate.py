@@ -69,6 +69,8 @@ overview = dashboard("erpsync-overview", "erpsync — overview", [
           [(f'histogram_quantile(0.95, sum by (le) (rate(erpsync_status_write_duration_seconds_bucket[{RI}])))', "p95 latency (s)"),
            (f'histogram_quantile(0.95, sum by (le) (rate(erpsync_status_write_batch_size_bucket[{RI}])))', "p95 batch size")],
           "short", 12, 40),
+    panel(13, "Queue errors", "Failed queue calls per second by call (send, receive, delete, heartbeat, return, depth): SQS throttling or an outage, or the embedded queue's database.",
+          [(f'sum by (op) (rate(erpsync_queue_errors_total[{RI}]))', "{{op}}")], "ops", 0, 48),
 ])
 
 conn_var = {"name": "connection", "label": "Connection", "type": "query", "datasource": DS,

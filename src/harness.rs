@@ -35,6 +35,9 @@ pub struct RigSpec {
     /// Last word on the daemon's config.
     pub tune: Box<dyn Fn(&mut Config) + Send>,
     pub hooks: TestHooks,
+    /// Where the sandbox ERPs run: by default on the caller's runtime; benchmarks give
+    /// them a runtime of their own so their CPU can be told apart from the daemon's.
+    pub sandbox_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for RigSpec {
@@ -46,6 +49,7 @@ impl Default for RigSpec {
             database_url: None,
             tune: Box::new(|_| {}),
             hooks: TestHooks::default(),
+            sandbox_runtime: None,
         }
     }
 }
@@ -78,7 +82,11 @@ impl Rig {
         for (i, &limit) in spec.limits.iter().enumerate() {
             let opts = SandboxOptions { concurrency: limit.into(), ..spec.sandbox.clone() };
             let addr = "127.0.0.1:0".parse().unwrap();
-            let sandbox = Sandbox::start(addr, opts).await.map_err(|source| DaemonError::Sandbox { addr, source })?;
+            let started = match &spec.sandbox_runtime {
+                Some(rt) => rt.spawn(Sandbox::start(addr, opts)).await.expect("the sandbox runtime runs"),
+                None => Sandbox::start(addr, opts).await,
+            };
+            let sandbox = started.map_err(|source| DaemonError::Sandbox { addr, source })?;
             erps.push(RigErp { connection: ConnectionId::new(format!("erp{i}-limit{limit}")), limit, sandbox });
         }
         let scratch = spec.database_url.is_none().then(scratch_dir);

@@ -7,17 +7,13 @@
 use crate::actors::Ctx;
 use crate::actors::status::StatusMsg;
 use crate::domain::{ConnectionId, Invoice, ItemId, JobId, Op, Payment, PurchaseOrder};
-use crate::queue::Outgoing;
-use crate::queue::envelope::{ENVELOPE_VERSION, MAX_BODY_BYTES};
+use crate::queue::{Envelope, Outgoing};
 use crate::store::{self, NewItem, NewJob, StoreError};
 use crate::telemetry;
 use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
-
-/// Documents larger than this travel by reference (the stored payload) instead of inline.
-const INLINE_LIMIT: usize = MAX_BODY_BYTES / 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,22 +76,6 @@ fn source_id(op: Op, doc: &RawValue) -> Result<String, String> {
     id.map_err(|e| e.to_string())
 }
 
-/// The queue message of one item: the envelope written around the document's JSON text,
-/// the same text the store keeps (re-encoding 200 documents was most of an enqueue's time). `connection` is the connection id as a JSON string.
-fn envelope_body(job: &NewJob, it: &NewItem, connection: &str) -> String {
-    let head = format!(
-        "{{\"v\":{ENVELOPE_VERSION},\"job_id\":\"{}\",\"item_id\":\"{}\",\"connection_id\":{connection},\"op\":\"{}\"",
-        job.id,
-        it.id,
-        job.op.as_str()
-    );
-    if it.payload.len() <= INLINE_LIMIT {
-        format!("{head},\"payload\":{}}}", it.payload)
-    } else {
-        format!("{head},\"payload_ref\":\"{}\"}}", it.id)
-    }
-}
-
 pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitError> {
     if ctx.shutdown.is_cancelled() {
         return Err(SubmitError::ShuttingDown);
@@ -122,12 +102,11 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     }
     let job = NewJob { id: JobId::new(), connection_id: req.connection_id.clone(), op: req.op, items };
     let status = ctx.lookup::<StatusMsg>("status").ok_or(SubmitError::ShuttingDown)?;
-    let connection = serde_json::to_string(&job.connection_id).expect("ids serialize");
     let messages: Vec<Outgoing> = job
         .items
         .iter()
         .map(|it| Outgoing {
-            body: envelope_body(&job, it, &connection),
+            body: Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op).encode(),
             group: Some(job.connection_id.to_string()),
             dedup_id: Some(it.id.to_string()),
             delay: Duration::ZERO,
@@ -178,32 +157,4 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
         let _ = status.send_message(StatusMsg::MarkEnqueued(sent));
     }
     Ok(accepted)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ConnectionId;
-    use crate::queue::Envelope;
-
-    #[test]
-    fn envelope_bodies_decode_to_the_same_envelope() {
-        let doc = serde_json::json!({"source_id": "a \"quoted\" id", "memo": "Müller & Söhne\n"});
-        let item = NewItem { id: ItemId::new(), source_id: "x".into(), payload: doc.to_string() };
-        let job = NewJob {
-            id: JobId::new(),
-            connection_id: ConnectionId::new("acme-1"),
-            op: Op::ExportInvoice,
-            items: vec![],
-        };
-        let body = envelope_body(&job, &item, &serde_json::to_string(&job.connection_id).unwrap());
-        let env = Envelope::decode(&body).unwrap();
-        assert_eq!((env.job_id, env.item_id, env.op), (job.id, item.id, Op::ExportInvoice));
-        assert_eq!(env.connection_id, job.connection_id);
-        assert_eq!(env.payload, Some(doc));
-
-        let big = NewItem { payload: format!("\"{}\"", "x".repeat(INLINE_LIMIT)), ..item };
-        let env = Envelope::decode(&envelope_body(&job, &big, "\"acme-1\"")).unwrap();
-        assert_eq!((env.payload, env.payload_ref), (None, Some(big.id.to_string())));
-    }
 }

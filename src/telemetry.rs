@@ -50,6 +50,8 @@ pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "too_large",
 ];
 /// Why a received message went back to the queue instead of being deleted.
+/// Queue calls whose failures `erpsync_queue_errors_total` counts (its `op` label).
+pub const QUEUE_OPS: [&str; 6] = ["send", "receive", "delete", "heartbeat", "return", "depth"];
 pub const RETURN_REASONS: [&str; 5] = ["retry", "busy", "unrecorded", "connector_restarting", "saturated"];
 /// Connections past this many (in config order) share the label value `other`.
 pub const OTHER_CONNECTIONS: &str = "other";
@@ -89,6 +91,9 @@ pub fn zero_init(config: &crate::config::Config) {
     }
     for reason in RETURN_REASONS {
         counter!(QUEUE_RETURNED, "reason" => reason).absolute(0);
+    }
+    for op in QUEUE_OPS {
+        counter!(QUEUE_ERRORS, "op" => op, "error_kind" => "service").absolute(0);
     }
     counter!(QUEUE_RECEIVED).absolute(0);
     counter!(QUEUE_DELETED).absolute(0);

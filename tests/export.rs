@@ -110,6 +110,7 @@ async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry(db: Optio
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         tune: tune_fast_retries(10, 5000),
         hooks,
+        ..Default::default()
     })
     .await
     .unwrap();

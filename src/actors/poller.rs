@@ -355,7 +355,9 @@ async fn sample(ctx: &Ctx) {
             ] {
                 metrics::gauge!(telemetry::QUEUE_DEPTH, "state" => state).set(v as f64);
             }
-            metrics::gauge!(telemetry::QUEUE_OLDEST_AGE).set(d.oldest_age_secs as f64);
+            if let Some(age) = d.oldest_age_secs {
+                metrics::gauge!(telemetry::QUEUE_OLDEST_AGE).set(age as f64);
+            }
         }
         Err(e) => {
             metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "depth", "error_kind" => e.kind()).increment(1);
@@ -394,15 +396,7 @@ async fn resend_unsent_batch(ctx: &Ctx) -> usize {
         else {
             continue;
         };
-        let env = Envelope {
-            v: crate::queue::envelope::ENVELOPE_VERSION,
-            job_id,
-            item_id,
-            connection_id: ConnectionId::new(it.connection_id.clone()),
-            op,
-            payload: None,
-            payload_ref: Some(it.id.clone()),
-        };
+        let env = Envelope::by_ref(job_id, item_id, ConnectionId::new(it.connection_id.clone()), op);
         ids.push(item_id);
         out.push(Outgoing {
             body: env.encode(),

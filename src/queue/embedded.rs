@@ -284,7 +284,7 @@ impl Queue for EmbeddedQueue {
             in_flight: get(1)?,
             delayed: get(2)?,
             dead_lettered: get(3)?,
-            oldest_age_secs: ((now as u64).saturating_sub(get(4)?)) / 1000,
+            oldest_age_secs: Some(((now as u64).saturating_sub(get(4)?)) / 1000),
         })
     }
 

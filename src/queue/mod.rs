@@ -110,8 +110,9 @@ pub struct QueueDepth {
     pub in_flight: u64,
     pub delayed: u64,
     pub dead_lettered: u64,
-    /// Age of the oldest live message, in seconds.
-    pub oldest_age_secs: u64,
+    /// Age of the oldest live message, in seconds; `None` where the backend cannot tell
+    /// (SQS publishes it only to CloudWatch, as `ApproximateAgeOfOldestMessage`).
+    pub oldest_age_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

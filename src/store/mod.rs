@@ -457,6 +457,17 @@ pub async fn exported_invoices(
 }
 
 /// Items recorded but never sent to the queue, older than `age` (the outbox).
+/// When an item was last updated (ms since the epoch), over every item.
+pub async fn last_update_ms(db: &DatabaseConnection) -> Result<Option<i64>, StoreError> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT MAX(updated_at_ms) FROM job_items",
+        ))
+        .await?;
+    Ok(row.and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok().flatten()))
+}
+
 pub async fn unsent_items(
     db: &DatabaseConnection,
     age: Duration,

@@ -441,8 +441,9 @@ impl Queue for SqsQueue {
             in_flight: main[1],
             delayed: main[2],
             dead_lettered: dlq.iter().sum(),
-            // SQS reports the oldest message's age only through CloudWatch.
-            oldest_age_secs: 0,
+            // SQS reports the oldest message's age only through CloudWatch: no gauge
+            // rather than a gauge stuck at 0.
+            oldest_age_secs: None,
         })
     }
 
