@@ -5,6 +5,12 @@ use clap::{Parser, Subcommand};
 use erpsync::config::Config;
 use std::path::PathBuf;
 
+/// mimalloc rather than glibc's malloc: the daemon allocates many small, short-lived
+/// buffers (JSON, SQL values, HTTP bodies), and glibc's allocator took about an eighth of
+/// the CPU of an enqueue in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "erpsync", version, about = "Asynchronous accounts-payable <-> ERP synchronization daemon")]
 struct Cli {

@@ -70,6 +70,10 @@ pub struct EnqueueArgs {
     /// Untimed requests first.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
+    /// Requests per second, sent on a fixed schedule; 0 sends each as soon as the previous
+    /// one is answered (saturation).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +81,8 @@ pub struct EnqueueReport {
     pub backend: String,
     pub requests: usize,
     pub invoices_per_request: usize,
+    /// Requests per second asked for; 0 = back to back.
+    pub rate: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -120,8 +126,12 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(args.requests);
     let mut unsent = 0;
+    let tick = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     for round in 0..args.warmup + args.requests {
         let payload = body(round);
+        if let Some(tick) = tick {
+            tokio::time::sleep_until((started + tick * round as u32).into()).await;
+        }
         let t = Instant::now();
         let resp = client
             .post(&url)
@@ -149,6 +159,7 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
         backend: args.backend.backend.clone(),
         requests: args.requests,
         invoices_per_request: args.invoices,
+        rate: args.rate,
         p50_ms: percentile(&latencies, 50.0),
         p90_ms: percentile(&latencies, 90.0),
         p99_ms: percentile(&latencies, 99.0),
@@ -163,7 +174,11 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("backend        {}", report.backend);
-        println!("requests       {} x {} invoices (after {} warm-up)", report.requests, args.invoices, args.warmup);
+        let pace = if args.rate > 0.0 { format!("{} per second", args.rate) } else { "back to back".into() };
+        println!(
+            "requests       {} x {} invoices (after {} warm-up), {pace}",
+            report.requests, args.invoices, args.warmup
+        );
         println!(
             "202 latency    p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
             report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms

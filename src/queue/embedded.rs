@@ -65,12 +65,12 @@ impl EmbeddedQueue {
                 "INSERT INTO queue_messages (queue, group_id, body, sent_at_ms, visible_at_ms, receive_count) VALUES ",
             );
             let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+            let mut marks = crate::store::Marks::new(self.backend_kind());
             for (i, m) in chunk.iter().enumerate() {
-                let b = i * 5;
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, 0)", b + 1, b + 2, b + 3, b + 4, b + 5));
+                sql.push_str(&format!("({}, 0)", marks.row(5)));
                 values.extend([
                     self.name.clone().into(),
                     m.group.clone().into(),

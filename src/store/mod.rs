@@ -90,16 +90,26 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(opts).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })
 }
 
-/// WAL pages after which a committing SQLite writer checkpoints by itself.
-const CHECKPOINT_BACKSTOP_PAGES: u32 = 8192;
+/// WAL pages after which a committing SQLite writer checkpoints by itself: a backstop
+/// only, should the checkpointer task stop (256 MiB).
+const CHECKPOINT_BACKSTOP_PAGES: u32 = 65_536;
 
 /// How often the SQLite checkpointer runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// On SQLite, a task that checkpoints the WAL every 250 ms (PASSIVE: it never waits for, nor
-/// blocks, readers and writers), so that no request pays for a checkpoint. With the default
-/// automatic checkpoint every 1,000 pages, one `POST /v1/jobs` of 200 invoices in eight
-/// copied ≈ 4 MB and synced the file before answering. `None` on PostgreSQL.
+/// WAL pages beyond which the checkpointer also restarts the WAL (64 MiB).
+const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
+
+/// On SQLite, a task that checkpoints the WAL every 250 ms, so that no request pays for a
+/// checkpoint: with the default automatic checkpoint every 1,000 pages, one
+/// `POST /v1/jobs` in a few copied megabytes and synced the file before answering.
+///
+/// The checkpoint is PASSIVE: it neither waits for nor blocks readers and writers. Under
+/// sustained writes that is not enough, because SQLite starts the WAL afresh only when a
+/// writer finds it entirely copied, and there is always a newer frame; the WAL then grows
+/// without end. So once it is over 64 MiB, a RESTART checkpoint follows the PASSIVE one:
+/// writers wait while it copies what the PASSIVE one left (little) and syncs, after which
+/// the next writer starts the WAL from the beginning. `None` on PostgreSQL.
 pub fn spawn_checkpointer(db: &DatabaseConnection) -> Option<tokio::task::JoinHandle<()>> {
     if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
         return None;
@@ -108,9 +118,19 @@ pub fn spawn_checkpointer(db: &DatabaseConnection) -> Option<tokio::task::JoinHa
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let checkpoint = async |mode: &str| -> Result<i64, DbErr> {
+            let sql = format!("PRAGMA wal_checkpoint({mode})");
+            let row = db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql)).await?;
+            // (busy, frames in the WAL, frames copied)
+            Ok(row.map(|r| r.try_get_by_index::<i64>(1)).transpose()?.unwrap_or(0))
+        };
         loop {
             tick.tick().await;
-            if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+            let result = match checkpoint("PASSIVE").await {
+                Ok(frames) if frames > CHECKPOINT_RESTART_PAGES => checkpoint("RESTART").await,
+                other => other,
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "WAL checkpoint failed; the next one will retry");
             }
         }
@@ -207,6 +227,33 @@ fn parse_state(s: &str) -> Result<ItemState, StoreError> {
     ItemState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown item state {s:?}")))
 }
 
+/// Bind-parameter markers for statements built by hand: `$1, $2, …` on PostgreSQL, and
+/// anonymous `?` on SQLite. sqlx looks the name of every named SQLite parameter up in a
+/// list that SQLite scans linearly, which is quadratic in the parameter count: a
+/// 1,000-parameter insert spent more time binding than writing. Values must be pushed in
+/// the order their markers appear in the text.
+pub(crate) struct Marks {
+    pg: bool,
+    n: usize,
+}
+
+impl Marks {
+    pub(crate) fn new(backend: sea_orm::DbBackend) -> Marks {
+        Marks { pg: backend == sea_orm::DbBackend::Postgres, n: 0 }
+    }
+
+    pub(crate) fn next(&mut self) -> String {
+        self.n += 1;
+        if self.pg { format!("${}", self.n) } else { "?".to_owned() }
+    }
+
+    /// `m, m, …` with `k` markers, for one row of a multi-row VALUES list.
+    pub(crate) fn row(&mut self, k: usize) -> String {
+        let marks: Vec<String> = (0..k).map(|_| self.next()).collect();
+        marks.join(", ")
+    }
+}
+
 /// Records a new job with its items (state `queued`), in one transaction.
 pub async fn insert_job(db: &DatabaseConnection, job: &NewJob, enqueued: bool) -> Result<(), StoreError> {
     let txn = db.begin().await?;
@@ -219,46 +266,48 @@ pub async fn insert_job(db: &DatabaseConnection, job: &NewJob, enqueued: bool) -
 /// messages can commit with it (`enqueued` then says they are already on the queue).
 /// New rows only: no item state changes here, which stay the StatusActor's.
 pub async fn insert_job_in(txn: &DatabaseTransaction, job: &NewJob, enqueued: bool) -> Result<(), StoreError> {
+    use sea_orm::Value;
     let now = now_ms();
+    let backend = txn.get_database_backend();
+    let (job_id, connection, op) = (job.id.to_string(), job.connection_id.to_string(), job.op.as_str());
     job::Entity::insert(job::ActiveModel {
-        id: Set(job.id.to_string()),
-        connection_id: Set(job.connection_id.to_string()),
-        op: Set(job.op.as_str().to_owned()),
+        id: Set(job_id.clone()),
+        connection_id: Set(connection.clone()),
+        op: Set(op.to_owned()),
         total_items: Set(job.items.len() as i32),
         created_at_ms: Set(now),
     })
     .exec(txn)
     .await?;
+    let queued = ItemState::Queued.as_str();
+    // Written by hand rather than through the entity: one statement per 200 items, with
+    // anonymous markers on SQLite (see `Marks`). The `queued` event is not stored: it is
+    // the item's creation (see `item_events`).
     for chunk in job.items.chunks(200) {
-        job_item::Entity::insert_many(chunk.iter().map(|it| job_item::ActiveModel {
-            id: Set(it.id.to_string()),
-            job_id: Set(job.id.to_string()),
-            connection_id: Set(job.connection_id.to_string()),
-            op: Set(job.op.as_str().to_owned()),
-            source_id: Set(it.source_id.clone()),
-            payload: Set(it.payload.clone()),
-            state: Set(ItemState::Queued.as_str().to_owned()),
-            attempts: Set(0),
-            erp_id: Set(None),
-            error_kind: Set(None),
-            error_code: Set(None),
-            error_message: Set(None),
-            enqueued: Set(enqueued),
-            created_at_ms: Set(now),
-            updated_at_ms: Set(now),
-        }))
-        .exec(txn)
-        .await?;
-        item_event::Entity::insert_many(chunk.iter().map(|it| item_event::ActiveModel {
-            item_id: Set(it.id.to_string()),
-            at_ms: Set(now),
-            state: Set(ItemState::Queued.as_str().to_owned()),
-            attempt: Set(0),
-            detail: Set(None),
-            ..Default::default()
-        }))
-        .exec(txn)
-        .await?;
+        let mut marks = Marks::new(backend);
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+        for it in chunk {
+            rows.push(format!("({}, 0)", marks.row(10)));
+            values.extend([
+                it.id.to_string().into(),
+                job_id.clone().into(),
+                connection.clone().into(),
+                op.into(),
+                it.source_id.clone().into(),
+                it.payload.clone().into(),
+                queued.into(),
+                enqueued.into(),
+                now.into(),
+                now.into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO job_items (id, job_id, connection_id, op, source_id, payload, state, enqueued, \
+             created_at_ms, updated_at_ms, attempts) VALUES {}",
+            rows.join(", ")
+        );
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())
 }
@@ -341,13 +390,14 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
     let backend = db.get_database_backend();
     let mut applied_items: HashSet<String> = HashSet::new();
     for chunk in finals.chunks(500) {
+        let mut marks = Marks::new(backend);
+        let now_mark = marks.next();
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 7 + 1);
         values.push(now.into());
         let mut rows = Vec::with_capacity(chunk.len());
-        for (k, &i) in chunk.iter().enumerate() {
+        for &i in chunk {
             let u = &updates[i];
-            let b = 2 + k * 7;
-            rows.push(format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+            rows.push(format!("({})", marks.row(7)));
             let (kind, code, message) = match &u.error {
                 Some(e) => (Some(e.kind.clone()), e.code.clone(), Some(e.message.clone())),
                 None => (None, None, None),
@@ -367,7 +417,7 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
         // never overwrites a newer one's state: the attempt number is the fencing token.
         let sql = format!(
             "UPDATE job_items SET state = v.column2, attempts = COALESCE(v.column3, job_items.attempts), erp_id = v.column4, \
-               error_kind = v.column5, error_code = v.column6, error_message = v.column7, updated_at_ms = $1 \
+               error_kind = v.column5, error_code = v.column6, error_message = v.column7, updated_at_ms = {now_mark} \
              FROM (VALUES {}) AS v \
              WHERE job_items.id = v.column1 \
                AND job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered') \
@@ -474,7 +524,9 @@ pub async fn unsent_items(
     limit: u64,
 ) -> Result<Vec<job_item::Model>, StoreError> {
     Ok(job_item::Entity::find()
-        .filter(job_item::Column::Enqueued.eq(false))
+        // Written out, not bound: only then can the partial index (`WHERE enqueued = false`)
+        // serve the query.
+        .filter(Expr::cust("enqueued = false"))
         .filter(job_item::Column::CreatedAtMs.lte(now_ms() - age.as_millis() as i64))
         .order_by_asc(job_item::Column::CreatedAtMs)
         .limit(limit)
@@ -522,14 +574,29 @@ pub async fn job_summary(db: &DatabaseConnection, id: &JobId) -> Result<Option<J
     }))
 }
 
+/// An item's timeline. Its first entry, `queued` when the job was recorded, is not stored
+/// as a row (that was one more row per item on every `POST /v1/jobs`): it is the item's
+/// creation time.
 pub async fn item_events(db: &DatabaseConnection, id: &ItemId) -> Result<Vec<ItemEventRow>, StoreError> {
-    Ok(item_event::Entity::find()
+    let Some(item) = job_item::Entity::find_by_id(id.to_string()).one(db).await? else { return Ok(Vec::new()) };
+    let created = ItemEventRow {
+        at_ms: item.created_at_ms,
+        state: ItemState::Queued.as_str().to_owned(),
+        attempt: 0,
+        detail: None,
+    };
+    let stored = item_event::Entity::find()
         .filter(item_event::Column::ItemId.eq(id.to_string()))
         .order_by_asc(item_event::Column::Id)
         .all(db)
-        .await?
-        .into_iter()
-        .map(|e| ItemEventRow { at_ms: e.at_ms, state: e.state, attempt: e.attempt, detail: e.detail })
+        .await?;
+    Ok(std::iter::once(created)
+        .chain(stored.into_iter().map(|e| ItemEventRow {
+            at_ms: e.at_ms,
+            state: e.state,
+            attempt: e.attempt,
+            detail: e.detail,
+        }))
         .collect())
 }
 

@@ -2,6 +2,7 @@
 
 mod m0001_initial;
 mod m0002_erp_leases;
+mod m0003_pending_outbox_index;
 
 use sea_orm_migration::prelude::*;
 
@@ -10,6 +11,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration), Box::new(m0002_erp_leases::Migration)]
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_erp_leases::Migration),
+            Box::new(m0003_pending_outbox_index::Migration),
+        ]
     }
 }
