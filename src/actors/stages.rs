@@ -124,9 +124,11 @@ stage_actor!(PaymentMatcherActor, MatcherMsg, |ctx, m| {
     let _ = reply.send(out);
 });
 
-/// Worker count per stage.
+/// Worker count per stage: the cores this process may use, read once (on Linux the answer
+/// comes from cgroup files, three file opens a call, which once cost every item).
 pub fn workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WORKERS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
 }
 
 /// The children of the StageSupervisor.

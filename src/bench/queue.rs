@@ -220,6 +220,10 @@ pub struct DrainReport {
     pub sandbox_cores: f64,
     /// CPU of the queue server while draining, in cores (SQS backend).
     pub emulator_cores: Option<f64>,
+    /// StatusActor transactions (setup included), their mean size and duration.
+    pub status_writes: u64,
+    pub status_batch_mean: f64,
+    pub status_write_ms_mean: f64,
 }
 
 /// Thread name of the runtime the benchmark's sandbox ERPs run on.
@@ -290,6 +294,10 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     let (process, sandbox) = (delta(cpu0.0, cpu1.0).unwrap_or(0.0), delta(cpu0.1, cpu1.1).unwrap_or(0.0));
     let stats = rig.stats();
     let succeeded = count(&counts, ItemState::Succeeded);
+    let stat = crate::telemetry::sample;
+    let writes = stat("erpsync_status_write_duration_seconds_count").max(1.0);
+    let status_batch = stat("erpsync_status_write_batch_size_sum") / writes;
+    let status_ms = stat("erpsync_status_write_duration_seconds_sum") / writes * 1000.0;
     rig.shutdown().await;
     sandbox_rt.shutdown_background();
     let report = DrainReport {
@@ -304,6 +312,9 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         daemon_cores: process - sandbox,
         sandbox_cores: sandbox,
         emulator_cores: delta(cpu0.2, cpu1.2),
+        status_writes: writes as u64,
+        status_batch_mean: status_batch,
+        status_write_ms_mean: status_ms,
     };
     if args.backend.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -319,6 +330,10 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
             report.daemon_cores,
             report.sandbox_cores,
             fmt_cpu(report.emulator_cores)
+        );
+        println!(
+            "status writes  {} transactions, {:.0} updates and {:.1} ms each on average",
+            report.status_writes, report.status_batch_mean, report.status_write_ms_mean
         );
     }
     Ok(())

@@ -8,6 +8,7 @@
 //! while its visibility lasts. SQLite serialises writers, which gives the same guarantee.
 
 use super::GroupFilter;
+use super::batcher::Batcher;
 use super::{
     DeadLetter, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received,
 };
@@ -20,6 +21,9 @@ use tokio::sync::Notify;
 
 pub struct EmbeddedQueue {
     db: DatabaseConnection,
+    /// Deletes go out as one statement per batch of (id, receive count): one write
+    /// transaction per message made the item tasks queue for SQLite's write lock.
+    deletes: Batcher<(i64, i32)>,
     /// Queue name, so one table can hold several queues (and tests can share a database).
     name: String,
     max_receives: u32,
@@ -37,13 +41,49 @@ fn parse_receipt(r: &ReceiptHandle) -> Result<(i64, i32), QueueError> {
     Ok((id.parse().map_err(|_| bad())?, count.parse().map_err(|_| bad())?))
 }
 
+/// Most deletes per statement.
+const DELETE_BATCH: usize = 250;
+
+/// Deletes each (id, receive count) that is still live and still at that receive count;
+/// answers, entry by entry, whether it was deleted (a stale receipt is `false`).
+async fn delete_batch(db: DatabaseConnection, entries: Vec<(i64, i32)>) -> Vec<Result<bool, QueueError>> {
+    let backend = db.get_database_backend();
+    let mut marks = crate::store::Marks::new(backend);
+    let rows: Vec<String> = entries.iter().map(|_| format!("({})", marks.row(2))).collect();
+    let values: Vec<Value> = entries.iter().flat_map(|&(id, count)| [id.into(), count.into()]).collect();
+    let sql = format!(
+        "DELETE FROM queue_messages WHERE dead_at_ms IS NULL AND (id, receive_count) IN (VALUES {}) RETURNING id",
+        rows.join(", ")
+    );
+    match db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await {
+        Ok(deleted) => {
+            let ids: std::collections::HashSet<i64> =
+                deleted.iter().filter_map(|r| r.try_get_by_index::<i64>(0).ok()).collect();
+            entries.iter().map(|(id, _)| Ok(ids.contains(id))).collect()
+        }
+        Err(e) => {
+            let message = e.to_string();
+            entries.iter().map(|_| Err(QueueError::Storage(message.clone()))).collect()
+        }
+    }
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl EmbeddedQueue {
     pub fn new(db: DatabaseConnection, name: &str, max_receives: u32, poll_interval: Duration) -> Self {
-        EmbeddedQueue { db, name: name.to_owned(), max_receives, poll_interval, activity: Arc::new(Notify::new()) }
+        let conn = db.clone();
+        let deletes = Batcher::spawn(DELETE_BATCH, 1, move |entries| delete_batch(conn.clone(), entries));
+        EmbeddedQueue {
+            db,
+            deletes,
+            name: name.to_owned(),
+            max_receives,
+            poll_interval,
+            activity: Arc::new(Notify::new()),
+        }
     }
 
     fn backend_kind(&self) -> DbBackend {
@@ -212,16 +252,7 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn delete(&self, receipt: &ReceiptHandle) -> Result<bool, QueueError> {
-        let (id, count) = parse_receipt(receipt)?;
-        let res = self
-            .db
-            .execute_raw(self.stmt(
-                "DELETE FROM queue_messages WHERE id = $1 AND receive_count = $2 AND dead_at_ms IS NULL",
-                vec![id.into(), count.into()],
-            ))
-            .await
-            .map_err(storage)?;
-        Ok(res.rows_affected() == 1)
+        self.deletes.submit(parse_receipt(receipt)?).await
     }
 
     async fn change_visibility(&self, entries: &[(ReceiptHandle, Duration)]) -> Result<Vec<bool>, QueueError> {

@@ -78,6 +78,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("wal_autocheckpoint", CHECKPOINT_BACKSTOP_PAGES.to_string())
+                // Pages read through a memory map rather than a pread() each.
+                .pragma("mmap_size", (256u64 << 20).to_string())
         })
         .map_sqlx_postgres_pool_opts(|o| {
             o.after_connect(|_conn, _meta| {

@@ -1,9 +1,6 @@
-//! Batched DeleteMessage / ChangeMessageVisibility: callers ask for one entry each and
-//! get their own answer, while the calls to SQS carry up to ten entries.
-//!
-//! There is no linger timer. A bounded number of batch calls may be in flight; while all
-//! are busy, requests queue up and the next call takes up to ten of them. So an idle
-//! daemon deletes each message at once and a busy one pays one call per ten messages.
+//! Batched DeleteMessage / ChangeMessageVisibility on SQS: callers ask for one entry each
+//! and get their own answer (through [`Batcher`]), while the calls to SQS carry up to ten
+//! entries.
 
 use super::service_err;
 use crate::queue::QueueError;
@@ -11,60 +8,11 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
 };
-use std::future::Future;
-use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// SQS's limit on entries per batch call.
 pub const MAX_BATCH: usize = 10;
 /// Batch calls in flight at once per batcher.
-const IN_FLIGHT_CALLS: usize = 8;
-
-type Reply = oneshot::Sender<Result<bool, QueueError>>;
-
-pub struct Batcher<T> {
-    tx: mpsc::UnboundedSender<(T, Reply)>,
-}
-
-impl<T: Send + 'static> Batcher<T> {
-    /// Starts the collecting task; `flush` answers one batch, entry by entry.
-    pub fn spawn<F, Fut>(flush: F) -> Self
-    where
-        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<Result<bool, QueueError>>> + Send + 'static,
-    {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(T, Reply)>();
-        let flush = Arc::new(flush);
-        let calls = Arc::new(Semaphore::new(IN_FLIGHT_CALLS));
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let Ok(permit) = calls.clone().acquire_owned().await else { break };
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(x) => batch.push(x),
-                        Err(_) => break,
-                    }
-                }
-                let flush = flush.clone();
-                tokio::spawn(async move {
-                    let (entries, replies): (Vec<T>, Vec<Reply>) = batch.into_iter().unzip();
-                    for (reply, result) in replies.into_iter().zip(flush(entries).await) {
-                        let _ = reply.send(result);
-                    }
-                    drop(permit);
-                });
-            }
-        });
-        Batcher { tx }
-    }
-
-    pub async fn submit(&self, entry: T) -> Result<bool, QueueError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((entry, tx)).map_err(|_| QueueError::Service("the batcher has stopped".into()))?;
-        rx.await.map_err(|_| QueueError::Service("the batcher dropped the request".into()))?
-    }
-}
+pub const IN_FLIGHT_CALLS: usize = 8;
 
 /// How one failed entry of a batch answers: a receipt that is stale or no longer in
 /// flight is `false` (the message is no longer ours); anything else is an error.

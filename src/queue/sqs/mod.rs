@@ -24,13 +24,13 @@ use super::{
     DeadLetter, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received,
 };
 use crate::config::QueueConfig;
+use crate::queue::batcher::Batcher;
 use crate::util::now_ms;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
-use batch::Batcher;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -92,12 +92,12 @@ impl SqsQueue {
     pub fn new(client: Client, url: String, dlq_url: String, max_receives: u32, send_concurrency: usize) -> Self {
         let fifo = url.ends_with(".fifo");
         let (c, u) = (client.clone(), url.clone());
-        let deletes = Batcher::spawn(move |receipts| {
+        let deletes = Batcher::spawn(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, move |receipts| {
             let (c, u) = (c.clone(), u.clone());
             async move { batch::delete_batch(&c, &u, receipts).await }
         });
         let (c, u) = (client.clone(), url.clone());
-        let visibility = Batcher::spawn(move |entries| {
+        let visibility = Batcher::spawn(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, move |entries| {
             let (c, u) = (c.clone(), u.clone());
             async move { batch::visibility_batch(&c, &u, entries).await }
         });
