@@ -113,12 +113,21 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 /// writers wait while it copies what the PASSIVE one left (little) and syncs, after which
 /// the next writer starts the WAL from the beginning. `None` on PostgreSQL.
 pub fn spawn_checkpointer(db: &DatabaseConnection) -> Option<tokio::task::JoinHandle<()>> {
+    spawn_checkpointer_with(db, CHECKPOINT_EVERY, CHECKPOINT_RESTART_PAGES)
+}
+
+/// [`spawn_checkpointer`] with its period and RESTART threshold (WAL pages) chosen.
+pub fn spawn_checkpointer_with(
+    db: &DatabaseConnection,
+    every: Duration,
+    restart_pages: i64,
+) -> Option<tokio::task::JoinHandle<()>> {
     if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
         return None;
     }
     let db = db.clone();
     Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let checkpoint = async |mode: &str| -> Result<i64, DbErr> {
             let sql = format!("PRAGMA wal_checkpoint({mode})");
@@ -129,7 +138,7 @@ pub fn spawn_checkpointer(db: &DatabaseConnection) -> Option<tokio::task::JoinHa
         loop {
             tick.tick().await;
             let result = match checkpoint("PASSIVE").await {
-                Ok(frames) if frames > CHECKPOINT_RESTART_PAGES => checkpoint("RESTART").await,
+                Ok(frames) if frames > restart_pages => checkpoint("RESTART").await,
                 other => other,
             };
             if let Err(e) = result {
