@@ -202,11 +202,17 @@ pub struct DrainArgs {
     /// Concurrency limit of each connection.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Store (and embedded queue) on a fresh PostgreSQL database created through this
+    /// admin URL, instead of a scratch SQLite file.
+    #[arg(long)]
+    pub postgres_admin_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DrainReport {
     pub backend: String,
+    /// `sqlite` or `postgres`.
+    pub database: &'static str,
     pub invoices: usize,
     pub connections: usize,
     pub limit: u32,
@@ -240,6 +246,10 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         .thread_name(SANDBOX_THREADS)
         .enable_all()
         .build()?;
+    let database_url = match &args.postgres_admin_url {
+        Some(admin) => Some(crate::testdb::fresh_postgres_on(admin).await),
+        None => None,
+    };
     let rig = Rig::start(RigSpec {
         queue: args.backend.queue()?,
         limits: vec![args.limit; args.connections.max(1)],
@@ -252,6 +262,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
             }
         }),
         hooks,
+        database_url,
         sandbox_runtime: Some(sandbox_rt.handle().clone()),
         ..Default::default()
     })
@@ -302,6 +313,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     sandbox_rt.shutdown_background();
     let report = DrainReport {
         backend: args.backend.backend.clone(),
+        database: if args.postgres_admin_url.is_some() { "postgres" } else { "sqlite" },
         invoices: args.invoices,
         connections: n,
         limit: args.limit,
@@ -319,7 +331,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     if args.backend.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("backend        {}", report.backend);
+        println!("backend        {} (store on {})", report.backend, report.database);
         println!("invoices       {} over {} connections (limit {} each)", report.invoices, n, args.limit);
         println!("drained in     {:.2} s", report.drain_secs);
         println!("throughput     {:.0} items/s", report.items_per_sec);
