@@ -264,7 +264,6 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         hooks,
         database_url,
         sandbox_runtime: Some(sandbox_rt.handle().clone()),
-        ..Default::default()
     })
     .await?;
     let n = args.connections.max(1);
