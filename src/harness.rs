@@ -238,6 +238,16 @@ pub fn emulator_endpoint(var: &str, how_to_start: &str) -> String {
     url
 }
 
+/// fauxqs's endpoint for tests (`FAUXQS_URL`), see [`emulator_endpoint`].
+pub fn fauxqs_endpoint() -> String {
+    emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5")
+}
+
+/// moto_server's endpoint for tests (`MOTO_URL`), see [`emulator_endpoint`].
+pub fn moto_endpoint() -> String {
+    emulator_endpoint("MOTO_URL", "pip install 'moto[server]' && moto_server -p 5000")
+}
+
 /// Count of items in `state`.
 pub fn count(counts: &[(ItemState, u64)], state: ItemState) -> u64 {
     counts.iter().filter(|(s, _)| *s == state).map(|(_, n)| n).sum()

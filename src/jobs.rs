@@ -105,12 +105,7 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     let messages: Vec<Outgoing> = job
         .items
         .iter()
-        .map(|it| Outgoing {
-            body: Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op).encode(),
-            group: Some(job.connection_id.to_string()),
-            dedup_id: Some(it.id.to_string()),
-            delay: Duration::ZERO,
-        })
+        .map(|it| Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op).outgoing())
         .collect();
     let ids: Vec<ItemId> = job.items.iter().map(|i| i.id).collect();
     let mut accepted = JobAccepted { job_id: job.id, items: ids.len(), unsent: 0 };
@@ -146,11 +141,11 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
         }
         Ok(Err(e)) => {
             metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
-            let unsent: std::collections::HashSet<usize> = e.unsent(ids.len()).into_iter().collect();
-            accepted.unsent = unsent.len();
-            metrics::counter!(telemetry::QUEUE_UNSENT).increment(unsent.len() as u64);
-            tracing::warn!(job_id = %accepted.job_id, unsent = unsent.len(), error = %e, "enqueue incomplete; the outbox will send the rest");
-            ids.into_iter().enumerate().filter(|(i, _)| !unsent.contains(i)).map(|(_, id)| id).collect()
+            let sent = e.sent_of(ids);
+            accepted.unsent = accepted.items - sent.len();
+            metrics::counter!(telemetry::QUEUE_UNSENT).increment(accepted.unsent as u64);
+            tracing::warn!(job_id = %accepted.job_id, unsent = accepted.unsent, error = %e, "enqueue incomplete; the outbox will send the rest");
+            sent
         }
     };
     if !sent.is_empty() {

@@ -313,9 +313,7 @@ async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing(db: Option<S
 }
 
 fn fauxqs() -> RigQueue {
-    let endpoint =
-        erpsync::harness::emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5");
-    RigQueue::Sqs { endpoint_url: endpoint, fifo: false }
+    RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: false }
 }
 
 /// Every scenario above runs on SQLite and on PostgreSQL with the embedded queue, and on

@@ -32,12 +32,8 @@ async fn embedded_postgres() -> Made {
     (Arc::new(EmbeddedQueue::new(db, "conformance", MAX_RECEIVES, Duration::from_millis(20))), Box::new(()))
 }
 
-const FAUXQS: (&str, &str) = ("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5");
-const MOTO: (&str, &str) = ("MOTO_URL", "pip install 'moto[server]' && moto_server -p 5000");
-
 /// A fresh queue and dead-letter queue on an SQS-compatible server.
-async fn sqs((var, how): (&str, &str), fifo: bool) -> Made {
-    let endpoint = erpsync::harness::emulator_endpoint(var, how);
+async fn sqs(endpoint: String, fifo: bool) -> Made {
     let suffix = if fifo { ".fifo" } else { "" };
     let cfg = QueueConfig {
         backend: QueueBackend::Sqs,
@@ -53,16 +49,16 @@ async fn sqs((var, how): (&str, &str), fifo: bool) -> Made {
 }
 
 async fn sqs_fauxqs() -> Made {
-    sqs(FAUXQS, false).await
+    sqs(erpsync::harness::fauxqs_endpoint(), false).await
 }
 async fn sqs_fauxqs_fifo() -> Made {
-    sqs(FAUXQS, true).await
+    sqs(erpsync::harness::fauxqs_endpoint(), true).await
 }
 async fn sqs_moto() -> Made {
-    sqs(MOTO, false).await
+    sqs(erpsync::harness::moto_endpoint(), false).await
 }
 async fn sqs_moto_fifo() -> Made {
-    sqs(MOTO, true).await
+    sqs(erpsync::harness::moto_endpoint(), true).await
 }
 
 fn msg(body: &str) -> Outgoing {
@@ -300,27 +296,29 @@ macro_rules! conformance {
     };
 }
 
-/// The checks every embedded queue passes, whatever its database.
-macro_rules! embedded_conformance {
-    ($module:ident, $make:ident) => {
+/// The checks every backend with faithful standard-queue semantics passes (the embedded
+/// queue on either database, and fauxqs), plus the `extra` ones given.
+macro_rules! standard_conformance {
+    ($module:ident, $make:ident $(, $extra:ident)* $(,)?) => {
         conformance!($module, $make:
-    undeleted_message_reappears_after_visibility_timeout,
-        stale_receipt_cannot_delete_a_redelivered_message,
-        dead_letters_after_max_receives_with_reason,
-        explicit_dead_letter_keeps_the_reason,
-        delayed_message_is_invisible_until_its_delay,
-        change_visibility_reschedules,
-        receive_honours_max_and_order,
-        long_poll_wakes_on_send,
-        group_filters,
-        redrive_moves_dead_letters_back,
+            undeleted_message_reappears_after_visibility_timeout,
+            stale_receipt_cannot_delete_a_redelivered_message,
+            dead_letters_after_max_receives_with_reason,
+            explicit_dead_letter_keeps_the_reason,
+            delayed_message_is_invisible_until_its_delay,
+            change_visibility_reschedules,
+            receive_honours_max_and_order,
+            long_poll_wakes_on_send,
+            group_filters,
+            redrive_moves_dead_letters_back,
+            $($extra,)*
         );
     };
 }
 
-embedded_conformance!(embedded_sqlite, embedded);
+standard_conformance!(embedded_sqlite, embedded);
 
-embedded_conformance!(embedded_postgres, embedded_postgres);
+standard_conformance!(embedded_postgres, embedded_postgres);
 
 /// Several receivers on one PostgreSQL queue: no message is handed to two of them while
 /// its visibility lasts.
@@ -360,19 +358,7 @@ async fn postgres_receivers_never_share_a_message() {
     assert_eq!((n, all.len()), (2000, 2000), "each message exactly once; per receiver {per_receiver:?}");
 }
 
-conformance!(sqs_fauxqs, sqs_fauxqs:
-    undeleted_message_reappears_after_visibility_timeout,
-    stale_receipt_cannot_delete_a_redelivered_message,
-    dead_letters_after_max_receives_with_reason,
-    explicit_dead_letter_keeps_the_reason,
-    delayed_message_is_invisible_until_its_delay,
-    change_visibility_reschedules,
-    receive_honours_max_and_order,
-    long_poll_wakes_on_send,
-    group_filters,
-    redrive_moves_dead_letters_back,
-    partial_send_names_the_failed_entries,
-);
+standard_conformance!(sqs_fauxqs, sqs_fauxqs, partial_send_names_the_failed_entries);
 
 conformance!(sqs_fauxqs_fifo, sqs_fauxqs_fifo:
     undeleted_message_reappears_after_visibility_timeout,

@@ -23,10 +23,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn fauxqs_url() -> String {
-    erpsync::harness::emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5")
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 enum Mode {
@@ -145,7 +141,7 @@ async fn wait_for(rig: &Rig, what: &str, deadline: Duration, done: impl Fn(&[(It
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_throttling_and_outage_are_ridden_out_losing_nothing_and_creating_nothing_twice() {
-    let (proxy, endpoint) = FaultyProxy::start(fauxqs_url()).await;
+    let (proxy, endpoint) = FaultyProxy::start(erpsync::harness::fauxqs_endpoint()).await;
     let rig = Rig::start(RigSpec {
         queue: RigQueue::Sqs { endpoint_url: endpoint, fifo: false },
         limits: vec![4, 10],
@@ -200,7 +196,7 @@ async fn sqs_throttling_and_outage_are_ridden_out_losing_nothing_and_creating_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_queue_exports_every_invoice_once_within_each_limit() {
     let rig = Rig::start(RigSpec {
-        queue: RigQueue::Sqs { endpoint_url: fauxqs_url(), fifo: true },
+        queue: RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: true },
         limits: vec![1, 4, 10],
         sandbox: SandboxOptions { latency_ms: 10, jitter_ms: 5, ..Default::default() },
         ..Default::default()

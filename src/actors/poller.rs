@@ -14,7 +14,7 @@ use super::Ctx;
 use super::connector::{ConnectorMsg, Delivery};
 use super::item;
 use crate::domain::{ConnectionId, ItemId};
-use crate::queue::{Envelope, GroupFilter, Outgoing, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received};
+use crate::queue::{Envelope, GroupFilter, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received};
 use crate::store;
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -396,14 +396,8 @@ async fn resend_unsent_batch(ctx: &Ctx) -> usize {
         else {
             continue;
         };
-        let env = Envelope::by_ref(job_id, item_id, ConnectionId::new(it.connection_id.clone()), op);
         ids.push(item_id);
-        out.push(Outgoing {
-            body: env.encode(),
-            group: Some(it.connection_id),
-            dedup_id: Some(it.id.clone()),
-            delay: Duration::ZERO,
-        });
+        out.push(Envelope::by_ref(job_id, item_id, ConnectionId::new(it.connection_id), op).outgoing());
     }
     tracing::info!(items = out.len(), "re-sending items the outbox never sent");
     let sent = match ctx.queue.send(out).await {
@@ -411,8 +405,7 @@ async fn resend_unsent_batch(ctx: &Ctx) -> usize {
         Err(e) => {
             metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
             tracing::warn!(error = %e, "outbox re-send incomplete; the rest is tried again later");
-            let unsent: std::collections::HashSet<usize> = e.unsent(ids.len()).into_iter().collect();
-            ids.into_iter().enumerate().filter(|(i, _)| !unsent.contains(i)).map(|(_, id)| id).collect()
+            e.sent_of(ids)
         }
     };
     // Marked before the next round looks, so nothing is sent twice by one sweep. The flag

@@ -73,6 +73,16 @@ impl Envelope {
         }
     }
 
+    /// This envelope as a message: in its connection's group, deduplicated by item id.
+    pub fn outgoing(&self) -> super::Outgoing {
+        super::Outgoing {
+            body: self.encode(),
+            group: Some(self.connection_id.to_string()),
+            dedup_id: Some(self.item_id.to_string()),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("envelopes always serialize")
     }

@@ -151,6 +151,12 @@ impl QueueError {
             _ => (0..sent).collect(),
         }
     }
+
+    /// Of `items` (one per message of a failed send, in order), those that were sent.
+    pub fn sent_of<T>(&self, items: Vec<T>) -> Vec<T> {
+        let unsent: std::collections::HashSet<usize> = self.unsent(items.len()).into_iter().collect();
+        items.into_iter().enumerate().filter(|(i, _)| !unsent.contains(i)).map(|(_, x)| x).collect()
+    }
 }
 
 #[async_trait]
