@@ -10,7 +10,6 @@ use crate::domain::{ConnectionId, Invoice, ItemId, JobId, Op, Payment, PurchaseO
 use crate::queue::{Envelope, Outgoing};
 use crate::store::{self, NewItem, NewJob, StoreError};
 use crate::telemetry;
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -113,12 +112,13 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     // a busy drain's status batches); SQLite serialises it with the other writers.
     let embedded = ctx.queue.as_embedded();
     let recorded = async {
-        let txn = ctx.db.begin().await?;
-        store::insert_job_in(&txn, &job, embedded.is_some()).await?;
+        // On SQLite the whole transaction is one call to the database (`store::Script`).
+        let mut script = store::Script::new(ctx.db.get_database_backend());
+        store::push_job_insert(&mut script, &job, embedded.is_some());
         if let Some(q) = embedded {
-            q.insert(&txn, &messages).await?;
+            q.push_insert(&mut script, &messages);
         }
-        txn.commit().await?;
+        script.run_in_transaction(&ctx.db).await?;
         Ok::<_, StoreError>(())
     };
     recorded.await.map_err(|e| SubmitError::Store(e.to_string()))?;

@@ -27,3 +27,41 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     let mib = largest / (1 << 20);
     assert!(mib < 40, "the WAL grew to {mib} MiB while 100 MiB were written");
 }
+
+/// A job is recorded whole or not at all. On SQLite its transaction goes to the database
+/// as one text (`BEGIN IMMEDIATE; …; COMMIT`); when a statement inside fails, the job row
+/// written before it must be rolled back, and the connection must not go back to the pool
+/// with the transaction open (the next writer would wait on it for ever). One connection
+/// in the pool, so the next writer would get the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_insert_fails_half_way_leaves_nothing_behind_and_the_store_writable() {
+    use erpsync::domain::{ConnectionId, ItemId, JobId, Op};
+    use erpsync::store::{NewItem, NewJob};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/jobs.db?mode=rwc", dir.path().display());
+    let db = erpsync::store::connect(&url, 1).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let connection = ConnectionId::new("acme");
+    let item = |id: ItemId| NewItem { id, source_id: format!("inv-{id}"), payload: "{}".into() };
+    let job = |items: Vec<NewItem>| NewJob {
+        id: JobId::new(),
+        connection_id: connection.clone(),
+        op: Op::ExportInvoice,
+        items,
+    };
+    let taken = ItemId::new();
+    let first = job(vec![item(taken)]);
+    erpsync::store::insert_job(&db, &first, false).await.unwrap();
+    // The job row goes in, then the items statement fails on the duplicate item id.
+    let second = job(vec![item(ItemId::new()), item(taken)]);
+    let err = erpsync::store::insert_job(&db, &second, false).await.expect_err("a duplicate item id is refused");
+    assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
+    assert!(erpsync::store::job_summary(&db, &second.id).await.unwrap().is_none(), "the failed job's row stayed");
+    let third = job(vec![item(ItemId::new())]);
+    tokio::time::timeout(Duration::from_secs(5), erpsync::store::insert_job(&db, &third, false))
+        .await
+        .expect("the next job is not blocked by a transaction left open")
+        .unwrap();
+    assert_eq!(erpsync::store::job_summary(&db, &third.id).await.unwrap().unwrap().total_items, 1);
+    assert!(erpsync::store::job_summary(&db, &first.id).await.unwrap().is_some());
+}

@@ -94,10 +94,11 @@ impl EmbeddedQueue {
         Statement::from_sql_and_values(self.backend_kind(), sql, values)
     }
 
-    /// Inserts `messages` through `conn`, which may be a transaction of the daemon's store
-    /// (the queue lives in the same database): a job and its messages then commit together.
-    /// Call [`announce`](Self::announce) once they are committed.
-    pub async fn insert(&self, conn: &impl ConnectionTrait, messages: &[Outgoing]) -> Result<(), DbErr> {
+    /// Adds the statements inserting `messages` to `script`. The caller may run it in a
+    /// transaction of the daemon's store (the queue lives in the same database): a job and
+    /// its messages then commit together. Call [`announce`](Self::announce) once they are
+    /// committed.
+    pub(crate) fn push_insert(&self, script: &mut crate::store::Script, messages: &[Outgoing]) {
         let now = now_ms();
         // Multi-row inserts in chunks keep each statement under the bind-parameter limits.
         for chunk in messages.chunks(500) {
@@ -119,9 +120,8 @@ impl EmbeddedQueue {
                     (now + ms(m.delay)).into(),
                 ]);
             }
-            conn.execute_raw(self.stmt(&sql, values)).await?;
+            script.push(&sql, values);
         }
-        Ok(())
     }
 
     /// Wakes this process's receivers after messages were committed.
@@ -227,7 +227,9 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn send(&self, messages: Vec<Outgoing>) -> Result<(), QueueError> {
-        self.insert(&self.db, &messages).await.map_err(storage)?;
+        let mut script = crate::store::Script::new(self.backend_kind());
+        self.push_insert(&mut script, &messages);
+        script.run(&self.db).await.map_err(storage)?;
         self.announce();
         Ok(())
     }

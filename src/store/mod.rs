@@ -10,8 +10,8 @@ use crate::util::now_ms;
 use entities::{erp_ref, item_event, job, job_item};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
@@ -265,31 +265,101 @@ impl Marks {
     }
 }
 
-/// Records a new job with its items (state `queued`), in one transaction.
-pub async fn insert_job(db: &DatabaseConnection, job: &NewJob, enqueued: bool) -> Result<(), StoreError> {
-    let txn = db.begin().await?;
-    insert_job_in(&txn, job, enqueued).await?;
-    txn.commit().await?;
-    Ok(())
+/// Statements sent to the database as one: on SQLite, a single call whose text holds them
+/// all (sqlx runs each in turn, binding the anonymous markers in order), so the worker
+/// thread that runs SQLite is woken once rather than once per statement; on PostgreSQL,
+/// one call each (its extended protocol takes one statement per call). Build each
+/// statement's markers with its own [`Marks`].
+pub(crate) struct Script {
+    backend: sea_orm::DbBackend,
+    sql: String,
+    values: Vec<sea_orm::Value>,
+    statements: Vec<sea_orm::Statement>,
 }
 
-/// Records a new job inside the caller's transaction, so that the embedded queue's
-/// messages can commit with it (`enqueued` then says they are already on the queue).
-/// New rows only: no item state changes here, which stay the StatusActor's.
-pub async fn insert_job_in(txn: &DatabaseTransaction, job: &NewJob, enqueued: bool) -> Result<(), StoreError> {
+impl Script {
+    pub(crate) fn new(backend: sea_orm::DbBackend) -> Script {
+        Script { backend, sql: String::new(), values: Vec::new(), statements: Vec::new() }
+    }
+
+    pub(crate) fn backend(&self) -> sea_orm::DbBackend {
+        self.backend
+    }
+
+    pub(crate) fn push(&mut self, sql: &str, values: Vec<sea_orm::Value>) {
+        if self.backend == sea_orm::DbBackend::Sqlite {
+            if !self.sql.is_empty() {
+                self.sql.push_str(";\n");
+            }
+            self.sql.push_str(sql);
+            self.values.extend(values);
+        } else {
+            self.statements.push(sea_orm::Statement::from_sql_and_values(self.backend, sql, values));
+        }
+    }
+
+    /// Runs the script as one transaction. On SQLite that is one call: `BEGIN IMMEDIATE`,
+    /// the statements and `COMMIT` in one text, instead of three trips to the worker
+    /// thread; should any statement fail, the connection rolls back and is closed rather
+    /// than returned to the pool with a transaction open.
+    pub(crate) async fn run_in_transaction(self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        if self.backend != sea_orm::DbBackend::Sqlite {
+            let txn = db.begin().await?;
+            self.run(&txn).await?;
+            return txn.commit().await;
+        }
+        if self.sql.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("BEGIN IMMEDIATE;\n{};\nCOMMIT", self.sql);
+        let fail = |e: sea_orm::sqlx::Error| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e.into()));
+        let mut conn = db.get_sqlite_connection_pool().acquire().await.map_err(fail)?;
+        let query = sea_orm::sqlx::query_with(
+            sea_orm::sqlx::AssertSqlSafe(sql),
+            sea_query_sqlx::SqlxValues(sea_orm::Values(self.values)),
+        );
+        match query.execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                conn.close_on_drop();
+                let _ = sea_orm::sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(fail(e))
+            }
+        }
+    }
+
+    pub(crate) async fn run(self, conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        if !self.sql.is_empty() {
+            conn.execute_raw(sea_orm::Statement::from_sql_and_values(self.backend, self.sql, self.values)).await?;
+        }
+        for statement in self.statements {
+            conn.execute_raw(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Records a new job with its items (state `queued`), in one transaction.
+pub async fn insert_job(db: &DatabaseConnection, job: &NewJob, enqueued: bool) -> Result<(), StoreError> {
+    let mut script = Script::new(db.get_database_backend());
+    push_job_insert(&mut script, job, enqueued);
+    Ok(script.run_in_transaction(db).await?)
+}
+
+/// Adds the statements recording a new job to `script`, which the caller runs in its
+/// transaction, so that the embedded queue's messages can commit with it (`enqueued` then
+/// says they are already on the queue). New rows only: no item state changes here, which
+/// stay the StatusActor's.
+pub(crate) fn push_job_insert(script: &mut Script, job: &NewJob, enqueued: bool) {
     use sea_orm::Value;
     let now = now_ms();
-    let backend = txn.get_database_backend();
+    let backend = script.backend();
     let (job_id, connection, op) = (job.id.to_string(), job.connection_id.to_string(), job.op.as_str());
-    job::Entity::insert(job::ActiveModel {
-        id: Set(job_id.clone()),
-        connection_id: Set(connection.clone()),
-        op: Set(op.to_owned()),
-        total_items: Set(job.items.len() as i32),
-        created_at_ms: Set(now),
-    })
-    .exec(txn)
-    .await?;
+    let mut marks = Marks::new(backend);
+    script.push(
+        &format!("INSERT INTO jobs (id, connection_id, op, total_items, created_at_ms) VALUES ({})", marks.row(5)),
+        vec![job_id.clone().into(), connection.clone().into(), op.into(), (job.items.len() as i32).into(), now.into()],
+    );
     let queued = ItemState::Queued.as_str();
     // Written by hand rather than through the entity: one statement per 200 items, with
     // anonymous markers on SQLite (see `Marks`). The `queued` event is not stored: it is
@@ -318,9 +388,8 @@ pub async fn insert_job_in(txn: &DatabaseTransaction, job: &NewJob, enqueued: bo
              created_at_ms, updated_at_ms, attempts) VALUES {}",
             rows.join(", ")
         );
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+        script.push(&sql, values);
     }
-    Ok(())
 }
 
 pub async fn mark_enqueued(db: &DatabaseConnection, items: &[ItemId]) -> Result<(), StoreError> {
