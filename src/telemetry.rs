@@ -52,7 +52,8 @@ pub const DEAD_LETTER_REASONS: [&str; 9] = [
 /// Why a received message went back to the queue instead of being deleted.
 /// Queue calls whose failures `erpsync_queue_errors_total` counts (its `op` label).
 pub const QUEUE_OPS: [&str; 6] = ["send", "receive", "delete", "heartbeat", "return", "depth"];
-pub const RETURN_REASONS: [&str; 5] = ["retry", "busy", "unrecorded", "connector_restarting", "saturated"];
+pub const RETURN_REASONS: [&str; 6] =
+    ["retry", "busy", "unrecorded", "connector_restarting", "saturated", "behind_returned"];
 /// Connections past this many (in config order) share the label value `other`.
 pub const OTHER_CONNECTIONS: &str = "other";
 

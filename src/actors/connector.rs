@@ -54,6 +54,45 @@ pub struct ConnectorShared {
     born: std::time::Instant,
     /// When the messages returned for saturation are due back (ms since the epoch).
     returns: Mutex<BinaryHeap<Reverse<i64>>>,
+    /// On a queue that keeps group order (SQS FIFO), the runs of received messages go
+    /// through one at a time, in the order they were routed.
+    turnstile: Turnstile,
+}
+
+/// Serves runs in ticket order; tickets are drawn in the connector actor, in the order
+/// the poller routed the runs.
+struct Turnstile {
+    next: AtomicU64,
+    serving: tokio::sync::watch::Sender<u64>,
+    /// Until when the messages behind a returned one stay off: a run served before then
+    /// holds later messages (received although earlier ones were in flight, which a
+    /// queue that locks its groups never does) and goes back whole.
+    held_until: Mutex<Option<Instant>>,
+}
+
+/// A run's turn; the next ticket is served when it is dropped, however the run ends.
+struct Turn<'a>(&'a Turnstile, u64);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.serving.send_replace(self.1 + 1);
+    }
+}
+
+impl Turnstile {
+    fn new() -> Turnstile {
+        Turnstile { next: AtomicU64::new(0), serving: tokio::sync::watch::channel(0).0, held_until: Mutex::new(None) }
+    }
+
+    fn ticket(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::AcqRel)
+    }
+
+    async fn turn(&self, ticket: u64) -> Turn<'_> {
+        let mut serving = self.serving.subscribe();
+        let _ = serving.wait_for(|s| *s == ticket).await;
+        Turn(self, ticket)
+    }
 }
 
 impl ConnectorShared {
@@ -88,6 +127,7 @@ impl ConnectorShared {
             last_departure_us: AtomicU64::new(0),
             born: std::time::Instant::now(),
             returns: Mutex::new(BinaryHeap::new()),
+            turnstile: Turnstile::new(),
         }
     }
 
@@ -291,7 +331,13 @@ impl Drop for Delivery {
 }
 
 pub enum ConnectorMsg {
+    /// One item, worked on beside the others (up to the connection's limit).
     Process(Delivery),
+    /// A connection's messages from one receive of a queue that keeps group order, in
+    /// that order: worked on one after the other, so the ERP creates them in queue order.
+    /// When one goes back to the queue (a retry, a busy connection), the rest go back
+    /// with it, unattempted, to come again behind it.
+    ProcessInOrder(Vec<Delivery>),
 }
 
 pub struct ConnectorActor;
@@ -320,17 +366,63 @@ impl Actor for ConnectorActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let ConnectorMsg::Process(delivery) = msg;
         let (ctx, conn) = (state.ctx.clone(), state.conn.clone());
         let abandon = ctx.abandon.clone();
-        state.ctx.tasks.spawn(async move {
-            tokio::select! {
-                // Abandoned work leaves its message to reappear after the visibility timeout.
-                _ = abandon.cancelled() => {}
-                _ = item::process(&ctx, &conn, delivery) => {}
+        match msg {
+            ConnectorMsg::Process(delivery) => state.ctx.tasks.spawn(async move {
+                tokio::select! {
+                    // Abandoned work leaves its message to reappear after the visibility timeout.
+                    _ = abandon.cancelled() => {}
+                    _ = item::process(&ctx, &conn, delivery) => {}
+                }
+            }),
+            ConnectorMsg::ProcessInOrder(run) => {
+                let ticket = conn.turnstile.ticket();
+                state.ctx.tasks.spawn(async move {
+                    tokio::select! {
+                        _ = abandon.cancelled() => {}
+                        _ = in_order(&ctx, &conn, ticket, run) => {}
+                    }
+                })
             }
-        });
+        };
         Ok(())
+    }
+}
+
+/// Works through a run of deliveries one by one, after the runs routed before it (see
+/// [`ConnectorMsg::ProcessInOrder`]).
+async fn in_order(ctx: &Ctx, conn: &Arc<ConnectorShared>, ticket: u64, run: Vec<Delivery>) {
+    let turnstile = &conn.turnstile;
+    let _turn = turnstile.turn(ticket).await;
+    let mut run = run.into_iter();
+    let held = turnstile.held_until.lock().unwrap().and_then(|t| t.checked_duration_since(Instant::now()));
+    if let Some(left) = held {
+        return_behind(ctx, run, left).await;
+        return;
+    }
+    while let Some(delivery) = run.next() {
+        let item::Disposition::Returned(delay) = item::process(ctx, conn, delivery).await else { continue };
+        // The rest become visible no sooner than the one that went back, and the queue
+        // then hands the group out in order again. SQS counts visibility in whole
+        // seconds, rounded up: so does the hold.
+        let hold = std::time::Duration::from_secs(delay.as_secs() + u64::from(delay.subsec_nanos() > 0));
+        *turnstile.held_until.lock().unwrap() = Some(Instant::now() + hold);
+        return_behind(ctx, run, delay).await;
+        return;
+    }
+}
+
+/// Returns deliveries behind one that went back to the queue, unattempted.
+async fn return_behind(ctx: &Ctx, rest: impl Iterator<Item = Delivery>, delay: std::time::Duration) {
+    let rest: Vec<_> = rest.map(|d| (d.receipt.clone(), delay)).collect();
+    if rest.is_empty() {
+        return;
+    }
+    metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "behind_returned").increment(rest.len() as u64);
+    if let Err(e) = ctx.queue.change_visibility(&rest).await {
+        metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "return", "error_kind" => e.kind()).increment(1);
+        tracing::warn!(error = %e, "could not return the rest of an ordered run; it reappears after its visibility timeout");
     }
 }
 

@@ -73,15 +73,25 @@ impl From<StageError> for Outcome {
     }
 }
 
+/// What became of a delivery's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Deleted or dead-lettered: the item is finished (or was already).
+    Finished,
+    /// Back on the queue, to be received again after about this long (a retry, a busy
+    /// or saturated connection, an outcome that could not be recorded).
+    Returned(Duration),
+}
+
 /// Processes one delivery to the end; never panics out, never loses the message.
-pub async fn process(ctx: &Ctx, conn: &std::sync::Arc<ConnectorShared>, delivery: Delivery) {
+pub async fn process(ctx: &Ctx, conn: &std::sync::Arc<ConnectorShared>, delivery: Delivery) -> Disposition {
     let env = &delivery.envelope;
     let span =
         tracing::info_span!("item", job_id = %env.job_id, item_id = %env.item_id, connection = %env.connection_id);
     async {
         let mut ledger = Vec::new();
         let outcome = attempt(ctx, conn, &delivery, &mut ledger).await;
-        finish(ctx, conn, &delivery, outcome, ledger).await;
+        finish(ctx, conn, &delivery, outcome, ledger).await
     }
     .instrument(span)
     .await
@@ -319,7 +329,13 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, at_least: Option<Dur
     jittered.max(at_least.unwrap_or_default()).min(Duration::from_secs(12 * 3600))
 }
 
-async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcome, ledger: Vec<LedgerEntry>) {
+async fn finish(
+    ctx: &Ctx,
+    conn: &ConnectorShared,
+    d: &Delivery,
+    outcome: Outcome,
+    ledger: Vec<LedgerEntry>,
+) -> Disposition {
     d.release_capacity();
     let q = &ctx.queue;
     let erp = conn.config.erp.as_str();
@@ -328,12 +344,9 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
     let (state, erp_id, error, detail) = match outcome {
         Outcome::AlreadyDone => {
             delete(ctx, d).await;
-            return;
+            return Disposition::Finished;
         }
-        Outcome::NotNow(reason) => {
-            returned(ctx, d, Duration::from_secs(2), reason).await;
-            return;
-        }
+        Outcome::NotNow(reason) => return returned(ctx, d, Duration::from_secs(2), reason).await,
         Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
         Outcome::Failed(e) => (ItemState::Failed, None, Some(e), None),
         Outcome::DeadLetter(reason) => (ItemState::DeadLettered, None, Some(err("unprocessable", None, reason)), None),
@@ -355,17 +368,17 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
             let detail = format!("retry in {:.1} s", delay.as_secs_f64());
             // The ledger must be durable before the message comes back.
             if record(ctx, conn, d, ItemState::Retrying, None, Some(error), ledger, Some(detail), true).await {
-                returned(ctx, d, delay, "retry").await;
+                return returned(ctx, d, delay, "retry").await;
             }
-            return;
+            // Not recorded: the message stays invisible until its visibility timeout.
+            return Disposition::Returned(visibility_timeout(ctx));
         }
     };
     let reason = error.as_ref().map(|e| e.message.clone());
     if !record(ctx, conn, d, state, erp_id, error.clone(), ledger, detail, true).await {
         // Not recorded: keep the message; it comes back after a short pause.
         tracing::warn!("outcome not recorded; the message will be redelivered");
-        returned(ctx, d, Duration::from_secs(5), "unrecorded").await;
-        return;
+        return returned(ctx, d, Duration::from_secs(5), "unrecorded").await;
     }
     metrics::counter!(telemetry::ITEMS, "erp" => erp, "op" => op, "outcome" => state.as_str()).increment(1);
     metrics::counter!(telemetry::CONNECTION_ITEMS, "connection" => conn.label().to_owned(), "outcome" => state.as_str())
@@ -386,13 +399,22 @@ async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcom
             delete(ctx, d).await;
         }
     }
+    Disposition::Finished
+}
+
+fn visibility_timeout(ctx: &Ctx) -> Duration {
+    Duration::from_secs(ctx.config.queue.visibility_timeout_secs.get().into())
 }
 
 /// Puts the message back on the queue, visible again after `delay`.
-async fn returned(ctx: &Ctx, d: &Delivery, delay: Duration, reason: &'static str) {
+async fn returned(ctx: &Ctx, d: &Delivery, delay: Duration, reason: &'static str) -> Disposition {
     metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => reason).increment(1);
-    if let Err(e) = ctx.queue.change_visibility(&[(d.receipt.clone(), delay)]).await {
-        tracing::warn!(error = %e, "could not reschedule the message; it reappears after its visibility timeout");
+    match ctx.queue.change_visibility(&[(d.receipt.clone(), delay)]).await {
+        Ok(_) => Disposition::Returned(delay),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not reschedule the message; it reappears after its visibility timeout");
+            Disposition::Returned(visibility_timeout(ctx))
+        }
     }
 }
 

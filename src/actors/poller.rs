@@ -258,9 +258,44 @@ async fn route_batch(ctx: &Arc<Ctx>, batch: ReceiveBatch) -> (usize, usize) {
     let n = batch.messages.len();
     metrics::counter!(telemetry::QUEUE_RECEIVED).increment(n as u64);
     let mut returned: Vec<(ReceiptHandle, Duration)> = Vec::new();
+    // On a queue that keeps group order, each connection's messages go over as one run,
+    // in the order received (`ConnectorMsg::ProcessInOrder`).
+    let mut runs: Vec<(ConnectionId, Vec<Delivery>)> = Vec::new();
+    let ordered = ctx.queue.keeps_group_order();
+    // Connections one of whose messages went back: on an ordered queue, the messages
+    // behind it go back too, no sooner.
+    let mut held: Vec<(ConnectionId, Duration)> = Vec::new();
     for m in batch.messages {
-        if let Some(back) = route(ctx, m).await {
-            returned.push(back);
+        match route(ctx, m).await {
+            Routed::Done => {}
+            Routed::Back(receipt, delay, connection) => {
+                if ordered && !held.iter().any(|(c, _)| *c == connection) {
+                    held.push((connection, delay));
+                }
+                returned.push((receipt, delay));
+            }
+            Routed::Ready(delivery) if ordered => {
+                let connection = &delivery.envelope.connection_id;
+                if let Some((_, delay)) = held.iter().find(|(c, _)| c == connection) {
+                    returned.push((delivery.receipt.clone(), *delay));
+                } else if let Some((_, run)) = runs.iter_mut().find(|(c, _)| c == connection) {
+                    run.push(delivery);
+                } else {
+                    runs.push((connection.clone(), vec![delivery]));
+                }
+            }
+            Routed::Ready(delivery) => {
+                let receipt = delivery.receipt.clone();
+                if !hand_over(ctx, &delivery.envelope.connection_id.clone(), ConnectorMsg::Process(delivery)) {
+                    returned.push((receipt, Duration::from_secs(1)));
+                }
+            }
+        }
+    }
+    for (connection, run) in runs {
+        let receipts: Vec<_> = run.iter().map(|d| d.receipt.clone()).collect();
+        if !hand_over(ctx, &connection, ConnectorMsg::ProcessInOrder(run)) {
+            returned.extend(receipts.into_iter().map(|r| (r, Duration::from_secs(1))));
         }
     }
     if !returned.is_empty() {
@@ -273,37 +308,51 @@ async fn route_batch(ctx: &Arc<Ctx>, batch: ReceiveBatch) -> (usize, usize) {
     (n - returned.len(), returned.len())
 }
 
-/// Hands a message to its connector; returns it (with a delay) when it must go back to
-/// the queue instead.
-async fn route(ctx: &Arc<Ctx>, m: Received) -> Option<(ReceiptHandle, Duration)> {
+/// Where a received message goes.
+enum Routed {
+    /// Dead-lettered (unreadable, unknown connection).
+    Done,
+    /// Back to the queue after a delay (the message is for this connection).
+    Back(ReceiptHandle, Duration, ConnectionId),
+    /// For its connector.
+    Ready(Delivery),
+}
+
+/// Decides where a message goes: dead-lettered, back to the queue (with a delay), or to
+/// its connector.
+async fn route(ctx: &Arc<Ctx>, m: Received) -> Routed {
     let env = match Envelope::decode(&m.body) {
         Ok(env) => env,
         Err(e) => {
             reject(ctx, &m, e.kind(), &format!("unreadable message: {e}"), None).await;
-            return None;
+            return Routed::Done;
         }
     };
     let Some(conn) = ctx.connectors.get(&env.connection_id) else {
         let reason = format!("unknown connection {:?}", env.connection_id.as_str());
         reject(ctx, &m, "unknown_connection", &reason, Some((env.item_id, env.connection_id.clone()))).await;
-        return None;
+        return Routed::Done;
     };
     // Received as the daemon began to stop: straight back, for whoever runs next.
     if ctx.shutdown.is_cancelled() {
-        return Some((m.receipt, Duration::ZERO));
+        return Routed::Back(m.receipt, Duration::ZERO, env.connection_id);
     }
     if !conn.can_take() {
-        return Some((m.receipt, conn.return_delay(m.receive_count)));
+        let delay = conn.return_delay(m.receive_count);
+        return Routed::Back(m.receipt, delay, env.connection_id);
     }
-    let name = format!("connector.{}", env.connection_id);
-    let receipt = m.receipt.clone();
-    let delivery = Delivery::new(ctx.clone(), conn.clone(), m, env);
+    Routed::Ready(Delivery::new(ctx.clone(), conn.clone(), m, env))
+}
+
+/// Sends `msg` to the connector of `connection`; false when it is restarting (the
+/// messages then come back shortly).
+fn hand_over(ctx: &Ctx, connection: &ConnectionId, msg: ConnectorMsg) -> bool {
+    let name = format!("connector.{connection}");
     match ctx.lookup::<ConnectorMsg>(&name) {
-        Some(actor) if actor.send_message(ConnectorMsg::Process(delivery)).is_ok() => None,
-        // The connector is restarting: the message comes back shortly.
+        Some(actor) if actor.send_message(msg).is_ok() => true,
         _ => {
             metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "connector_restarting").increment(1);
-            Some((receipt, Duration::from_secs(1)))
+            false
         }
     }
 }

@@ -185,6 +185,12 @@ impl Sandbox {
             .unwrap_or_default()
     }
 
+    /// The external_refs of a collection's documents, in the order they were created.
+    pub async fn creation_order(&self, collection: &str) -> Vec<String> {
+        let books = self.sim.books.lock().await;
+        books.docs.get(collection).map(|d| d.iter().map(|d| d.external_ref.clone()).collect()).unwrap_or_default()
+    }
+
     /// The bodies received for an external_ref in a collection, oldest first, each with
     /// the `id` the sandbox gave it: what the ERP was sent, for tests to inspect.
     pub async fn bodies_for(&self, collection: &str, external_ref: &str) -> Vec<Value> {

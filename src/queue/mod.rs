@@ -167,6 +167,12 @@ pub trait Queue: Send + Sync + 'static {
     /// Whether `ReceiveRequest::group` is honoured.
     fn can_receive_by_group(&self) -> bool;
 
+    /// Whether the queue hands out each group's messages in the order they were sent, one
+    /// receive's worth at a time (SQS FIFO): the daemon then keeps that order at the ERP.
+    fn keeps_group_order(&self) -> bool {
+        false
+    }
+
     /// Whether `delete` reports a stale receipt handle by returning false. SQS cannot:
     /// its DeleteMessage succeeds on a stale handle without deleting the message.
     fn detects_stale_deletes(&self) -> bool {

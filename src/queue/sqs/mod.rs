@@ -339,6 +339,10 @@ impl Queue for SqsQueue {
         false
     }
 
+    fn keeps_group_order(&self) -> bool {
+        self.fifo
+    }
+
     fn detects_stale_deletes(&self) -> bool {
         false
     }
