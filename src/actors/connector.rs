@@ -332,7 +332,7 @@ impl Drop for Delivery {
 
 pub enum ConnectorMsg {
     /// One item, worked on beside the others (up to the connection's limit).
-    Process(Delivery),
+    Process(Box<Delivery>),
     /// A connection's messages from one receive of a queue that keeps group order, in
     /// that order: worked on one after the other, so the ERP creates them in queue order.
     /// When one goes back to the queue (a retry, a busy connection), the rest go back
@@ -373,7 +373,7 @@ impl Actor for ConnectorActor {
                 tokio::select! {
                     // Abandoned work leaves its message to reappear after the visibility timeout.
                     _ = abandon.cancelled() => {}
-                    _ = item::process(&ctx, &conn, delivery) => {}
+                    _ = item::process(&ctx, &conn, *delivery) => {}
                 }
             }),
             ConnectorMsg::ProcessInOrder(run) => {

@@ -279,9 +279,9 @@ async fn route_batch(ctx: &Arc<Ctx>, batch: ReceiveBatch) -> (usize, usize) {
                 if let Some((_, delay)) = held.iter().find(|(c, _)| c == connection) {
                     returned.push((delivery.receipt.clone(), *delay));
                 } else if let Some((_, run)) = runs.iter_mut().find(|(c, _)| c == connection) {
-                    run.push(delivery);
+                    run.push(*delivery);
                 } else {
-                    runs.push((connection.clone(), vec![delivery]));
+                    runs.push((connection.clone(), vec![*delivery]));
                 }
             }
             Routed::Ready(delivery) => {
@@ -315,7 +315,7 @@ enum Routed {
     /// Back to the queue after a delay (the message is for this connection).
     Back(ReceiptHandle, Duration, ConnectionId),
     /// For its connector.
-    Ready(Delivery),
+    Ready(Box<Delivery>),
 }
 
 /// Decides where a message goes: dead-lettered, back to the queue (with a delay), or to
@@ -341,7 +341,7 @@ async fn route(ctx: &Arc<Ctx>, m: Received) -> Routed {
         let delay = conn.return_delay(m.receive_count);
         return Routed::Back(m.receipt, delay, env.connection_id);
     }
-    Routed::Ready(Delivery::new(ctx.clone(), conn.clone(), m, env))
+    Routed::Ready(Box::new(Delivery::new(ctx.clone(), conn.clone(), m, env)))
 }
 
 /// Sends `msg` to the connector of `connection`; false when it is restarting (the
