@@ -227,9 +227,10 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn send(&self, messages: Vec<Outgoing>) -> Result<(), QueueError> {
+        // All or none, so a failure never leaves some sent while reporting none sent.
         let mut script = crate::store::Script::new(self.backend_kind());
         self.push_insert(&mut script, &messages);
-        script.run(&self.db).await.map_err(storage)?;
+        script.run_in_transaction(&self.db).await.map_err(storage)?;
         self.announce();
         Ok(())
     }
