@@ -138,6 +138,7 @@ impl Daemon {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             config: Arc::new(config),
             db,
+            wal: Default::default(),
             queue,
             connectors,
             capacity: tokio::sync::Notify::new(),
@@ -153,7 +154,7 @@ impl Daemon {
             status_progress: Default::default(),
         });
         let mut background = lease_tasks(&ctx.db, pools).await;
-        background.extend(store::spawn_checkpointer(&ctx.db));
+        background.extend(store::spawn_checkpointer(&ctx.db, ctx.wal.clone()));
         let (root, root_done) = start_tree(&ctx).await?;
         let addr = ctx.config.http.listen;
         let listener =

@@ -119,6 +119,8 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
             q.push_insert(&mut script, &messages);
         }
         script.run_in_transaction(&ctx.db).await?;
+        // Checkpoint this job's pages now, before the next job commits (`store::WalNudge`).
+        ctx.wal.committed();
         Ok::<_, StoreError>(())
     };
     recorded.await.map_err(|e| SubmitError::Store(e.to_string()))?;

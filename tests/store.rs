@@ -14,8 +14,9 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     let url = format!("sqlite://{}/wal.db?mode=rwc", dir.path().display());
     let db = erpsync::store::connect(&url, 4).await.unwrap();
     db.execute_unprepared("CREATE TABLE blobs (b BLOB)").await.unwrap();
-    let checkpointer = erpsync::store::spawn_checkpointer_with(&db, Duration::from_millis(20), 1024)
-        .expect("SQLite has a checkpointer");
+    let checkpointer =
+        erpsync::store::spawn_checkpointer_with(&db, Default::default(), Duration::from_millis(20), 1024)
+            .expect("SQLite has a checkpointer");
     let wal = dir.path().join("wal.db-wal");
     let mut largest = 0;
     for _ in 0..100 {
@@ -26,6 +27,33 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     checkpointer.abort();
     let mib = largest / (1 << 20);
     assert!(mib < 40, "the WAL grew to {mib} MiB while 100 MiB were written");
+}
+
+/// A checkpoint started right after a commit copies that one transaction and is done
+/// before the next commit, which then starts the WAL over: the WAL file stays about one
+/// transaction long. Here the period is an hour, so only the nudges checkpoint; 50
+/// transactions of 1 MiB, each followed by a nudge and a 20 ms pause (the gap a paced
+/// client leaves). Without the nudges the WAL would hold all 50 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_nudged_after_each_commit_keeps_the_wal_about_one_transaction_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/wal.db?mode=rwc", dir.path().display());
+    let db = erpsync::store::connect(&url, 4).await.unwrap();
+    db.execute_unprepared("CREATE TABLE blobs (b BLOB)").await.unwrap();
+    let nudge = erpsync::store::WalNudge::default();
+    let checkpointer = erpsync::store::spawn_checkpointer_with(&db, nudge.clone(), Duration::from_secs(3600), i64::MAX)
+        .expect("SQLite has a checkpointer");
+    let wal = dir.path().join("wal.db-wal");
+    let mut largest = 0;
+    for _ in 0..50 {
+        db.execute_unprepared("INSERT INTO blobs VALUES (zeroblob(1048576))").await.unwrap();
+        nudge.committed();
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    checkpointer.abort();
+    let mib = largest / (1 << 20);
+    assert!(mib < 10, "the WAL grew to {mib} MiB while 50 transactions of 1 MiB were written");
 }
 
 /// A job is recorded whole or not at all. On SQLite its transaction goes to the database

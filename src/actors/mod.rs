@@ -39,6 +39,8 @@ pub struct Ctx {
     pub prefix: String,
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
+    /// Wakes the SQLite checkpointer after a commit that should not wait for its period.
+    pub wal: crate::store::WalNudge,
     pub queue: Arc<dyn Queue>,
     pub connectors: HashMap<ConnectionId, Arc<connector::ConnectorShared>>,
     /// Fired whenever an item finishes, i.e. a connector may have room again.

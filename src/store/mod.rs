@@ -15,6 +15,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,29 +97,48 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// only, should the checkpointer task stop (256 MiB).
 const CHECKPOINT_BACKSTOP_PAGES: u32 = 65_536;
 
-/// How often the SQLite checkpointer runs.
+/// How often the SQLite checkpointer runs when nothing nudges it.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// WAL pages beyond which the checkpointer also restarts the WAL (64 MiB).
 const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 
-/// On SQLite, a task that checkpoints the WAL every 250 ms, so that no request pays for a
-/// checkpoint: with the default automatic checkpoint every 1,000 pages, one
-/// `POST /v1/jobs` in a few copied megabytes and synced the file before answering.
+/// Tells the SQLite checkpointer that a transaction has just committed, so it copies the
+/// WAL into the database now, in the gap before the next writer. Cheap to call and
+/// coalescing: nudges while a checkpoint runs make one more checkpoint, not many. On
+/// PostgreSQL nothing listens and a nudge does nothing.
+#[derive(Clone, Default)]
+pub struct WalNudge(Arc<tokio::sync::Notify>);
+
+impl WalNudge {
+    pub fn committed(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// On SQLite, a task that checkpoints the WAL, so that no request pays for a checkpoint
+/// (with the default automatic checkpoint every 1,000 pages, one `POST /v1/jobs` in a few
+/// copied megabytes and synced the file before answering). It runs when nudged right
+/// after a commit ([`WalNudge`]), and every 250 ms for the writers that do not nudge.
 ///
-/// The checkpoint is PASSIVE: it neither waits for nor blocks readers and writers. Under
-/// sustained writes that is not enough, because SQLite starts the WAL afresh only when a
-/// writer finds it entirely copied, and there is always a newer frame; the WAL then grows
-/// without end. So once it is over 64 MiB, a RESTART checkpoint follows the PASSIVE one:
-/// writers wait while it copies what the PASSIVE one left (little) and syncs, after which
-/// the next writer starts the WAL from the beginning. `None` on PostgreSQL.
-pub fn spawn_checkpointer(db: &DatabaseConnection) -> Option<tokio::task::JoinHandle<()>> {
-    spawn_checkpointer_with(db, CHECKPOINT_EVERY, CHECKPOINT_RESTART_PAGES)
+/// The checkpoint is PASSIVE: it neither waits for nor blocks readers and writers. SQLite
+/// starts the WAL afresh only when a writer finds it entirely copied. A checkpoint right
+/// after a job's commit copies that one transaction (≈ 70 pages for 200 invoices) and is
+/// usually done before the next job commits, so the next writer starts the WAL over and
+/// it stays a few hundred kilobytes; the periodic checkpoint, by contrast, copied
+/// thousands of pages at once under load, slowing the requests beside it, and never caught
+/// up. Where it still cannot catch up (sustained writes from writers that do not nudge),
+/// once the WAL is over 64 MiB a RESTART checkpoint follows the PASSIVE one: writers wait
+/// while it copies what the PASSIVE one left (little) and syncs, after which the next
+/// writer starts the WAL from the beginning. `None` on PostgreSQL.
+pub fn spawn_checkpointer(db: &DatabaseConnection, nudge: WalNudge) -> Option<tokio::task::JoinHandle<()>> {
+    spawn_checkpointer_with(db, nudge, CHECKPOINT_EVERY, CHECKPOINT_RESTART_PAGES)
 }
 
 /// [`spawn_checkpointer`] with its period and RESTART threshold (WAL pages) chosen.
 pub fn spawn_checkpointer_with(
     db: &DatabaseConnection,
+    nudge: WalNudge,
     every: Duration,
     restart_pages: i64,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -136,7 +156,11 @@ pub fn spawn_checkpointer_with(
             Ok(row.map(|r| r.try_get_by_index::<i64>(1)).transpose()?.unwrap_or(0))
         };
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                // A nudged checkpoint counts as the period's.
+                _ = nudge.0.notified() => tick.reset(),
+            }
             let result = match checkpoint("PASSIVE").await {
                 Ok(frames) if frames > restart_pages => checkpoint("RESTART").await,
                 other => other,
