@@ -202,6 +202,9 @@ pub struct DrainArgs {
     /// Concurrency limit of each connection.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// The poller's parallel receive loops (`queue.receive_loops`; SQS).
+    #[arg(long, default_value_t = 4)]
+    pub receive_loops: u32,
     /// Store (and embedded queue) on a fresh PostgreSQL database created through this
     /// admin URL, instead of a scratch SQLite file.
     #[arg(long)]
@@ -230,6 +233,9 @@ pub struct DrainReport {
     pub status_writes: u64,
     pub status_batch_mean: f64,
     pub status_write_ms_mean: f64,
+    /// Connector capacity (limits + prefetch), and how much of it stood free on average.
+    pub capacity: usize,
+    pub free_capacity_mean: f64,
 }
 
 /// Thread name of the runtime the benchmark's sandbox ERPs run on.
@@ -250,12 +256,14 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         Some(admin) => Some(crate::testdb::fresh_postgres_on(admin).await),
         None => None,
     };
+    let receive_loops = std::num::NonZeroU32::new(args.receive_loops).context("--receive-loops must be at least 1")?;
     let rig = Rig::start(RigSpec {
         queue: args.backend.queue()?,
         limits: vec![args.limit; args.connections.max(1)],
         sandbox: SandboxOptions { latency_ms: 0, jitter_ms: 0, ..Default::default() },
-        tune: Box::new(|c| {
+        tune: Box::new(move |c| {
             c.log.level = "warn".into();
+            c.queue.receive_loops = receive_loops;
             for conn in &mut c.connections {
                 // One ERP call per item: the queue path is what is measured.
                 conn.attach_pdf = false;
@@ -281,6 +289,23 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     let started_ms = crate::util::now_ms();
     let started = Instant::now();
     paused.store(false, Ordering::Release);
+    // How much of the connectors' capacity (limit + prefetch) stands free while draining:
+    // mostly free means the feed (receiving) limits, mostly taken the work does.
+    let sampler_ctx = rig.daemon().ctx().clone();
+    let stop_sampling = tokio_util::sync::CancellationToken::new();
+    let stop = stop_sampling.clone();
+    let sampler = tokio::spawn(async move {
+        let (mut free, mut samples) = (0usize, 0usize);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                _ = stop.cancelled() => break,
+            }
+            free += sampler_ctx.connectors.values().map(|c| c.room()).sum::<usize>();
+            samples += 1;
+        }
+        (free, samples)
+    });
     // Polled slowly (counting every item costs CPU the daemon should have); the finish
     // time is read exactly afterwards from the last item's update.
     let counts = loop {
@@ -293,6 +318,10 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let capacity: usize =
+        rig.daemon().ctx().connectors.values().map(|c| c.limit() + c.config.prefetch() as usize).sum();
+    stop_sampling.cancel();
+    let (free, samples) = sampler.await.unwrap_or((0, 0));
     let cpu1 =
         (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
     let finished_ms = crate::store::last_update_ms(&rig.daemon().ctx().db).await?.unwrap_or(started_ms);
@@ -326,6 +355,8 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         status_writes: writes as u64,
         status_batch_mean: status_batch,
         status_write_ms_mean: status_ms,
+        capacity,
+        free_capacity_mean: free as f64 / samples.max(1) as f64,
     };
     if args.backend.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -345,6 +376,10 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         println!(
             "status writes  {} transactions, {:.0} updates and {:.1} ms each on average",
             report.status_writes, report.status_batch_mean, report.status_write_ms_mean
+        );
+        println!(
+            "free capacity  {:.0} of {} slots on average (mostly free: receiving limits; mostly taken: the work)",
+            report.free_capacity_mean, report.capacity
         );
     }
     Ok(())
