@@ -120,6 +120,30 @@ async fn dead_letters_after_max_receives_with_reason(q: Arc<dyn Queue>) {
     assert_eq!(q.depth().await.unwrap().dead_lettered, 1);
 }
 
+/// A message received `max_receives` times is not handed out again even by a receive that
+/// comes back full of other messages (the embedded queue dead-letters such messages when a
+/// receive comes up short, or once a second, rather than on every receive).
+async fn exhausted_message_stays_out_of_full_receives(q: Arc<dyn Queue>) {
+    q.send(vec![msg("poison")]).await.unwrap();
+    for n in 1..=MAX_RECEIVES {
+        let m = q.receive(req(1, 3000, 50)).await.unwrap().messages;
+        assert_eq!((m.len(), m[0].receive_count), (1, n), "receive {n}");
+    }
+    q.send((0..3).map(|i| msg(&format!("fresh{i}"))).collect()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fresh = Vec::new();
+    while fresh.len() < 3 {
+        let batch = q.receive(req(3 - fresh.len(), 3000, 60_000)).await.unwrap().messages;
+        assert!(!batch.is_empty(), "the fresh messages arrive");
+        assert!(batch.iter().all(|m| m.body != "poison"), "the exhausted message was handed out again");
+        fresh.extend(batch.into_iter().map(|m| m.body));
+    }
+    // A receive that comes up short: by now the exhausted message is a dead letter.
+    assert!(q.receive(req(10, 200, 60_000)).await.unwrap().messages.is_empty());
+    let dlq = q.dead_letters(10).await.unwrap();
+    assert_eq!(dlq.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["poison"]);
+}
+
 async fn explicit_dead_letter_keeps_the_reason(q: Arc<dyn Queue>) {
     q.send(vec![msg("bad")]).await.unwrap();
     let m = q.receive(req(1, 0, 5000)).await.unwrap().messages.remove(0);
@@ -304,6 +328,7 @@ macro_rules! standard_conformance {
             undeleted_message_reappears_after_visibility_timeout,
             stale_receipt_cannot_delete_a_redelivered_message,
             dead_letters_after_max_receives_with_reason,
+            exhausted_message_stays_out_of_full_receives,
             explicit_dead_letter_keeps_the_reason,
             delayed_message_is_invisible_until_its_delay,
             change_visibility_reschedules,

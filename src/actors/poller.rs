@@ -146,7 +146,7 @@ async fn poll_once(state: &mut PollerState) -> usize {
                 continue;
             }
             let req = ReceiveRequest {
-                max_messages: room.min(10),
+                max_messages: room.min(ctx.queue.max_receive_batch()),
                 wait: Duration::ZERO,
                 visibility: vt,
                 groups: GroupFilter::Only(id.as_str()),
@@ -181,7 +181,8 @@ fn total_room(ctx: &Ctx) -> usize {
 async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>) {
     let vt = Duration::from_secs(ctx.config.queue.visibility_timeout_secs.get().into());
     let wait = Duration::from_secs(ctx.config.queue.wait_time_secs.into());
-    let need = if index == 0 { 1 } else { 10 };
+    let batch = ctx.queue.max_receive_batch();
+    let need = if index == 0 { 1 } else { batch };
     let mut failures = 0u32;
     while !ctx.shutdown.is_cancelled() {
         ctx.mark_progress(&ctx.poller_progress);
@@ -192,7 +193,7 @@ async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>) 
         let take = {
             let mut r = reserved.lock().unwrap();
             let free = total_room(&ctx).saturating_sub(*r);
-            let take = if free >= need { free.min(10) } else { 0 };
+            let take = if free >= need { free.min(batch) } else { 0 };
             *r += take;
             take
         };

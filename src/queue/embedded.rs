@@ -16,6 +16,7 @@ use crate::util::now_ms;
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -29,7 +30,13 @@ pub struct EmbeddedQueue {
     max_receives: u32,
     poll_interval: Duration,
     activity: Arc<Notify>,
+    /// When exhausted messages were last moved to the dead letters (ms since the epoch).
+    last_sweep_ms: AtomicI64,
 }
+
+/// Longest a message received `max_receives` times waits to be dead-lettered while every
+/// receive comes back full.
+const SWEEP_EVERY_MS: i64 = 1000;
 
 fn storage(e: DbErr) -> QueueError {
     QueueError::Storage(e.to_string())
@@ -83,6 +90,7 @@ impl EmbeddedQueue {
             max_receives,
             poll_interval,
             activity: Arc::new(Notify::new()),
+            last_sweep_ms: AtomicI64::new(0),
         }
     }
 
@@ -159,7 +167,6 @@ impl EmbeddedQueue {
 
     async fn receive_now(&self, req: &ReceiveRequest<'_>) -> Result<ReceiveBatch, QueueError> {
         let now = now_ms();
-        let dead_lettered = self.redrive_exhausted(now).await?;
         let lock = if self.backend_kind() == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let mut values: Vec<Value> = vec![
             (now + ms(req.visibility)).into(),
@@ -187,9 +194,10 @@ impl EmbeddedQueue {
         let sql = format!(
             "UPDATE queue_messages SET visible_at_ms = $1, receive_count = receive_count + 1 \
              WHERE id IN (SELECT id FROM queue_messages \
-                 WHERE queue = $2 AND dead_at_ms IS NULL AND visible_at_ms <= $3{group_filter} \
+                 WHERE queue = $2 AND dead_at_ms IS NULL AND visible_at_ms <= $3 AND receive_count < {max}{group_filter} \
                  ORDER BY visible_at_ms, id LIMIT $4{lock}) \
-             RETURNING id, body, group_id, receive_count"
+             RETURNING id, body, group_id, receive_count",
+            max = self.max_receives
         );
         let rows = self.db.query_all_raw(self.stmt(&sql, values)).await.map_err(storage)?;
         let mut messages = rows
@@ -208,6 +216,17 @@ impl EmbeddedQueue {
             .collect::<Result<Vec<_>, DbErr>>()
             .map_err(storage)?;
         messages.sort_by_key(|m| m.message_id.parse::<i64>().unwrap_or(0));
+        // Messages received `max_receives` times are never handed out again (above); they
+        // move to the dead letters when a receive comes up short, or once a second. The
+        // sweep reads every visible message, so on each receive it cost a draining
+        // poller more than the receive itself.
+        let due = now - self.last_sweep_ms.load(Ordering::Relaxed) >= SWEEP_EVERY_MS;
+        let dead_lettered = if messages.len() < req.max_messages || due {
+            self.last_sweep_ms.store(now, Ordering::Relaxed);
+            self.redrive_exhausted(now).await?
+        } else {
+            Vec::new()
+        };
         Ok(ReceiveBatch { messages, dead_lettered })
     }
 }
@@ -220,6 +239,13 @@ impl Queue for EmbeddedQueue {
 
     fn can_receive_by_group(&self) -> bool {
         true
+    }
+
+    /// A receive is one statement whatever its size, and a draining poller, which receives
+    /// for one connection after the other, is limited by how many it makes: 10 at a time
+    /// drained 2,300 items/s in `bench drain`, 50 at a time 3,900.
+    fn max_receive_batch(&self) -> usize {
+        50
     }
 
     fn activity(&self) -> Option<Arc<Notify>> {

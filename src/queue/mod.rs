@@ -173,6 +173,11 @@ pub trait Queue: Send + Sync + 'static {
         false
     }
 
+    /// Most messages one receive may return (SQS: 10).
+    fn max_receive_batch(&self) -> usize {
+        10
+    }
+
     /// Whether `delete` reports a stale receipt handle by returning false. SQS cannot:
     /// its DeleteMessage succeeds on a stale handle without deleting the message.
     fn detects_stale_deletes(&self) -> bool {
