@@ -182,6 +182,16 @@ pub fn sample(series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The sum of every series of metric `name`, whatever its labels (0 when none exists).
+pub fn sample_total(name: &str) -> f64 {
+    metrics_handle()
+        .render()
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Sets up tracing once per process; later calls are no-ops (tests start many daemons).
 pub fn init_tracing(cfg: &LogConfig) {
     use tracing_subscriber::EnvFilter;

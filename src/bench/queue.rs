@@ -236,7 +236,14 @@ pub struct DrainReport {
     /// Connector capacity (limits + prefetch), and how much of it stood free on average.
     pub capacity: usize,
     pub free_capacity_mean: f64,
+    /// Messages received while draining, and how many of them went back to the queue
+    /// (their connection was saturated, or they were behind one that was).
+    pub received: u64,
+    pub returned: u64,
 }
+
+/// Invoices per job when filling the queue for `bench drain`.
+const JOB_SIZE: usize = 200;
 
 /// Thread name of the runtime the benchmark's sandbox ERPs run on.
 const SANDBOX_THREADS: &str = "bench-sandbox";
@@ -276,16 +283,29 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     .await?;
     let n = args.connections.max(1);
     let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
-    for i in 0..n {
-        let per = args.invoices / n + usize::from(i < args.invoices % n);
-        let docs: Vec<_> = (0..per).map(|k| crate::samples::invoice(&format!("{tag}{i}"), k)).collect();
-        for chunk in docs.chunks(1000) {
-            rig.submit(i, chunk).await?;
+    // Jobs of 200 invoices, the connections taking turns, as several customers' jobs
+    // arrive: the queue then holds every connection's work throughout. (One connection's
+    // jobs after the other's would leave a receive little but one connection's messages,
+    // and that connection's limit would bound the drain.)
+    let docs: Vec<Vec<_>> = (0..n)
+        .map(|i| {
+            let per = args.invoices / n + usize::from(i < args.invoices % n);
+            (0..per).map(|k| crate::samples::invoice(&format!("{tag}{i}"), k)).collect()
+        })
+        .collect();
+    let chunks: Vec<Vec<_>> = docs.iter().map(|d| d.chunks(JOB_SIZE).collect()).collect();
+    for round in 0..chunks.iter().map(Vec::len).max().unwrap_or(0) {
+        for (i, c) in chunks.iter().enumerate() {
+            if let Some(chunk) = c.get(round) {
+                rig.submit(i, chunk).await?;
+            }
         }
     }
     let emulator = args.backend.emulator_pid();
     let cpu0 =
         (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
+    let received0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_RECEIVED);
+    let returned0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_RETURNED);
     let started_ms = crate::util::now_ms();
     let started = Instant::now();
     paused.store(false, Ordering::Release);
@@ -334,6 +354,8 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     let stats = rig.stats();
     let succeeded = count(&counts, ItemState::Succeeded);
     let stat = crate::telemetry::sample;
+    let received = crate::telemetry::sample_total(crate::telemetry::QUEUE_RECEIVED) - received0;
+    let returned = crate::telemetry::sample_total(crate::telemetry::QUEUE_RETURNED) - returned0;
     let writes = stat("erpsync_status_write_duration_seconds_count").max(1.0);
     let status_batch = stat("erpsync_status_write_batch_size_sum") / writes;
     let status_ms = stat("erpsync_status_write_duration_seconds_sum") / writes * 1000.0;
@@ -357,6 +379,8 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         status_write_ms_mean: status_ms,
         capacity,
         free_capacity_mean: free as f64 / samples.max(1) as f64,
+        received: received as u64,
+        returned: returned as u64,
     };
     if args.backend.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -381,6 +405,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
             "free capacity  {:.0} of {} slots on average (mostly free: receiving limits; mostly taken: the work)",
             report.free_capacity_mean, report.capacity
         );
+        println!("received       {} messages, {} of them sent back to wait for room", report.received, report.returned);
     }
     Ok(())
 }
