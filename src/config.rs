@@ -106,14 +106,19 @@ pub struct QueueConfig {
     /// recorded. What is not sent by then (SQS throttling or down) is answered as `unsent`
     /// and sent by the outbox, so the API still answers at once.
     pub send_timeout_ms: NonZeroU32,
+    /// Embedded queue: keep each connection's order, as an SQS FIFO queue does (an SQS
+    /// queue is FIFO when its name ends in `.fifo`).
+    pub fifo: bool,
 }
 
 impl QueueConfig {
     /// `max_receives` in force for the configured backend.
     pub fn max_receives(&self) -> u32 {
+        // Where messages go back to the queue without being worked on (SQS: for a saturated
+        // connection; FIFO: behind one that goes back), each return is a receive too.
         self.max_receives.map(NonZeroU32::get).unwrap_or(match self.backend {
-            QueueBackend::Embedded => 20,
-            QueueBackend::Sqs => 100,
+            QueueBackend::Embedded if !self.fifo => 20,
+            QueueBackend::Embedded | QueueBackend::Sqs => 100,
         })
     }
 
@@ -327,6 +332,7 @@ impl Default for QueueConfig {
             receive_loops: nz(4),
             send_concurrency: nz(8),
             send_timeout_ms: nz(2000),
+            fifo: false,
         }
     }
 }
@@ -585,6 +591,12 @@ impl Config {
                      also counts as a receive",
                     self.retry.max_attempts
                 ),
+            );
+        }
+        if q.fifo && q.backend == QueueBackend::Sqs {
+            add(
+                "queue.fifo".into(),
+                "is for the embedded queue; an SQS queue is FIFO when its name ends in \".fifo\"".into(),
             );
         }
         if q.receive_loops.get() > 32 {

@@ -18,6 +18,8 @@ pub enum RigQueue {
     /// The embedded queue in the rig's database.
     #[default]
     Embedded,
+    /// The embedded queue keeping each connection's order (`queue.fifo`).
+    EmbeddedFifo,
     /// A fresh SQS queue (and dead-letter queue) on an SQS-compatible server, deleted at
     /// shutdown. Credentials come from the standard chain (tests set dummy ones).
     Sqs { endpoint_url: String, fifo: bool },
@@ -111,6 +113,10 @@ impl Rig {
             .collect();
         let sqs_fifo = match &spec.queue {
             RigQueue::Embedded => None,
+            RigQueue::EmbeddedFifo => {
+                config.queue.fifo = true;
+                None
+            }
             RigQueue::Sqs { endpoint_url, fifo } => {
                 let suffix = if *fifo { ".fifo" } else { "" };
                 config.queue.backend = QueueBackend::Sqs;

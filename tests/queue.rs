@@ -25,6 +25,24 @@ async fn embedded() -> Made {
     (Arc::new(EmbeddedQueue::new(db, "conformance", MAX_RECEIVES, Duration::from_millis(20))), Box::new(dir))
 }
 
+async fn embedded_fifo() -> Made {
+    embedded_fifo_on(None).await
+}
+
+async fn embedded_postgres_fifo() -> Made {
+    embedded_fifo_on(Some(erpsync::testdb::fresh_postgres().await)).await
+}
+
+/// The embedded queue in FIFO mode, on SQLite or on the PostgreSQL database `url`.
+async fn embedded_fifo_on(url: Option<String>) -> Made {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url.unwrap_or_else(|| format!("sqlite://{}/q.db?mode=rwc", dir.path().display()));
+    let db = erpsync::store::connect(&url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let q = EmbeddedQueue::new(db, "conformance", MAX_RECEIVES, Duration::from_millis(20)).keeping_group_order(true);
+    (Arc::new(q), Box::new(dir))
+}
+
 async fn embedded_postgres() -> Made {
     let url = erpsync::testdb::fresh_postgres().await;
     let db = erpsync::store::connect(&url, 4).await.unwrap();
@@ -295,6 +313,28 @@ async fn fifo_keeps_each_groups_order(q: Arc<dyn Queue>) {
     }
 }
 
+/// FIFO: a message sent back with a delay stays at the head of its group. Its group is held
+/// until it is visible again, and then it comes first, the later ones behind it in order.
+async fn fifo_returned_message_stays_first_in_its_group(q: Arc<dyn Queue>) {
+    q.send((0..3).map(|i| in_group(&format!("a{i}"), "a")).collect()).await.unwrap();
+    let first = q.receive(req(1, 2000, 60_000)).await.unwrap().messages;
+    assert_eq!(first.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["a0"]);
+    assert!(q.change_visibility(&[(first[0].receipt.clone(), Duration::from_millis(500))]).await.unwrap()[0]);
+    assert!(q.receive(req(10, 0, 60_000)).await.unwrap().messages.is_empty(), "the group is held while a0 waits");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 && Instant::now() < deadline {
+        for m in q.receive(req(10, 2000, 60_000)).await.unwrap().messages {
+            if m.body == "a0" {
+                assert_eq!(m.receive_count, 2, "a0 is received a second time");
+            }
+            seen.push(m.body.clone());
+            assert!(q.delete(&m.receipt).await.unwrap());
+        }
+    }
+    assert_eq!(seen, ["a0", "a1", "a2"], "a0 first again, then the rest in order");
+}
+
 /// FIFO deduplication: the same deduplication id (the item id) within five minutes is
 /// one message, so the outbox re-sending an item does not queue it twice.
 async fn fifo_deduplicates_by_id(q: Arc<dyn Queue>) {
@@ -385,8 +425,23 @@ async fn postgres_receivers_never_share_a_message() {
 
 standard_conformance!(sqs_fauxqs, sqs_fauxqs, partial_send_names_the_failed_entries);
 
+// The embedded queue in FIFO mode does not deduplicate (the daemon's ledger makes a
+// message sent twice harmless, and only the outbox ever sends one twice).
+conformance!(embedded_sqlite_fifo, embedded_fifo:
+    undeleted_message_reappears_after_visibility_timeout,
+    dead_letters_after_max_receives_with_reason,
+    fifo_keeps_each_groups_order,
+    fifo_returned_message_stays_first_in_its_group,
+);
+
+conformance!(embedded_postgres_fifo, embedded_postgres_fifo:
+    fifo_keeps_each_groups_order,
+    fifo_returned_message_stays_first_in_its_group,
+);
+
 conformance!(sqs_fauxqs_fifo, sqs_fauxqs_fifo:
     undeleted_message_reappears_after_visibility_timeout,
+    fifo_returned_message_stays_first_in_its_group,
     dead_letters_after_max_receives_with_reason,
     explicit_dead_letter_keeps_the_reason,
     redrive_moves_dead_letters_back,

@@ -204,9 +204,9 @@ async fn sqs_throttling_and_outage_are_ridden_out_losing_nothing_and_creating_no
 /// hands out several, and there the test fails without the run logic; but once a
 /// returned message is visible again moto may hand out later messages of the group
 /// before it, which SQS does not, so it cannot check order either.
-async fn fifo_creates_in_queue_order(endpoint_url: String, per_connection: usize) {
+async fn fifo_creates_in_queue_order(queue: RigQueue, per_connection: usize) {
     let rig = Rig::start(RigSpec {
-        queue: RigQueue::Sqs { endpoint_url, fifo: true },
+        queue,
         limits: vec![1, 4, 10],
         sandbox: SandboxOptions { latency_ms: 2, jitter_ms: 3, fault_rate: 0.15, ..Default::default() },
         tune: Box::new(|c| {
@@ -252,5 +252,15 @@ async fn fifo_creates_in_queue_order(endpoint_url: String, per_connection: usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_queue_creates_each_connections_invoices_in_queue_order_through_faults() {
-    fifo_creates_in_queue_order(erpsync::harness::fauxqs_endpoint(), 60).await;
+    fifo_creates_in_queue_order(RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: true }, 60)
+        .await;
+}
+
+/// The same on the embedded queue in FIFO mode, which hands out several messages of a
+/// connection per receive (up to 50, in order): here the runs are of many items, so this
+/// checks the run logic — an item going back takes the items received behind it back with
+/// it — which the fauxqs run above cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_fifo_queue_creates_each_connections_invoices_in_queue_order_through_faults() {
+    fifo_creates_in_queue_order(RigQueue::EmbeddedFifo, 60).await;
 }

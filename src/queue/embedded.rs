@@ -32,6 +32,9 @@ pub struct EmbeddedQueue {
     activity: Arc<Notify>,
     /// When exhausted messages were last moved to the dead letters (ms since the epoch).
     last_sweep_ms: AtomicI64,
+    /// FIFO: a group's messages are handed out in the order they were sent, and none while
+    /// another of the group is in flight or waiting to be visible again.
+    fifo: bool,
 }
 
 /// Longest a message received `max_receives` times waits to be dead-lettered while every
@@ -91,7 +94,14 @@ impl EmbeddedQueue {
             poll_interval,
             activity: Arc::new(Notify::new()),
             last_sweep_ms: AtomicI64::new(0),
+            fifo: false,
         }
+    }
+
+    /// This queue, keeping each group's order as an SQS FIFO queue does when `fifo`.
+    pub fn keeping_group_order(mut self, fifo: bool) -> Self {
+        self.fifo = fifo;
+        self
     }
 
     fn backend_kind(&self) -> DbBackend {
@@ -191,11 +201,23 @@ impl EmbeddedQueue {
                 f
             }
         };
+        // FIFO: a group whose messages are not all visible (one in flight, or sent back
+        // with a delay) is locked, and the others go out oldest first, so a receive may
+        // hold several of a group but only in order, and never one past the group's head.
+        let (fifo_lock, order) = if self.fifo {
+            (
+                " AND NOT EXISTS (SELECT 1 FROM queue_messages o WHERE o.queue = m.queue \
+                 AND o.group_id = m.group_id AND o.dead_at_ms IS NULL AND o.visible_at_ms > $3)",
+                "id",
+            )
+        } else {
+            ("", "visible_at_ms, id")
+        };
         let sql = format!(
             "UPDATE queue_messages SET visible_at_ms = $1, receive_count = receive_count + 1 \
-             WHERE id IN (SELECT id FROM queue_messages \
-                 WHERE queue = $2 AND dead_at_ms IS NULL AND visible_at_ms <= $3 AND receive_count < {max}{group_filter} \
-                 ORDER BY visible_at_ms, id LIMIT $4{lock}) \
+             WHERE id IN (SELECT id FROM queue_messages m \
+                 WHERE queue = $2 AND dead_at_ms IS NULL AND visible_at_ms <= $3 AND receive_count < {max}{group_filter}{fifo_lock} \
+                 ORDER BY {order} LIMIT $4{lock}) \
              RETURNING id, body, group_id, receive_count",
             max = self.max_receives
         );
@@ -239,6 +261,10 @@ impl Queue for EmbeddedQueue {
 
     fn can_receive_by_group(&self) -> bool {
         true
+    }
+
+    fn keeps_group_order(&self) -> bool {
+        self.fifo
     }
 
     /// A receive is one statement whatever its size, and a draining poller, which receives

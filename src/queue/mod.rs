@@ -23,12 +23,15 @@ pub use envelope::{Envelope, EnvelopeError};
 /// Opens the configured queue (`db` is the embedded queue's home).
 pub async fn open(config: &Config, db: DatabaseConnection) -> Result<Arc<dyn Queue>, QueueError> {
     Ok(match config.queue.backend {
-        QueueBackend::Embedded => Arc::new(embedded::EmbeddedQueue::new(
-            db,
-            "main",
-            config.queue.max_receives(),
-            Duration::from_millis(config.queue.poll_interval_ms.get().into()),
-        )),
+        QueueBackend::Embedded => Arc::new(
+            embedded::EmbeddedQueue::new(
+                db,
+                "main",
+                config.queue.max_receives(),
+                Duration::from_millis(config.queue.poll_interval_ms.get().into()),
+            )
+            .keeping_group_order(config.queue.fifo),
+        ),
         QueueBackend::Sqs => Arc::new(sqs::SqsQueue::connect(&config.queue).await?),
     })
 }
