@@ -242,10 +242,19 @@ impl EmbeddedQueue {
         // move to the dead letters when a receive comes up short, or once a second. The
         // sweep reads every visible message, so on each receive it cost a draining
         // poller more than the receive itself.
+        // A failed sweep must not fail the receive: its messages are already received.
         let due = now - self.last_sweep_ms.load(Ordering::Relaxed) >= SWEEP_EVERY_MS;
         let dead_lettered = if messages.len() < req.max_messages || due {
-            self.last_sweep_ms.store(now, Ordering::Relaxed);
-            self.redrive_exhausted(now).await?
+            match self.redrive_exhausted(now).await {
+                Ok(dead) => {
+                    self.last_sweep_ms.store(now, Ordering::Relaxed);
+                    dead
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "moving exhausted messages to the dead letters failed; the next receive retries");
+                    Vec::new()
+                }
+            }
         } else {
             Vec::new()
         };
