@@ -3,6 +3,37 @@
 use sea_orm::ConnectionTrait;
 use std::time::Duration;
 
+/// Writes `transactions` blobs of 1 MiB to a fresh SQLite file, one per transaction, each
+/// followed by a nudge (when `nudge` is given) and `pause`, while a checkpointer with
+/// `every` and `restart_pages` runs; returns the largest the WAL file grew, in MiB.
+async fn largest_wal_mib(
+    transactions: usize,
+    pause: Duration,
+    nudge: Option<erpsync::store::WalNudge>,
+    every: Duration,
+    restart_pages: i64,
+) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/wal.db?mode=rwc", dir.path().display());
+    let db = erpsync::store::connect(&url, 4).await.unwrap();
+    db.execute_unprepared("CREATE TABLE blobs (b BLOB)").await.unwrap();
+    let checkpointer =
+        erpsync::store::spawn_checkpointer_with(&db, nudge.clone().unwrap_or_default(), every, restart_pages)
+            .expect("SQLite has a checkpointer");
+    let wal = dir.path().join("wal.db-wal");
+    let mut largest = 0;
+    for _ in 0..transactions {
+        db.execute_unprepared("INSERT INTO blobs VALUES (zeroblob(1048576))").await.unwrap();
+        if let Some(n) = &nudge {
+            n.committed();
+        }
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        tokio::time::sleep(pause).await;
+    }
+    checkpointer.abort();
+    largest / (1 << 20)
+}
+
 /// Under sustained writes SQLite's PASSIVE checkpoints may never let the WAL start over;
 /// the checkpointer then RESTARTs it, so the WAL file stops growing. Here with a 20 ms
 /// period and a 4 MiB threshold (the daemon uses 250 ms and 64 MiB), while 100 MiB are
@@ -10,22 +41,7 @@ use std::time::Duration;
 /// (the automatic checkpoint is a 256 MiB backstop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_under_sustained_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/wal.db?mode=rwc", dir.path().display());
-    let db = erpsync::store::connect(&url, 4).await.unwrap();
-    db.execute_unprepared("CREATE TABLE blobs (b BLOB)").await.unwrap();
-    let checkpointer =
-        erpsync::store::spawn_checkpointer_with(&db, Default::default(), Duration::from_millis(20), 1024)
-            .expect("SQLite has a checkpointer");
-    let wal = dir.path().join("wal.db-wal");
-    let mut largest = 0;
-    for _ in 0..100 {
-        db.execute_unprepared("INSERT INTO blobs VALUES (zeroblob(1048576))").await.unwrap();
-        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    }
-    checkpointer.abort();
-    let mib = largest / (1 << 20);
+    let mib = largest_wal_mib(100, Duration::from_millis(3), None, Duration::from_millis(20), 1024).await;
     assert!(mib < 40, "the WAL grew to {mib} MiB while 100 MiB were written");
 }
 
@@ -36,23 +52,8 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
 /// client leaves). Without the nudges the WAL would hold all 50 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_nudged_after_each_commit_keeps_the_wal_about_one_transaction_long() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/wal.db?mode=rwc", dir.path().display());
-    let db = erpsync::store::connect(&url, 4).await.unwrap();
-    db.execute_unprepared("CREATE TABLE blobs (b BLOB)").await.unwrap();
-    let nudge = erpsync::store::WalNudge::default();
-    let checkpointer = erpsync::store::spawn_checkpointer_with(&db, nudge.clone(), Duration::from_secs(3600), i64::MAX)
-        .expect("SQLite has a checkpointer");
-    let wal = dir.path().join("wal.db-wal");
-    let mut largest = 0;
-    for _ in 0..50 {
-        db.execute_unprepared("INSERT INTO blobs VALUES (zeroblob(1048576))").await.unwrap();
-        nudge.committed();
-        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    checkpointer.abort();
-    let mib = largest / (1 << 20);
+    let nudge = Some(erpsync::store::WalNudge::default());
+    let mib = largest_wal_mib(50, Duration::from_millis(20), nudge, Duration::from_secs(3600), i64::MAX).await;
     assert!(mib < 10, "the WAL grew to {mib} MiB while 50 transactions of 1 MiB were written");
 }
 
