@@ -151,6 +151,7 @@ fn api_url(cfg: &Config, url: Option<String>) -> String {
 }
 
 fn main() -> Result<()> {
+    erpsync::util::no_transparent_huge_pages();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {

@@ -86,6 +86,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 // their pwrite() calls were a sixth of a status batch's time.
                 .pragma("temp_store", "MEMORY")
         })
+        .map_sqlx_sqlite_pool_opts(|o| o.after_connect(|conn, _meta| Box::pin(async move { stable_plans(conn).await })))
         .map_sqlx_postgres_pool_opts(|o| {
             o.after_connect(|_conn, _meta| {
                 Box::pin(async {
@@ -95,6 +96,32 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             })
         });
     Database::connect(opts).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })
+}
+
+/// Turns on SQLite's query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`).
+///
+/// Without it, a statement whose plan could depend on a bound value — sea-orm binds the
+/// `LIMIT` of every `.one()` as a parameter — is marked expired whenever that parameter is
+/// bound again, even to the same value, and SQLite parses and plans it anew on its next
+/// step. Every item read and ledger lookup was re-prepared that way: 8 % of the daemon's
+/// CPU while draining. Our plans never depend on the values (no ANALYZE statistics are
+/// kept), so the guarantee costs nothing.
+async fn stable_plans(conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
+    use libsqlite3_sys::{SQLITE_DBCONFIG_ENABLE_QPSG, SQLITE_OK, sqlite3_db_config};
+    use std::os::raw::c_int;
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle();
+    // SAFETY: the handle is locked out of sqlx's worker thread for this call, and the
+    // arguments match SQLITE_DBCONFIG_ENABLE_QPSG's documented signature (int, int*).
+    let rc = unsafe {
+        sqlite3_db_config(db.as_ptr(), SQLITE_DBCONFIG_ENABLE_QPSG, 1 as c_int, std::ptr::null_mut::<c_int>())
+    };
+    if rc != SQLITE_OK {
+        return Err(sea_orm::sqlx::Error::Configuration(
+            format!("sqlite3_db_config(ENABLE_QPSG) returned {rc}").into(),
+        ));
+    }
+    Ok(())
 }
 
 /// WAL pages after which a committing SQLite writer checkpoints by itself: a backstop
