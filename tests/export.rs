@@ -495,3 +495,34 @@ async fn a_payment_the_matcher_refuses_fails_at_once_with_the_reason() {
     assert!(rig.erps[0].sandbox.bodies_for("bill-payments", "perr-gbp").await.is_empty());
     rig.shutdown().await;
 }
+
+/// The same documents submitted in many jobs, to an ERP that keeps no idempotency keys:
+/// each is created once. Only erpsync's own guards stand between the copies — the claim
+/// that keeps two tasks of this daemon off one document, and the ledger. Copies wait for
+/// the claim and take it the moment it is let go: let go before the ledger entry of the
+/// first export committed (as it once was), 20–80 of the 600 created a document again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_submitted_many_times_is_created_once_by_an_erp_without_idempotency_keys() {
+    let rig = Rig::start(RigSpec {
+        limits: vec![20],
+        sandbox: SandboxOptions { latency_ms: 0, idempotency_ttl_secs: 0, ..Default::default() },
+        tune: Box::new(|c| {
+            for conn in &mut c.connections {
+                conn.attach_pdf = false;
+            }
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let documents = samples::invoices("copies", 10);
+    let jobs = 60;
+    for _ in 0..jobs {
+        rig.submit(0, &documents).await.unwrap();
+    }
+    let counts = rig.wait_terminal(Duration::from_secs(120)).await.expect("all items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 10 * jobs as u64, "{counts:?}");
+    let s = &rig.stats()[0];
+    assert_eq!((s.creates, s.duplicate_creates, s.idempotent_replays), (10, 0, 0), "{s:?}");
+    rig.shutdown().await;
+}

@@ -19,12 +19,13 @@ use crate::queue::{Envelope, ReceiptHandle, Received};
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tokio::sync::Semaphore;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
 
 /// Bounds of how many messages a connector holds beyond its room rather than returning
 /// them (see `can_take`).
@@ -43,9 +44,9 @@ pub struct ConnectorShared {
     slot_wait: std::time::Duration,
     /// The `connection` metric label (bounded, see `telemetry::connection_label`).
     label: String,
-    /// (doc kind, source id) being worked on here: one document is never exported by two
-    /// tasks of this daemon at once.
-    busy: Mutex<HashSet<(String, String)>>,
+    /// (doc kind, source id) being worked on here, with what wakes the tasks waiting for
+    /// it: one document is never exported by two tasks of this daemon at once.
+    busy: Mutex<HashMap<(String, String), Arc<Notify>>>,
     /// Moving average of the interval between items finishing here while saturated, in
     /// microseconds; 0 before the first such interval.
     spacing_us: AtomicU64,
@@ -122,7 +123,7 @@ impl ConnectorShared {
             lease,
             slot_wait,
             label,
-            busy: Mutex::new(HashSet::new()),
+            busy: Mutex::new(HashMap::new()),
             spacing_us: AtomicU64::new(0),
             last_departure_us: AtomicU64::new(0),
             born: std::time::Instant::now(),
@@ -266,10 +267,31 @@ impl ConnectorShared {
         result
     }
 
-    /// Claims a document for this task; None when another task already works on it.
-    pub fn claim(self: &Arc<Self>, kind: &str, source: &str) -> Option<Claim> {
+    /// Claims a document for this task, waiting up to `wait` while another task works on
+    /// it (copies of one document submitted together then follow each other within
+    /// milliseconds instead of going back to the queue); None if it stayed taken.
+    pub async fn claim(self: &Arc<Self>, kind: &str, source: &str, wait: Duration) -> Option<Claim> {
         let key = (kind.to_owned(), source.to_owned());
-        self.busy.lock().unwrap().insert(key.clone()).then(|| Claim { conn: self.clone(), key })
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let holder = match self.busy.lock().unwrap().entry(key.clone()) {
+                Entry::Vacant(v) => {
+                    v.insert(Arc::new(Notify::new()));
+                    return Some(Claim { conn: self.clone(), key });
+                }
+                Entry::Occupied(o) => o.get().clone(),
+            };
+            let released = holder.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            // Released between the look and the registration: look again.
+            if !self.busy.lock().unwrap().get(&key).is_some_and(|n| Arc::ptr_eq(n, &holder)) {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return None;
+            }
+        }
     }
 }
 
@@ -280,7 +302,9 @@ pub struct Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        self.conn.busy.lock().unwrap().remove(&self.key);
+        if let Some(waiting) = self.conn.busy.lock().unwrap().remove(&self.key) {
+            waiting.notify_waiters();
+        }
     }
 }
 

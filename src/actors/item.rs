@@ -8,7 +8,7 @@
 //!    deleted (or rescheduled). A crash anywhere leaves the message to be redelivered.
 
 use super::Ctx;
-use super::connector::{ConnectorShared, Delivery};
+use super::connector::{Claim, ConnectorShared, Delivery};
 use super::stages::{self, MatcherMsg, RendererMsg, SerializerMsg, StageError};
 use super::status::StatusMsg;
 use crate::domain::{Invoice, ItemState, Op, Payment, PurchaseOrder};
@@ -22,6 +22,10 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracing::Instrument;
+
+/// How long an item waits for another task of this daemon to finish the same document
+/// before its message goes back to the queue.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
 
 /// A ledger entry: (doc kind, source id, ERP id).
 type LedgerEntry = (String, String, String);
@@ -90,8 +94,14 @@ pub async fn process(ctx: &Ctx, conn: &std::sync::Arc<ConnectorShared>, delivery
         tracing::info_span!("item", job_id = %env.job_id, item_id = %env.item_id, connection = %env.connection_id);
     async {
         let mut ledger = Vec::new();
-        let outcome = attempt(ctx, conn, &delivery, &mut ledger).await;
-        finish(ctx, conn, &delivery, outcome, ledger).await
+        // The document's claim is held until the outcome is recorded: released earlier,
+        // another task of this daemon could take it, read the ledger before this attempt's
+        // entry commits, and create the document a second time.
+        let mut claim = None;
+        let outcome = attempt(ctx, conn, &delivery, &mut ledger, &mut claim).await;
+        let disposition = finish(ctx, conn, &delivery, outcome, ledger).await;
+        drop(claim);
+        disposition
     }
     .instrument(span)
     .await
@@ -102,6 +112,7 @@ async fn attempt(
     conn: &std::sync::Arc<ConnectorShared>,
     d: &Delivery,
     ledger: &mut Vec<LedgerEntry>,
+    claim: &mut Option<Claim>,
 ) -> Outcome {
     let env = &d.envelope;
     let row = match store::item(&ctx.db, &env.item_id).await {
@@ -121,7 +132,10 @@ async fn attempt(
             }
         },
     };
-    let Some(_claim) = conn.claim(env.op.doc_kind(), &row.source_id) else { return Outcome::NotNow("busy") };
+    let Some(taken) = conn.claim(env.op.doc_kind(), &row.source_id, CLAIM_WAIT).await else {
+        return Outcome::NotNow("busy");
+    };
+    *claim = Some(taken);
     // Attempts are counted in the item's row, not by the queue's receive count: on SQS a
     // message returned because its connection was saturated is received again without
     // having been attempted. An attempt that died without recording an outcome (a crash)
