@@ -104,7 +104,7 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     let messages: Vec<Outgoing> = job
         .items
         .iter()
-        .map(|it| Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op).outgoing())
+        .map(|it| Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op, &it.source_id).outgoing())
         .collect();
     let ids: Vec<ItemId> = job.items.iter().map(|i| i.id).collect();
     let mut accepted = JobAccepted { job_id: job.id, items: ids.len(), unsent: 0 };

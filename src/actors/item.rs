@@ -115,10 +115,9 @@ async fn attempt(
     claim: &mut Option<Claim>,
 ) -> Outcome {
     let env = &d.envelope;
-    let row = match store::item(&ctx.db, &env.item_id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return Outcome::DeadLetter(format!("item {} is not known to this daemon's database", env.item_id)),
-        Err(e) => return Outcome::Retry { error: err("store", None, e.to_string()), at_least: None },
+    let (row, known) = match claim_and_read(ctx, conn, d, claim).await {
+        Ok(read) => read,
+        Err(outcome) => return outcome,
     };
     if ItemState::parse(&row.state).is_some_and(ItemState::is_terminal) {
         return Outcome::AlreadyDone;
@@ -132,10 +131,6 @@ async fn attempt(
             }
         },
     };
-    let Some(taken) = conn.claim(env.op.doc_kind(), &row.source_id, CLAIM_WAIT).await else {
-        return Outcome::NotNow("busy");
-    };
-    *claim = Some(taken);
     // Attempts are counted in the item's row, not by the queue's receive count: on SQS a
     // message returned because its connection was saturated is received again without
     // having been attempted. An attempt that died without recording an outcome (a crash)
@@ -148,20 +143,78 @@ async fn attempt(
     d.attempt.store(earlier + 1, Ordering::Release);
     record(ctx, conn, d, ItemState::InProgress, None, None, vec![], None, false).await;
     let result = match env.op {
-        Op::ExportInvoice => export_invoice(ctx, conn, d, payload, ledger).await,
+        Op::ExportInvoice => export_invoice(ctx, conn, d, payload, &known, ledger).await,
         Op::ExportPurchaseOrder => match parse::<PurchaseOrder>(payload).and_then(|po| {
             po.validate().map_err(validation)?;
             Ok(po)
         }) {
-            Ok(po) => create(ctx, conn, d, Document::PurchaseOrder(po), ledger).await,
+            Ok(po) => create(ctx, conn, d, Document::PurchaseOrder(po), &known, ledger).await,
             Err(o) => Err(o),
         },
-        Op::ExportPayment => export_payment(ctx, conn, d, payload, ledger).await,
+        Op::ExportPayment => export_payment(ctx, conn, d, payload, &known, ledger).await,
     };
     match result {
         Ok(erp_id) => Outcome::Succeeded { erp_id },
         Err(o) => o,
     }
+}
+
+/// The ledger's entry for the item's document when the attempt began, read under the
+/// document's claim (so no export of it by this daemon can have committed since).
+struct Known {
+    source: String,
+    erp_id: Option<String>,
+}
+
+fn store_error(e: store::StoreError) -> Outcome {
+    Outcome::Retry { error: err("store", None, e.to_string()), at_least: None }
+}
+
+fn unknown_item(d: &Delivery) -> Outcome {
+    Outcome::DeadLetter(format!("item {} is not known to this daemon's database", d.envelope.item_id))
+}
+
+/// Claims the item's document and reads the item's row and the document's ledger entry.
+///
+/// The ledger must be read under the claim: read before, it may predate an export that
+/// another task of this daemon recorded while this one waited. erpsync's own messages name
+/// the document (`source_id`), so the claim comes first and one statement reads both;
+/// otherwise, or if the name was wrong, the row is read first to learn it.
+async fn claim_and_read(
+    ctx: &Ctx,
+    conn: &std::sync::Arc<ConnectorShared>,
+    d: &Delivery,
+    claim: &mut Option<Claim>,
+) -> Result<(store::entities::job_item::Model, Known), Outcome> {
+    let env = &d.envelope;
+    let kind = env.op.doc_kind();
+    let mut take = async |source: &str| {
+        *claim = Some(conn.claim(kind, source, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
+        Ok::<(), Outcome>(())
+    };
+    let row = match &env.source_id {
+        Some(hint) => {
+            take(hint).await?;
+            let (row, erp_id) = store::item_with_ledger(&ctx.db, &env.item_id, &conn.config.id, kind)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| unknown_item(d))?;
+            if row.source_id == *hint {
+                let source = row.source_id.clone();
+                return Ok((row, Known { source, erp_id }));
+            }
+            take(&row.source_id).await?;
+            row
+        }
+        None => {
+            let row = store::item(&ctx.db, &env.item_id).await.map_err(store_error)?.ok_or_else(|| unknown_item(d))?;
+            take(&row.source_id).await?;
+            row
+        }
+    };
+    let erp_id = lookup_ledger(ctx, conn, kind, &row.source_id).await?;
+    let source = row.source_id.clone();
+    Ok((row, Known { source, erp_id }))
 }
 
 fn parse<T: DeserializeOwned>(payload: serde_json::Value) -> Result<T, Outcome> {
@@ -177,12 +230,13 @@ async fn export_invoice(
     conn: &ConnectorShared,
     d: &Delivery,
     payload: serde_json::Value,
+    known: &Known,
     ledger: &mut Vec<LedgerEntry>,
 ) -> Result<String, Outcome> {
     let inv: Invoice = parse(payload)?;
     inv.validate().map_err(validation)?;
     let source = inv.source_id.clone();
-    let bill_id = create(ctx, conn, d, Document::Invoice(inv.clone()), ledger).await?;
+    let bill_id = create(ctx, conn, d, Document::Invoice(inv.clone()), known, ledger).await?;
     let att_kind = "bill_attachment";
     if conn.config.attach_pdf && lookup_ledger(ctx, conn, att_kind, &source).await?.is_none() {
         let pdf = stages::call(ctx, stages::RENDERER, |r| RendererMsg::InvoicePdf(Box::new(inv), r))
@@ -200,6 +254,7 @@ async fn export_payment(
     conn: &ConnectorShared,
     d: &Delivery,
     payload: serde_json::Value,
+    known: &Known,
     ledger: &mut Vec<LedgerEntry>,
 ) -> Result<String, Outcome> {
     let payment: Payment = parse(payload)?;
@@ -221,7 +276,7 @@ async fn export_payment(
         }
         Err(e) => return Err(Outcome::Failed(err("matching", Some(e.kind().into()), e.to_string()))),
     };
-    create(ctx, conn, d, Document::Payment(payment, outcome), ledger).await
+    create(ctx, conn, d, Document::Payment(payment, outcome), known, ledger).await
 }
 
 /// The remittance's invoice numbers that name none of `open` (compared normalised, as the
@@ -277,12 +332,19 @@ async fn create(
     conn: &ConnectorShared,
     d: &Delivery,
     doc: Document,
+    known: &Known,
     ledger: &mut Vec<LedgerEntry>,
 ) -> Result<String, Outcome> {
     let op = d.envelope.op;
     let kind = op.doc_kind();
     let source = doc.source_id().to_owned();
-    if let Some(id) = lookup_ledger(ctx, conn, kind, &source).await? {
+    // An inline payload (another producer's message) may name another document than the
+    // item's row: then its own ledger entry is looked up.
+    let found = match source == known.source {
+        true => known.erp_id.clone(),
+        false => lookup_ledger(ctx, conn, kind, &source).await?,
+    };
+    if let Some(id) = found {
         return Ok(id);
     }
     if d.attempt() > 1

@@ -447,7 +447,7 @@ async fn resend_unsent_batch(ctx: &Ctx) -> usize {
             continue;
         };
         ids.push(item_id);
-        out.push(Envelope::by_ref(job_id, item_id, ConnectionId::new(it.connection_id), op).outgoing());
+        out.push(Envelope::by_ref(job_id, item_id, ConnectionId::new(it.connection_id), op, &it.source_id).outgoing());
     }
     tracing::info!(items = out.len(), "re-sending items the outbox never sent");
     let sent = match ctx.queue.send(out).await {

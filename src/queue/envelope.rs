@@ -23,6 +23,11 @@ pub struct Envelope {
     /// …or a reference to it: the item id whose stored payload to use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_ref: Option<String>,
+    /// The document's source id, as a hint: the consumer claims the document by it before
+    /// reading the item, so that one statement reads the item and its ledger entry. The
+    /// item's row stays the authority (a wrong hint costs a second read, nothing more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -61,7 +66,7 @@ impl Envelope {
     /// consumer reads the item's row anyway (state, attempts), and the row holds the
     /// document, so an inline copy only made each message about six times larger to
     /// write, send, receive and parse. Inline payloads from other producers are still read.
-    pub fn by_ref(job_id: JobId, item_id: ItemId, connection_id: ConnectionId, op: Op) -> Envelope {
+    pub fn by_ref(job_id: JobId, item_id: ItemId, connection_id: ConnectionId, op: Op, source_id: &str) -> Envelope {
         Envelope {
             v: ENVELOPE_VERSION,
             job_id,
@@ -70,6 +75,7 @@ impl Envelope {
             op,
             payload: None,
             payload_ref: Some(item_id.to_string()),
+            source_id: Some(source_id.to_owned()),
         }
     }
 
@@ -115,6 +121,7 @@ impl Envelope {
             op: serde_json::from_value(field("op")).map_err(|e| bad("op", e))?,
             payload: obj.get("payload").cloned().filter(|p| !p.is_null()),
             payload_ref: serde_json::from_value(field("payload_ref")).map_err(|e| bad("payload_ref", e))?,
+            source_id: serde_json::from_value(field("source_id")).map_err(|e| bad("source_id", e))?,
         };
         if env.payload.is_none() && env.payload_ref.is_none() {
             return Err(EnvelopeError::NoPayload);
@@ -136,6 +143,7 @@ mod tests {
             op: Op::ExportInvoice,
             payload: Some(serde_json::json!({"x": 1})),
             payload_ref: None,
+            source_id: None,
         }
     }
 
@@ -143,9 +151,10 @@ mod tests {
     fn round_trips() {
         let e = good();
         assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
-        let by_ref = Envelope::by_ref(e.job_id, e.item_id, e.connection_id.clone(), Op::ExportPayment);
+        let by_ref = Envelope::by_ref(e.job_id, e.item_id, e.connection_id.clone(), Op::ExportPayment, "PAY-2026-0042");
         let decoded = Envelope::decode(&by_ref.encode()).unwrap();
         assert_eq!((decoded.payload, decoded.payload_ref), (None, Some(e.item_id.to_string())));
+        assert_eq!(decoded.source_id.as_deref(), Some("PAY-2026-0042"));
         assert!(by_ref.encode().len() < 256, "a reference envelope stays small: {}", by_ref.encode());
     }
 

@@ -625,6 +625,34 @@ pub async fn item(db: &DatabaseConnection, id: &ItemId) -> Result<Option<job_ite
     Ok(job_item::Entity::find_by_id(id.to_string()).one(db).await?)
 }
 
+/// An item's row with the ledger's entry (the ERP id) for its document on `connection`,
+/// in one statement: the two reads every attempt starts with.
+pub async fn item_with_ledger(
+    db: &DatabaseConnection,
+    id: &ItemId,
+    connection: &ConnectionId,
+    doc_kind: &str,
+) -> Result<Option<(job_item::Model, Option<String>)>, StoreError> {
+    use sea_orm::FromQueryResult;
+    let backend = db.get_database_backend();
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "SELECT job_items.*, erp_refs.erp_id AS ledger_erp_id FROM job_items \
+         LEFT JOIN erp_refs ON erp_refs.connection_id = {} AND erp_refs.doc_kind = {} \
+           AND erp_refs.source_id = job_items.source_id \
+         WHERE job_items.id = {}",
+        marks.next(),
+        marks.next(),
+        marks.next()
+    );
+    let values = vec![connection.to_string().into(), doc_kind.into(), id.to_string().into()];
+    let Some(row) = db.query_one_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? else {
+        return Ok(None);
+    };
+    let item = job_item::Model::from_query_result(&row, "")?;
+    Ok(Some((item, row.try_get::<Option<String>>("", "ledger_erp_id")?)))
+}
+
 pub async fn ledger_lookup(
     db: &DatabaseConnection,
     connection: &ConnectionId,
