@@ -123,13 +123,8 @@ async fn attempt(
         return Outcome::AlreadyDone;
     }
     let payload = match &env.payload {
-        Some(p) => p.clone(),
-        None => match serde_json::from_str(&row.payload) {
-            Ok(p) => p,
-            Err(e) => {
-                return Outcome::Failed(err("invalid_document", None, format!("stored payload is not JSON: {e}")));
-            }
-        },
+        Some(p) => Payload::Inline(p),
+        None => Payload::Stored(&row.payload),
     };
     // Attempts are counted in the item's row, not by the queue's receive count: on SQS a
     // message returned because its connection was saturated is received again without
@@ -217,8 +212,23 @@ async fn claim_and_read(
     Ok((row, Known { source, erp_id }))
 }
 
-fn parse<T: DeserializeOwned>(payload: serde_json::Value) -> Result<T, Outcome> {
-    serde_json::from_value(payload).map_err(|e| Outcome::Failed(err("invalid_document", None, e.to_string())))
+/// The item's document: inline in the message (another producer's), or the text stored
+/// with the item, parsed straight into the document type.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Inline(&'a serde_json::Value),
+    Stored(&'a str),
+}
+
+fn parse<T: DeserializeOwned>(payload: Payload<'_>) -> Result<T, Outcome> {
+    let invalid = |message: String| Outcome::Failed(err("invalid_document", None, message));
+    match payload {
+        Payload::Inline(value) => T::deserialize(value).map_err(|e| invalid(e.to_string())),
+        Payload::Stored(text) => serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => invalid(e.to_string()),
+            _ => invalid(format!("stored payload is not JSON: {e}")),
+        }),
+    }
 }
 
 fn validation(e: crate::domain::documents::ValidationErrors) -> Outcome {
@@ -229,7 +239,7 @@ async fn export_invoice(
     ctx: &Ctx,
     conn: &ConnectorShared,
     d: &Delivery,
-    payload: serde_json::Value,
+    payload: Payload<'_>,
     known: &Known,
     ledger: &mut Vec<LedgerEntry>,
 ) -> Result<String, Outcome> {
@@ -253,7 +263,7 @@ async fn export_payment(
     ctx: &Ctx,
     conn: &ConnectorShared,
     d: &Delivery,
-    payload: serde_json::Value,
+    payload: Payload<'_>,
     known: &Known,
     ledger: &mut Vec<LedgerEntry>,
 ) -> Result<String, Outcome> {
