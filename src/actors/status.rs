@@ -45,8 +45,7 @@ impl StatusState {
         while !self.buffer.is_empty() {
             let take = self.buffer.len().min(MAX_BATCH);
             self.last_batch = take;
-            let batch: Vec<_> = self.buffer.drain(..take).collect();
-            let updates: Vec<ItemUpdate> = batch.iter().map(|(u, _)| u.clone()).collect();
+            let (updates, replies): (Vec<ItemUpdate>, Vec<_>) = self.buffer.drain(..take).unzip();
             let started = Instant::now();
             let result = store::apply_updates(&self.ctx.db, &updates).await;
             metrics::histogram!(telemetry::STATUS_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
@@ -54,7 +53,7 @@ impl StatusState {
             match result {
                 Ok(applied) => {
                     self.ctx.mark_progress(&self.ctx.status_progress);
-                    for ((_, reply), ok) in batch.into_iter().zip(applied) {
+                    for (reply, ok) in replies.into_iter().zip(applied) {
                         if let Some(r) = reply {
                             let _ = r.send(Ok(ok));
                         }
@@ -63,10 +62,8 @@ impl StatusState {
                 Err(e) => {
                     tracing::error!(error = %e, batch = updates.len(), "status write failed");
                     let msg = e.to_string();
-                    for (_, reply) in batch {
-                        if let Some(r) = reply {
-                            let _ = r.send(Err(msg.clone()));
-                        }
+                    for r in replies.into_iter().flatten() {
+                        let _ = r.send(Err(msg.clone()));
                     }
                 }
             }
