@@ -2,8 +2,9 @@
 //! matching queue action. The order is what makes delivery safe:
 //!
 //! 1. A terminal item is never worked on again (its message is just deleted).
-//! 2. The idempotency ledger is consulted first; after any earlier attempt the ERP is
-//!    searched by external_ref before creating, since that attempt may have committed.
+//! 2. The document is claimed (one task of this daemon at a time, until its outcome is
+//!    recorded), then the idempotency ledger is consulted; after any earlier attempt the
+//!    ERP is searched by external_ref before creating, since that attempt may have committed.
 //! 3. The outcome is written by the StatusActor; only after it commits is the message
 //!    deleted (or rescheduled). A crash anywhere leaves the message to be redelivered.
 
@@ -350,10 +351,8 @@ async fn create(
     let source = doc.source_id().to_owned();
     // An inline payload (another producer's message) may name another document than the
     // item's row: then its own ledger entry is looked up.
-    let found = match source == known.source {
-        true => known.erp_id.clone(),
-        false => lookup_ledger(ctx, conn, kind, &source).await?,
-    };
+    let found =
+        if source == known.source { known.erp_id.clone() } else { lookup_ledger(ctx, conn, kind, &source).await? };
     if let Some(id) = found {
         return Ok(id);
     }
