@@ -503,18 +503,7 @@ async fn a_payment_the_matcher_refuses_fails_at_once_with_the_reason() {
 /// first export committed (as it once was), 20–80 of the 600 created a document again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_submitted_many_times_is_created_once_by_an_erp_without_idempotency_keys() {
-    let rig = Rig::start(RigSpec {
-        limits: vec![20],
-        sandbox: SandboxOptions { latency_ms: 0, idempotency_ttl_secs: 0, ..Default::default() },
-        tune: Box::new(|c| {
-            for conn in &mut c.connections {
-                conn.attach_pdf = false;
-            }
-        }),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let rig = rig_without_idempotency_keys().await;
     let documents = samples::invoices("copies", 10);
     let jobs = 60;
     for _ in 0..jobs {
@@ -525,4 +514,63 @@ async fn a_document_submitted_many_times_is_created_once_by_an_erp_without_idemp
     let s = &rig.stats()[0];
     assert_eq!((s.creates, s.duplicate_creates, s.idempotent_replays), (10, 0, 0), "{s:?}");
     rig.shutdown().await;
+}
+
+/// Messages whose `source_id` hint is wrong or missing (another producer's, or a bug):
+/// the item's row decides which document is claimed. Copies of ten documents, recorded
+/// directly and sent with bogus hints, each unlike the others: claimed by the hint, they
+/// would all run at once and create again (the ERP keeps no idempotency keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_with_a_wrong_or_missing_document_hint_still_create_each_document_once() {
+    use erpsync::domain::{ItemId, JobId, Op};
+    use erpsync::queue::Envelope;
+    use erpsync::store::{NewItem, NewJob};
+    let rig = rig_without_idempotency_keys().await;
+    let ctx = rig.daemon().ctx().clone();
+    let documents = samples::invoices("hints", 10);
+    let mut messages = Vec::new();
+    for copy in 0..30 {
+        let items: Vec<NewItem> = documents
+            .iter()
+            .map(|d| NewItem {
+                id: ItemId::new(),
+                source_id: d.source_id.clone(),
+                payload: serde_json::to_string(d).unwrap(),
+            })
+            .collect();
+        let job =
+            NewJob { id: JobId::new(), connection_id: rig.erps[0].connection.clone(), op: Op::ExportInvoice, items };
+        erpsync::store::insert_job(&ctx.db, &job, true).await.unwrap();
+        for item in &job.items {
+            let mut envelope =
+                Envelope::by_ref(job.id, item.id, job.connection_id.clone(), job.op, &format!("bogus-{}", item.id));
+            if copy % 3 == 0 {
+                envelope.source_id = None;
+            }
+            messages.push(envelope.outgoing());
+        }
+    }
+    ctx.queue.send(messages).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(60)).await.expect("all items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 300, "{counts:?}");
+    let s = &rig.stats()[0];
+    assert_eq!((s.creates, s.duplicate_creates), (10, 0), "{s:?}");
+    rig.shutdown().await;
+}
+
+/// One connection (limit 20) to a zero-latency ERP that keeps no idempotency keys, no PDFs:
+/// every create it sees is real, so its `duplicate_creates` counts erpsync's own slips.
+async fn rig_without_idempotency_keys() -> Rig {
+    Rig::start(RigSpec {
+        limits: vec![20],
+        sandbox: SandboxOptions { latency_ms: 0, idempotency_ttl_secs: 0, ..Default::default() },
+        tune: Box::new(|c| {
+            for conn in &mut c.connections {
+                conn.attach_pdf = false;
+            }
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
 }
