@@ -88,6 +88,9 @@ fn run_enqueue_wait_status_and_graceful_stop() {
     let mut daemon = Proc(child);
     let url = format!("http://127.0.0.1:{api}");
     wait_ready(&url);
+    // The daemon keeps its heap off transparent huge pages (see util::no_transparent_huge_pages).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).unwrap();
+    assert!(status.contains("THP_enabled:\t0"), "{status}");
 
     let out = erpsync(&[
         "enqueue",

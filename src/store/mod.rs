@@ -107,21 +107,31 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// CPU while draining. Our plans never depend on the values (no ANALYZE statistics are
 /// kept), so the guarantee costs nothing.
 async fn stable_plans(conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
+    if plan_stability(conn, 1).await? {
+        Ok(())
+    } else {
+        Err(sea_orm::sqlx::Error::Configuration("SQLite refused ENABLE_QPSG".into()))
+    }
+}
+
+/// Sets SQLite's query planner stability guarantee on `conn` (`set` 1) or only reads it
+/// (`set` -1); returns whether it is on.
+async fn plan_stability(conn: &mut sea_orm::sqlx::SqliteConnection, set: i32) -> Result<bool, sea_orm::sqlx::Error> {
     use libsqlite3_sys::{SQLITE_DBCONFIG_ENABLE_QPSG, SQLITE_OK, sqlite3_db_config};
     use std::os::raw::c_int;
     let mut handle = conn.lock_handle().await?;
     let db = handle.as_raw_handle();
+    let mut on: c_int = 0;
     // SAFETY: the handle is locked out of sqlx's worker thread for this call, and the
     // arguments match SQLITE_DBCONFIG_ENABLE_QPSG's documented signature (int, int*).
-    let rc = unsafe {
-        sqlite3_db_config(db.as_ptr(), SQLITE_DBCONFIG_ENABLE_QPSG, 1 as c_int, std::ptr::null_mut::<c_int>())
-    };
+    let rc =
+        unsafe { sqlite3_db_config(db.as_ptr(), SQLITE_DBCONFIG_ENABLE_QPSG, set as c_int, &mut on as *mut c_int) };
     if rc != SQLITE_OK {
         return Err(sea_orm::sqlx::Error::Configuration(
             format!("sqlite3_db_config(ENABLE_QPSG) returned {rc}").into(),
         ));
     }
-    Ok(())
+    Ok(on != 0)
 }
 
 /// WAL pages after which a committing SQLite writer checkpoints by itself: a backstop
@@ -799,4 +809,23 @@ pub async fn job_payloads(db: &DatabaseConnection, id: &JobId) -> Result<Vec<Str
         .into_iter()
         .map(|i| i.payload)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn every_pooled_sqlite_connection_keeps_its_query_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plans.db").display());
+        let db = super::connect(&url, 3).await.unwrap();
+        let pool = db.get_sqlite_connection_pool();
+        // Three at once, so the pool has to open three connections.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(pool.acquire().await.unwrap());
+        }
+        for conn in &mut held {
+            assert!(super::plan_stability(conn, -1).await.unwrap(), "a connection without ENABLE_QPSG");
+        }
+    }
 }
