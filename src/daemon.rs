@@ -137,6 +137,7 @@ impl Daemon {
         let ctx = Arc::new(Ctx {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             config: Arc::new(config),
+            reader: store::ItemReader::new(db.clone()),
             db,
             wal: Default::default(),
             queue,

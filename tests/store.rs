@@ -94,3 +94,103 @@ async fn a_job_whose_insert_fails_half_way_leaves_nothing_behind_and_the_store_w
     assert_eq!(erpsync::store::job_summary(&db, &third.id).await.unwrap().unwrap().total_items, 1);
     assert!(erpsync::store::job_summary(&db, &first.id).await.unwrap().is_some());
 }
+
+/// The reads that start each attempt are batched into one statement: each read gets its
+/// own item's row and the ledger entry of its own connection and document kind, whatever
+/// else shares the statement — an unknown item, the same read twice, the same item read
+/// for another connection, an entry recorded for another connection or kind — and an
+/// entry recorded before the read is seen by it.
+async fn one_statement_reads_each_item_with_its_own_ledger_entry(url: &str) {
+    use erpsync::domain::{ConnectionId, ItemId, ItemState, JobId, Op};
+    use erpsync::store::{ItemUpdate, NewItem, NewJob};
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let (acme, globex) = (ConnectionId::new("acme"), ConnectionId::new("globex"));
+    let ids: Vec<ItemId> = (0..3).map(|_| ItemId::new()).collect();
+    let items =
+        ids.iter().enumerate().map(|(k, &id)| NewItem { id, source_id: format!("inv-{k}"), payload: "{}".into() });
+    let job = NewJob { id: JobId::new(), connection_id: acme.clone(), op: Op::ExportInvoice, items: items.collect() };
+    erpsync::store::insert_job(&db, &job, false).await.unwrap();
+    let entry = |item: ItemId, connection: &ConnectionId, kind: &str, source: &str, erp_id: &str| ItemUpdate {
+        item_id: item,
+        state: ItemState::Succeeded,
+        attempt: Some(1),
+        erp_id: Some(erp_id.into()),
+        error: None,
+        ledger: vec![(kind.into(), source.into(), erp_id.into())],
+        connection_id: connection.clone(),
+        detail: None,
+    };
+    erpsync::store::apply_updates(
+        &db,
+        &[
+            entry(ids[0], &acme, "bill", "inv-0", "erp-acme-0"),
+            // inv-1 was exported to globex and as another kind to acme, never as a bill to acme.
+            entry(ids[1], &globex, "bill", "inv-1", "erp-globex-1"),
+            entry(ids[1], &acme, "purchase_order", "inv-1", "erp-acme-po-1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let unknown = ItemId::new();
+    let reads = [
+        (ids[0], acme.clone(), "bill"),
+        (ids[1], acme.clone(), "bill"),
+        (unknown, acme.clone(), "bill"),
+        (ids[0], acme.clone(), "bill"),
+        (ids[1], globex.clone(), "bill"),
+        (ids[2], acme.clone(), "bill"),
+        (ids[1], acme.clone(), "purchase_order"),
+    ];
+    let found = erpsync::store::items_with_ledger(&db, &reads).await.unwrap();
+    let got: Vec<Option<(String, Option<String>)>> =
+        found.into_iter().map(|f| f.map(|(row, erp_id)| (row.source_id, erp_id))).collect();
+    let some = |source: &str, erp_id: Option<&str>| Some((source.to_owned(), erp_id.map(str::to_owned)));
+    assert_eq!(
+        got,
+        vec![
+            some("inv-0", Some("erp-acme-0")),
+            some("inv-1", None),
+            None,
+            some("inv-0", Some("erp-acme-0")),
+            some("inv-1", Some("erp-globex-1")),
+            some("inv-2", None),
+            some("inv-1", Some("erp-acme-po-1")),
+        ]
+    );
+    // Through the batching reader, many at once: each answer is its own read's.
+    let reader = erpsync::store::ItemReader::new(db.clone());
+    let answers =
+        futures::future::join_all(
+            (0..200).map(|k| {
+                let (item, connection, kind) = reads[k % reads.len()].clone();
+                let reader = &reader;
+                async move {
+                    reader.read(item, connection, kind).await.unwrap().map(|(row, erp_id)| (row.source_id, erp_id))
+                }
+            }),
+        )
+        .await;
+    for (k, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer, got[k % reads.len()], "read {k}");
+    }
+    // A ledger entry recorded after a read was asked for and answered is seen by the next.
+    erpsync::store::apply_updates(&db, &[entry(ids[2], &acme, "bill", "inv-2", "erp-acme-2")]).await.unwrap();
+    let after = reader.read(ids[2], acme.clone(), "bill").await.unwrap().unwrap();
+    assert_eq!(after.1.as_deref(), Some("erp-acme-2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_one_statement_reads_each_item_with_its_own_ledger_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    one_statement_reads_each_item_with_its_own_ledger_entry(&format!(
+        "sqlite://{}/reads.db?mode=rwc",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_statement_reads_each_item_with_its_own_ledger_entry() {
+    one_statement_reads_each_item_with_its_own_ledger_entry(&erpsync::testdb::fresh_postgres().await).await;
+}

@@ -191,7 +191,9 @@ async fn claim_and_read(
     let row = match &env.source_id {
         Some(hint) => {
             take(hint).await?;
-            let (row, erp_id) = store::item_with_ledger(&ctx.db, &env.item_id, &conn.config.id, kind)
+            let (row, erp_id) = ctx
+                .reader
+                .read(env.item_id, conn.config.id.clone(), kind)
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| unknown_item(d))?;

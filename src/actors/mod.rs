@@ -39,6 +39,8 @@ pub struct Ctx {
     pub prefix: String,
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
+    /// The item reads that start each attempt, batched.
+    pub reader: crate::store::ItemReader,
     /// Wakes the SQLite checkpointer after a commit that should not wait for its period.
     pub wal: crate::store::WalNudge,
     pub queue: Arc<dyn Queue>,

@@ -28,6 +28,9 @@ pub enum StoreError {
     Db(#[from] DbErr),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A database error of a statement shared by several requests (see [`ItemReader`]).
+    #[error("database error: {0}")]
+    Shared(String),
 }
 
 impl StoreError {
@@ -35,7 +38,7 @@ impl StoreError {
         match self {
             StoreError::Connect { .. } => "connect",
             StoreError::Migrate(_) => "migrate",
-            StoreError::Db(_) => "db",
+            StoreError::Db(_) | StoreError::Shared(_) => "db",
             StoreError::Corrupt(_) => "corrupt",
         }
     }
@@ -635,32 +638,90 @@ pub async fn item(db: &DatabaseConnection, id: &ItemId) -> Result<Option<job_ite
     Ok(job_item::Entity::find_by_id(id.to_string()).one(db).await?)
 }
 
-/// An item's row with the ledger's entry (the ERP id) for its document on `connection`,
-/// in one statement: the two reads every attempt starts with.
-pub async fn item_with_ledger(
-    db: &DatabaseConnection,
-    id: &ItemId,
-    connection: &ConnectionId,
-    doc_kind: &str,
-) -> Result<Option<(job_item::Model, Option<String>)>, StoreError> {
+/// What an attempt reads first: an item, and the connection and document kind whose
+/// ledger entry it needs.
+pub type ItemRead = (ItemId, ConnectionId, &'static str);
+
+/// An item's row with the ledger's entry (the ERP id) for its document; None if the item
+/// is unknown.
+pub type ItemWithLedger = Option<(job_item::Model, Option<String>)>;
+
+/// Items' rows with the ledger's entries for their documents, in one statement: the two
+/// reads every attempt starts with, for many attempts at once. Answers in `reads`' order.
+pub async fn items_with_ledger(db: &DatabaseConnection, reads: &[ItemRead]) -> Result<Vec<ItemWithLedger>, StoreError> {
     use sea_orm::FromQueryResult;
+    use std::collections::HashMap;
+    if reads.is_empty() {
+        return Ok(vec![]);
+    }
     let backend = db.get_database_backend();
     let mut marks = Marks::new(backend);
+    let rows: Vec<String> = reads.iter().map(|_| format!("({})", marks.row(3))).collect();
     let sql = format!(
-        "SELECT job_items.*, erp_refs.erp_id AS ledger_erp_id FROM job_items \
-         LEFT JOIN erp_refs ON erp_refs.connection_id = {} AND erp_refs.doc_kind = {} \
-           AND erp_refs.source_id = job_items.source_id \
-         WHERE job_items.id = {}",
-        marks.next(),
-        marks.next(),
-        marks.next()
+        "SELECT v.column1 AS read_item, v.column2 AS read_connection, v.column3 AS read_kind, job_items.*, \
+           erp_refs.erp_id AS ledger_erp_id \
+         FROM (VALUES {}) AS v \
+         JOIN job_items ON job_items.id = v.column1 \
+         LEFT JOIN erp_refs ON erp_refs.connection_id = v.column2 AND erp_refs.doc_kind = v.column3 \
+           AND erp_refs.source_id = job_items.source_id",
+        rows.join(", ")
     );
-    let values = vec![connection.to_string().into(), doc_kind.into(), id.to_string().into()];
-    let Some(row) = db.query_one_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? else {
-        return Ok(None);
-    };
-    let item = job_item::Model::from_query_result(&row, "")?;
-    Ok(Some((item, row.try_get::<Option<String>>("", "ledger_erp_id")?)))
+    let values: Vec<sea_orm::Value> = reads
+        .iter()
+        .flat_map(|(item, connection, kind)| [item.to_string().into(), connection.to_string().into(), (*kind).into()])
+        .collect();
+    let mut found: HashMap<(String, String, String), (job_item::Model, Option<String>)> = HashMap::new();
+    for row in db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? {
+        let key = (row.try_get("", "read_item")?, row.try_get("", "read_connection")?, row.try_get("", "read_kind")?);
+        let item = job_item::Model::from_query_result(&row, "")?;
+        found.insert(key, (item, row.try_get::<Option<String>>("", "ledger_erp_id")?));
+    }
+    Ok(reads
+        .iter()
+        .map(|(item, connection, kind)| {
+            found.get(&(item.to_string(), connection.to_string(), (*kind).to_owned())).cloned()
+        })
+        .collect())
+}
+
+/// Reads items with their ledger entries for the item tasks, many per statement: under
+/// load, each statement (and each hand-off to the database's thread) serves every read
+/// asked for meanwhile; idle, a read runs at once. A read always starts after it was
+/// asked for, so what it returns is never older than the caller's claim on the document.
+pub struct ItemReader(crate::batcher::Batcher<ItemRead, Result<ItemWithLedger, String>>);
+
+/// Reads per statement, and statements in flight at once.
+const READ_BATCH: usize = 64;
+const READS_IN_FLIGHT: usize = 2;
+
+impl ItemReader {
+    /// Starts the reader (on the current Tokio runtime).
+    pub fn new(db: DatabaseConnection) -> ItemReader {
+        ItemReader(crate::batcher::Batcher::spawn(READ_BATCH, READS_IN_FLIGHT, move |reads: Vec<ItemRead>| {
+            let db = db.clone();
+            async move {
+                match items_with_ledger(&db, &reads).await {
+                    Ok(found) => found.into_iter().map(Ok).collect(),
+                    Err(e) => {
+                        let message = e.to_string();
+                        reads.iter().map(|_| Err(message.clone())).collect()
+                    }
+                }
+            }
+        }))
+    }
+
+    pub async fn read(
+        &self,
+        item: ItemId,
+        connection: ConnectionId,
+        kind: &'static str,
+    ) -> Result<ItemWithLedger, StoreError> {
+        match self.0.ask((item, connection, kind)).await {
+            Some(answer) => answer.map_err(StoreError::Shared),
+            None => Err(StoreError::Shared("the item reader has stopped".into())),
+        }
+    }
 }
 
 pub async fn ledger_lookup(

@@ -23,8 +23,8 @@ pub mod batch;
 use super::{
     DeadLetter, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received,
 };
+use crate::batcher::Batcher;
 use crate::config::QueueConfig;
-use crate::queue::batcher::Batcher;
 use crate::util::now_ms;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
