@@ -526,12 +526,41 @@ pub async fn requeue_dead_lettered(db: &DatabaseConnection, items: &[ItemId]) ->
     Ok(changed)
 }
 
+/// Most rows in one multi-row statement.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// A timeline row of [`apply_updates`]: item, (state, attempt), detail; all None pads.
+type Event = (Option<String>, Option<(&'static str, i32)>, Option<String>);
+
+/// `rows` in statements of at most `max` rows (a power of two), each padded to a power of
+/// two by repeating its last row. So a handful of statement texts serve every batch size,
+/// and each is prepared once per connection and then reused: a new text is parsed anew,
+/// and parsing a VALUES list of hundreds of rows costs more than running it.
+fn padded<T: Clone>(rows: &[T], max: usize) -> impl Iterator<Item = Vec<T>> + '_ {
+    rows.chunks(max).map(|chunk| {
+        let mut chunk = chunk.to_vec();
+        let last = chunk[chunk.len() - 1].clone();
+        chunk.resize(chunk.len().next_power_of_two(), last);
+        chunk
+    })
+}
+
+/// Like [`padded`], padding with `blank` rows.
+fn padded_with<'a, T: Clone>(rows: &'a [T], max: usize, blank: &'a T) -> impl Iterator<Item = Vec<T>> + 'a {
+    rows.chunks(max).map(move |chunk| {
+        let mut chunk = chunk.to_vec();
+        chunk.resize(chunk.len().next_power_of_two(), blank.clone());
+        chunk
+    })
+}
+
 /// Applies a batch of updates in one transaction. Returns, per update, whether it took
 /// effect (false when the item was already terminal, a newer attempt owns it, or it is
 /// unknown).
 ///
-/// The item rows change with one `UPDATE … FROM (VALUES …)` per 500 items rather than one
+/// The item rows change with one `UPDATE … FROM (VALUES …)` per 256 items rather than one
 /// statement per item: the round trips, not the rows, are what a status writer pays for.
+/// Every multi-row statement is padded to a power of two of rows (see [`padded`]).
 pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> Result<Vec<bool>, StoreError> {
     use std::collections::{HashMap, HashSet};
     let now = now_ms();
@@ -546,7 +575,8 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
     let txn = db.begin().await?;
     let backend = db.get_database_backend();
     let mut applied_items: HashSet<String> = HashSet::new();
-    for chunk in finals.chunks(500) {
+    for chunk in padded(&finals, ROWS_PER_STATEMENT) {
+        let chunk = &chunk[..];
         let mut marks = Marks::new(backend);
         let now_mark = marks.next();
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 7 + 1);
@@ -587,7 +617,7 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
         }
     }
     let mut refs = Vec::new();
-    let mut events = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     let mut applied = Vec::with_capacity(updates.len());
     for u in updates {
         let ok = applied_items.contains(&u.item_id.to_string());
@@ -605,19 +635,17 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             });
         }
         if ok {
-            events.push(item_event::ActiveModel {
-                item_id: Set(u.item_id.to_string()),
-                at_ms: Set(now),
-                state: Set(u.state.as_str().to_owned()),
-                attempt: Set(u.attempt.unwrap_or(0) as i32),
-                detail: Set(u.detail.clone()),
-                ..Default::default()
-            });
+            events.push((
+                Some(u.item_id.to_string()),
+                Some((u.state.as_str(), u.attempt.unwrap_or(0) as i32)),
+                u.detail.clone(),
+            ));
         }
     }
     refs.dedup_by(|a, b| a.connection_id == b.connection_id && a.doc_kind == b.doc_kind && a.source_id == b.source_id);
-    for chunk in refs.chunks(500) {
-        erp_ref::Entity::insert_many(chunk.to_vec())
+    // Padding repeats an entry: the copy conflicts with the original and does nothing.
+    for chunk in padded(&refs, ROWS_PER_STATEMENT) {
+        erp_ref::Entity::insert_many(chunk)
             .on_conflict_do_nothing_on([
                 erp_ref::Column::ConnectionId,
                 erp_ref::Column::DocKind,
@@ -626,8 +654,25 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             .exec(&txn)
             .await?;
     }
-    for chunk in events.chunks(500) {
-        item_event::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+    // Padding here is rows of NULLs, which the statement skips.
+    let blank: Event = (None, None, None);
+    for chunk in padded_with(&events, ROWS_PER_STATEMENT, &blank) {
+        let mut marks = Marks::new(backend);
+        let now_mark = marks.next();
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4 + 1);
+        values.push(now.into());
+        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(4))).collect();
+        for (item, state, detail) in chunk {
+            let (state, attempt) = state.map_or((None, None), |(s, a)| (Some(s), Some(a)));
+            values.extend([item.into(), state.into(), attempt.into(), detail.into()]);
+        }
+        let sql = format!(
+            "INSERT INTO item_events (item_id, at_ms, state, attempt, detail) \
+             SELECT v.column1, {now_mark}, v.column2, v.column3, v.column4 FROM (VALUES {}) AS v \
+             WHERE v.column1 IS NOT NULL",
+            rows.join(", ")
+        );
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await?;
     }
     txn.commit().await?;
     Ok(applied)
@@ -874,6 +919,23 @@ pub async fn job_payloads(db: &DatabaseConnection, id: &JobId) -> Result<Vec<Str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn statements_are_padded_to_a_few_sizes_and_keep_every_row() {
+        let rows: Vec<u32> = (0..300).collect();
+        let chunks: Vec<Vec<u32>> = super::padded(&rows, 256).collect();
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [256, 64]);
+        assert_eq!(chunks[1][43..], [299; 21], "padding repeats the last row");
+        let kept: Vec<u32> =
+            chunks.concat().into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        assert_eq!(kept, rows);
+        let blanks: Vec<Vec<Option<u32>>> = super::padded_with(&[Some(1), Some(2), Some(3)], 256, &None).collect();
+        assert_eq!(blanks, [vec![Some(1), Some(2), Some(3), None]]);
+        let sizes: std::collections::BTreeSet<usize> = (1..=1000)
+            .flat_map(|n| super::padded(&rows.repeat(4)[..n], 256).map(|c| c.len()).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32, 64, 128, 256]);
+    }
+
     #[tokio::test]
     async fn every_pooled_sqlite_connection_keeps_its_query_plans() {
         let dir = tempfile::tempdir().unwrap();
