@@ -691,35 +691,39 @@ pub type ItemRead = (ItemId, ConnectionId, &'static str);
 /// is unknown.
 pub type ItemWithLedger = Option<(job_item::Model, Option<String>)>;
 
-/// Items' rows with the ledger's entries for their documents, in one statement: the two
-/// reads every attempt starts with, for many attempts at once. Answers in `reads`' order.
+/// Items' rows with the ledger's entries for their documents, in one statement (per 256):
+/// the two reads every attempt starts with, for many attempts at once. Answers in
+/// `reads`' order.
 pub async fn items_with_ledger(db: &DatabaseConnection, reads: &[ItemRead]) -> Result<Vec<ItemWithLedger>, StoreError> {
     use sea_orm::FromQueryResult;
     use std::collections::HashMap;
-    if reads.is_empty() {
-        return Ok(vec![]);
-    }
     let backend = db.get_database_backend();
-    let mut marks = Marks::new(backend);
-    let rows: Vec<String> = reads.iter().map(|_| format!("({})", marks.row(3))).collect();
-    let sql = format!(
-        "SELECT v.column1 AS read_item, v.column2 AS read_connection, v.column3 AS read_kind, job_items.*, \
-           erp_refs.erp_id AS ledger_erp_id \
-         FROM (VALUES {}) AS v \
-         JOIN job_items ON job_items.id = v.column1 \
-         LEFT JOIN erp_refs ON erp_refs.connection_id = v.column2 AND erp_refs.doc_kind = v.column3 \
-           AND erp_refs.source_id = job_items.source_id",
-        rows.join(", ")
-    );
-    let values: Vec<sea_orm::Value> = reads
-        .iter()
-        .flat_map(|(item, connection, kind)| [item.to_string().into(), connection.to_string().into(), (*kind).into()])
-        .collect();
     let mut found: HashMap<(String, String, String), (job_item::Model, Option<String>)> = HashMap::new();
-    for row in db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? {
-        let key = (row.try_get("", "read_item")?, row.try_get("", "read_connection")?, row.try_get("", "read_kind")?);
-        let item = job_item::Model::from_query_result(&row, "")?;
-        found.insert(key, (item, row.try_get::<Option<String>>("", "ledger_erp_id")?));
+    // Padded like the status writer's statements (a repeated read is answered twice).
+    for chunk in padded(reads, ROWS_PER_STATEMENT) {
+        let mut marks = Marks::new(backend);
+        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(3))).collect();
+        let sql = format!(
+            "SELECT v.column1 AS read_item, v.column2 AS read_connection, v.column3 AS read_kind, job_items.*, \
+               erp_refs.erp_id AS ledger_erp_id \
+             FROM (VALUES {}) AS v \
+             JOIN job_items ON job_items.id = v.column1 \
+             LEFT JOIN erp_refs ON erp_refs.connection_id = v.column2 AND erp_refs.doc_kind = v.column3 \
+               AND erp_refs.source_id = job_items.source_id",
+            rows.join(", ")
+        );
+        let values: Vec<sea_orm::Value> = chunk
+            .iter()
+            .flat_map(|(item, connection, kind)| {
+                [item.to_string().into(), connection.to_string().into(), (*kind).into()]
+            })
+            .collect();
+        for row in db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? {
+            let key =
+                (row.try_get("", "read_item")?, row.try_get("", "read_connection")?, row.try_get("", "read_kind")?);
+            let item = job_item::Model::from_query_result(&row, "")?;
+            found.insert(key, (item, row.try_get::<Option<String>>("", "ledger_erp_id")?));
+        }
     }
     Ok(reads
         .iter()
