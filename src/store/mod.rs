@@ -529,27 +529,19 @@ pub async fn requeue_dead_lettered(db: &DatabaseConnection, items: &[ItemId]) ->
 /// Most rows in one multi-row statement.
 const ROWS_PER_STATEMENT: usize = 256;
 
-/// A timeline row of [`apply_updates`]: item, (state, attempt), detail; all None pads.
-type Event = (Option<String>, Option<(&'static str, i32)>, Option<String>);
+/// A timeline row of [`apply_updates`] (item, state, attempt, detail); None pads.
+type Event = Option<(String, &'static str, i32, Option<String>)>;
 
 /// `rows` in statements of at most `max` rows (a power of two), each padded to a power of
-/// two by repeating its last row. So a handful of statement texts serve every batch size,
-/// and each is prepared once per connection and then reused: a new text is parsed anew,
-/// and parsing a VALUES list of hundreds of rows costs more than running it.
-fn padded<T: Clone>(rows: &[T], max: usize) -> impl Iterator<Item = Vec<T>> + '_ {
-    rows.chunks(max).map(|chunk| {
-        let mut chunk = chunk.to_vec();
-        let last = chunk[chunk.len() - 1].clone();
-        chunk.resize(chunk.len().next_power_of_two(), last);
-        chunk
-    })
-}
-
-/// Like [`padded`], padding with `blank` rows.
-fn padded_with<'a, T: Clone>(rows: &'a [T], max: usize, blank: &'a T) -> impl Iterator<Item = Vec<T>> + 'a {
+/// two with `blank` rows, or without one by repeating its last row. So a handful of
+/// statement texts serve every batch size, and each is prepared once per connection and
+/// then reused: a new text is parsed anew, and parsing a VALUES list of hundreds of rows
+/// costs more than running it.
+fn padded<'a, T: Clone>(rows: &'a [T], max: usize, blank: Option<&'a T>) -> impl Iterator<Item = Vec<T>> + 'a {
     rows.chunks(max).map(move |chunk| {
+        let fill = blank.unwrap_or(&chunk[chunk.len() - 1]).clone();
         let mut chunk = chunk.to_vec();
-        chunk.resize(chunk.len().next_power_of_two(), blank.clone());
+        chunk.resize(chunk.len().next_power_of_two(), fill);
         chunk
     })
 }
@@ -575,7 +567,7 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
     let txn = db.begin().await?;
     let backend = db.get_database_backend();
     let mut applied_items: HashSet<String> = HashSet::new();
-    for chunk in padded(&finals, ROWS_PER_STATEMENT) {
+    for chunk in padded(&finals, ROWS_PER_STATEMENT, None) {
         let chunk = &chunk[..];
         let mut marks = Marks::new(backend);
         let now_mark = marks.next();
@@ -635,16 +627,17 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             });
         }
         if ok {
-            events.push((
-                Some(u.item_id.to_string()),
-                Some((u.state.as_str(), u.attempt.unwrap_or(0) as i32)),
+            events.push(Some((
+                u.item_id.to_string(),
+                u.state.as_str(),
+                u.attempt.unwrap_or(0) as i32,
                 u.detail.clone(),
-            ));
+            )));
         }
     }
     refs.dedup_by(|a, b| a.connection_id == b.connection_id && a.doc_kind == b.doc_kind && a.source_id == b.source_id);
     // Padding repeats an entry: the copy conflicts with the original and does nothing.
-    for chunk in padded(&refs, ROWS_PER_STATEMENT) {
+    for chunk in padded(&refs, ROWS_PER_STATEMENT, None) {
         erp_ref::Entity::insert_many(chunk)
             .on_conflict_do_nothing_on([
                 erp_ref::Column::ConnectionId,
@@ -655,15 +648,17 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             .await?;
     }
     // Padding here is rows of NULLs, which the statement skips.
-    let blank: Event = (None, None, None);
-    for chunk in padded_with(&events, ROWS_PER_STATEMENT, &blank) {
+    for chunk in padded(&events, ROWS_PER_STATEMENT, Some(&None)) {
         let mut marks = Marks::new(backend);
         let now_mark = marks.next();
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4 + 1);
         values.push(now.into());
         let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(4))).collect();
-        for (item, state, detail) in chunk {
-            let (state, attempt) = state.map_or((None, None), |(s, a)| (Some(s), Some(a)));
+        for event in chunk {
+            let (item, state, attempt, detail) = match event {
+                Some((item, state, attempt, detail)) => (Some(item), Some(state), Some(attempt), detail),
+                None => (None, None, None, None),
+            };
             values.extend([item.into(), state.into(), attempt.into(), detail.into()]);
         }
         let sql = format!(
@@ -700,7 +695,7 @@ pub async fn items_with_ledger(db: &DatabaseConnection, reads: &[ItemRead]) -> R
     let backend = db.get_database_backend();
     let mut found: HashMap<(String, String, String), (job_item::Model, Option<String>)> = HashMap::new();
     // Padded like the status writer's statements (a repeated read is answered twice).
-    for chunk in padded(reads, ROWS_PER_STATEMENT) {
+    for chunk in padded(reads, ROWS_PER_STATEMENT, None) {
         let mut marks = Marks::new(backend);
         let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(3))).collect();
         let sql = format!(
@@ -926,16 +921,16 @@ mod tests {
     #[test]
     fn statements_are_padded_to_a_few_sizes_and_keep_every_row() {
         let rows: Vec<u32> = (0..300).collect();
-        let chunks: Vec<Vec<u32>> = super::padded(&rows, 256).collect();
+        let chunks: Vec<Vec<u32>> = super::padded(&rows, 256, None).collect();
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [256, 64]);
         assert_eq!(chunks[1][43..], [299; 21], "padding repeats the last row");
         let kept: Vec<u32> =
             chunks.concat().into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         assert_eq!(kept, rows);
-        let blanks: Vec<Vec<Option<u32>>> = super::padded_with(&[Some(1), Some(2), Some(3)], 256, &None).collect();
+        let blanks: Vec<Vec<Option<u32>>> = super::padded(&[Some(1), Some(2), Some(3)], 256, Some(&None)).collect();
         assert_eq!(blanks, [vec![Some(1), Some(2), Some(3), None]]);
         let sizes: std::collections::BTreeSet<usize> = (1..=1000)
-            .flat_map(|n| super::padded(&rows.repeat(4)[..n], 256).map(|c| c.len()).collect::<Vec<_>>())
+            .flat_map(|n| super::padded(&rows.repeat(4)[..n], 256, None).map(|c| c.len()).collect::<Vec<_>>())
             .collect();
         assert_eq!(sizes.into_iter().collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32, 64, 128, 256]);
     }
