@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::{
 /// SQS's limit on entries per batch call.
 pub const MAX_BATCH: usize = 10;
 /// Batch calls in flight at once per batcher.
-pub const IN_FLIGHT_CALLS: usize = 2;
+pub const IN_FLIGHT_CALLS: usize = 8;
 
 /// How one failed entry of a batch answers: a receipt that is stale or no longer in
 /// flight is `false` (the message is no longer ours); anything else is an error.
