@@ -212,6 +212,13 @@ impl Daemon {
             let left: Vec<_> = self.ctx.in_flight.lock().unwrap().keys().map(|r| (r.clone(), Duration::ZERO)).collect();
             tracing::warn!(items = left.len(), "drain timeout; returning unfinished messages to the queue");
             self.ctx.abandon.cancel();
+            // The abandoned tasks end at their next await; a return with a delay that one
+            // of them had asked for may still be on its way to the queue. Releasing only
+            // after it lands keeps it from hiding a released message again.
+            if tokio::time::timeout(Duration::from_secs(5), self.ctx.tasks.wait()).await.is_err() {
+                tracing::warn!("abandoned items did not stop within 5 s");
+            }
+            self.ctx.queue.settle().await;
             let _ = self.ctx.queue.change_visibility(&left).await;
         }
         if let Some(status) = self.ctx.lookup::<StatusMsg>("status") {

@@ -195,6 +195,18 @@ async fn change_visibility_reschedules(q: Arc<dyn Queue>) {
     assert_eq!(again.len(), 1, "visible at once after a zero visibility change");
 }
 
+/// A message released (visible again) is out of flight: its old receipt cannot hide it
+/// again. SQS answers such a change with MessageNotInflight, or accepts it and does
+/// nothing; either way the message stays visible.
+async fn a_released_message_is_not_hidden_again_by_its_old_receipt(q: Arc<dyn Queue>) {
+    q.send(vec![msg("r")]).await.unwrap();
+    let m = q.receive(req(1, 0, 60_000)).await.unwrap().messages.remove(0);
+    assert!(q.change_visibility(&[(m.receipt.clone(), Duration::ZERO)]).await.unwrap()[0]);
+    let late = q.change_visibility(&[(m.receipt.clone(), Duration::from_secs(60))]).await;
+    let again = q.receive(req(1, 1000, 60_000)).await.unwrap().messages;
+    assert_eq!(again.len(), 1, "still visible after a change through the old receipt ({late:?})");
+}
+
 async fn receive_honours_max_and_order(q: Arc<dyn Queue>) {
     q.send((0..25).map(|i| msg(&format!("m{i}"))).collect()).await.unwrap();
     let a = q.receive(req(10, 0, 60_000)).await.unwrap().messages;
@@ -372,6 +384,7 @@ macro_rules! standard_conformance {
             explicit_dead_letter_keeps_the_reason,
             delayed_message_is_invisible_until_its_delay,
             change_visibility_reschedules,
+            a_released_message_is_not_hidden_again_by_its_old_receipt,
             receive_honours_max_and_order,
             long_poll_wakes_on_send,
             group_filters,
@@ -449,8 +462,10 @@ conformance!(sqs_fauxqs_fifo, sqs_fauxqs_fifo:
     fifo_deduplicates_by_id,
 );
 
-// moto deletes a message even with a stale receipt handle and accepts any characters,
-// so the checks of those two behaviours run on fauxqs only.
+// moto deletes a message even with a stale receipt handle, accepts any characters and
+// lets an old receipt hide a released message again (AWS does not), so the checks of
+// those behaviours run on fauxqs only. The daemon does not depend on the last: at a
+// stop it releases messages only after every earlier visibility change has landed.
 conformance!(sqs_moto, sqs_moto:
     undeleted_message_reappears_after_visibility_timeout,
     dead_letters_after_max_receives_with_reason,

@@ -264,3 +264,51 @@ async fn a_fifo_queue_creates_each_connections_invoices_in_queue_order_through_f
 async fn an_embedded_fifo_queue_creates_each_connections_invoices_in_queue_order_through_faults() {
     fifo_creates_in_queue_order(RigQueue::EmbeddedFifo, 60).await;
 }
+
+/// A long poll in progress when the daemon stops is not cut off: what it brings goes
+/// straight back to the queue, visible at once, instead of staying hidden for the
+/// visibility timeout because SQS handed it to a receive nobody read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_a_long_poll_brings_while_the_daemon_stops_go_back_at_once() {
+    use erpsync::domain::{ItemId, JobId};
+    use erpsync::queue::{Envelope, GroupFilter, ReceiveRequest};
+    let mut rig = Rig::start(RigSpec {
+        queue: RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: false },
+        limits: vec![4],
+        tune: Box::new(|c| {
+            c.queue.visibility_timeout_secs = NonZeroU32::new(60).unwrap();
+            c.queue.wait_time_secs = 2;
+            c.shutdown.drain_timeout_secs = 0;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let queue = rig.daemon().ctx().queue.clone();
+    let connection = rig.erps[0].connection.clone();
+    // Idle: the receive loops are in their long polls when the stop begins.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop = tokio::spawn(rig.daemon.take().unwrap().shutdown());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let messages = (0..5)
+        .map(|i| {
+            let (job, item) = (JobId::new(), ItemId::new());
+            Envelope::by_ref(job, item, connection.clone(), Op::ExportInvoice, &format!("stop-{i}")).outgoing()
+        })
+        .collect();
+    queue.send(messages).await.unwrap();
+    stop.await.unwrap();
+    let req = || ReceiveRequest {
+        max_messages: 10,
+        wait: Duration::ZERO,
+        visibility: Duration::from_secs(60),
+        groups: GroupFilter::Any,
+    };
+    let mut visible = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while visible < 5 && Instant::now() < deadline {
+        visible += queue.receive(req()).await.unwrap().messages.len();
+    }
+    assert_eq!(visible, 5, "every message visible right after the stop, none hidden by a cut-off receive");
+    rig.shutdown().await;
+}

@@ -21,6 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub enum PollerMsg {
     Poll,
@@ -40,6 +41,10 @@ pub struct PollerState {
     next: usize,
     rounds: u64,
     timers: Tasks,
+    /// Stops this incarnation's receive loops when it ends, however it ends. They are
+    /// asked to stop, not aborted: a receive in progress completes and its messages are
+    /// routed or returned, never dropped with SQS believing them handed out.
+    _receiving: DropGuard,
 }
 
 /// Background tasks of one poller incarnation, stopped however the incarnation ends.
@@ -62,7 +67,8 @@ impl Actor for QueuePoller {
         let mut order: Vec<_> = ctx.connectors.keys().cloned().collect();
         order.sort();
         let vt = Duration::from_secs(ctx.config.queue.visibility_timeout_secs.get().into());
-        let mut timers = vec![
+        let receiving = ctx.shutdown.child_token();
+        let timers = vec![
             myself.send_interval(vt / 3, || PollerMsg::Heartbeat),
             myself.send_interval(Duration::from_secs(5), || PollerMsg::Sample),
             myself.send_interval(Duration::from_secs(10), || PollerMsg::Outbox),
@@ -72,13 +78,21 @@ impl Actor for QueuePoller {
         } else {
             let reserved = Arc::new(Mutex::new(0usize));
             for index in 0..ctx.config.queue.receive_loops.get() as usize {
-                timers.push(ctx.receivers.spawn(receive_loop(ctx.clone(), index, reserved.clone())));
+                ctx.receivers.spawn(receive_loop(ctx.clone(), index, reserved.clone(), receiving.clone()));
             }
         }
         myself.send_message(PollerMsg::Sample)?;
         ctx.mark_progress(&ctx.poller_progress);
         let known = order.iter().map(|c| c.to_string()).collect();
-        Ok(PollerState { ctx, order, known, next: 0, rounds: 0, timers: Tasks(timers) })
+        Ok(PollerState {
+            ctx,
+            order,
+            known,
+            next: 0,
+            rounds: 0,
+            timers: Tasks(timers),
+            _receiving: receiving.drop_guard(),
+        })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -178,16 +192,22 @@ fn total_room(ctx: &Ctx) -> usize {
 /// batch beyond what the loops already asked for, so parallel receives never fetch more
 /// than the connectors can take. Errors back off exponentially (SQS throttling or an
 /// outage); in-flight items are unaffected and are deleted once SQS answers again.
-async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>) {
+async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>, stop: CancellationToken) {
     let vt = Duration::from_secs(ctx.config.queue.visibility_timeout_secs.get().into());
     let wait = Duration::from_secs(ctx.config.queue.wait_time_secs.into());
     let batch = ctx.queue.max_receive_batch();
     let need = if index == 0 { 1 } else { batch };
     let mut failures = 0u32;
-    while !ctx.shutdown.is_cancelled() {
+    let idle = async || {
+        tokio::select! {
+            _ = idle_wait(&ctx) => {}
+            _ = stop.cancelled() => {}
+        }
+    };
+    while !stop.is_cancelled() {
         ctx.mark_progress(&ctx.poller_progress);
         if ctx.paused.load(Ordering::Acquire) {
-            idle_wait(&ctx).await;
+            idle().await;
             continue;
         }
         let take = {
@@ -198,7 +218,7 @@ async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>) 
             take
         };
         if take == 0 {
-            idle_wait(&ctx).await;
+            idle().await;
             continue;
         }
         let req = ReceiveRequest { max_messages: take, wait, visibility: vt, groups: GroupFilter::Any };
@@ -219,14 +239,14 @@ async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>) 
         *reserved.lock().unwrap() -= take;
         match outcome {
             // Everything went back (all for saturated connections): wait for room.
-            Some((0, returned)) if returned > 0 => idle_wait(&ctx).await,
+            Some((0, returned)) if returned > 0 => idle().await,
             Some(_) => {}
             None if failures > 0 => {
                 let backoff = Duration::from_millis(200u64 << failures.min(8)).min(Duration::from_secs(30));
                 let backoff = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = ctx.shutdown.cancelled() => {}
+                    _ = stop.cancelled() => {}
                 }
             }
             None => {}

@@ -327,9 +327,11 @@ impl Queue for EmbeddedQueue {
             let (id, count) = parse_receipt(receipt)?;
             let res = txn
                 .execute_raw(self.stmt(
+                    // Only a message still in flight, as on SQS: once visible again (its
+                    // timeout over, or released), an old receipt cannot hide it anew.
                     "UPDATE queue_messages SET visible_at_ms = $1 \
-                     WHERE id = $2 AND receive_count = $3 AND dead_at_ms IS NULL",
-                    vec![(now + ms(*after)).into(), id.into(), count.into()],
+                     WHERE id = $2 AND receive_count = $3 AND dead_at_ms IS NULL AND visible_at_ms > $4",
+                    vec![(now + ms(*after)).into(), id.into(), count.into(), now.into()],
                 ))
                 .await
                 .map_err(storage)?;
@@ -340,6 +342,10 @@ impl Queue for EmbeddedQueue {
             self.activity.notify_waiters();
         }
         Ok(out)
+    }
+
+    async fn settle(&self) {
+        self.deletes.settle().await;
     }
 
     async fn dead_letter(&self, message: &Received, reason: &str) -> Result<bool, QueueError> {

@@ -207,6 +207,11 @@ pub trait Queue: Send + Sync + 'static {
     /// whether the handle was still current.
     async fn change_visibility(&self, entries: &[(ReceiptHandle, Duration)]) -> Result<Vec<bool>, QueueError>;
 
+    /// Returns once every delete and visibility change asked for before has reached the
+    /// queue, including those whose callers stopped waiting; so a change asked for after
+    /// it lands after them (a release at shutdown is not undone by an earlier return).
+    async fn settle(&self) {}
+
     /// Moves a received message to the dead-letter store with a reason.
     async fn dead_letter(&self, message: &Received, reason: &str) -> Result<bool, QueueError>;
 

@@ -434,6 +434,10 @@ impl Queue for SqsQueue {
         results.into_iter().collect()
     }
 
+    async fn settle(&self) {
+        tokio::join!(self.deletes.settle(), self.visibility.settle());
+    }
+
     async fn dead_letter(&self, message: &Received, reason: &str) -> Result<bool, QueueError> {
         self.move_to_dlq(message, reason, message.receive_count).await
     }
