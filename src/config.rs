@@ -100,7 +100,8 @@ pub struct QueueConfig {
     /// SQS: receive calls in flight at once when connectors have room for more than one
     /// batch of 10.
     pub receive_loops: NonZeroU32,
-    /// SQS: SendMessageBatch calls in flight at once when enqueueing a large job.
+    /// SQS: SendMessageBatch calls in flight at once when enqueueing a large job (the
+    /// default sends a 200-document job's twenty batches at once).
     pub send_concurrency: NonZeroU32,
     /// SQS: how long `POST /v1/jobs` waits for its messages to be sent once the job is
     /// recorded. What is not sent by then (SQS throttling or down) is answered as `unsent`
@@ -330,7 +331,7 @@ impl Default for QueueConfig {
             dlq_name: None,
             dlq_url: None,
             receive_loops: nz(4),
-            send_concurrency: nz(8),
+            send_concurrency: nz(20),
             send_timeout_ms: nz(2000),
             fifo: false,
         }

@@ -253,24 +253,41 @@ async fn group_filters(q: Arc<dyn Queue>) {
     assert_eq!(got, ["none"]);
 }
 
+/// A message of the daemon's, for connection (group) `connection`; its body is the
+/// envelope, which names the connection.
+fn envelope_for(source_id: &str, connection: &str) -> Outgoing {
+    use erpsync::domain::{ConnectionId, ItemId, JobId, Op};
+    erpsync::queue::Envelope::by_ref(
+        JobId::new(),
+        ItemId::new(),
+        ConnectionId::new(connection),
+        Op::ExportInvoice,
+        source_id,
+    )
+    .outgoing()
+}
+
 async fn redrive_moves_dead_letters_back(q: Arc<dyn Queue>) {
-    q.send(vec![in_group("x", "g1"), in_group("y", "g1")]).await.unwrap();
+    let (x, y) = (envelope_for("x", "g1"), envelope_for("y", "g1"));
+    let (xb, yb) = (x.body.clone(), y.body.clone());
+    q.send(vec![x, y]).await.unwrap();
     // One at a time: on a FIFO queue the group is held while a message is in flight.
     for _ in 0..2 {
         let got = q.receive(req(1, 3000, 60_000)).await.unwrap().messages;
         assert_eq!(got.len(), 1);
-        assert!(q.dead_letter(&got[0], &format!("reason {}", got[0].body)).await.unwrap());
+        let which = if got[0].body == xb { "x" } else { "y" };
+        assert!(q.dead_letter(&got[0], &format!("reason {which}")).await.unwrap());
     }
     let dlq = q.dead_letters(10).await.unwrap();
     assert_eq!(dlq.len(), 2);
-    let x = dlq.iter().find(|d| d.body == "x").unwrap();
+    let x = dlq.iter().find(|d| d.body == xb).unwrap();
     assert_eq!(x.reason, "reason x");
     assert_eq!(q.redrive(std::slice::from_ref(&x.message_id)).await.unwrap(), 1);
     let left = q.dead_letters(10).await.unwrap();
-    assert_eq!(left.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["y"]);
+    assert_eq!(left.iter().map(|d| &d.body).collect::<Vec<_>>(), [&yb]);
     let back = q.receive(req(10, 3000, 60_000)).await.unwrap().messages;
     assert_eq!(back.len(), 1);
-    assert_eq!((back[0].body.as_str(), back[0].receive_count), ("x", 1), "a fresh receive count");
+    assert_eq!((&back[0].body, back[0].receive_count), (&xb, 1), "a fresh receive count");
     assert_eq!(back[0].group.as_deref(), Some("g1"), "the group survives the round trip");
 }
 
