@@ -121,14 +121,15 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
         let docs: Vec<_> = crate::samples::invoices(&format!("bench{round}"), args.invoices);
         serde_json::json!({"connection_id": connection, "op": "export_invoice", "documents": docs}).to_string()
     };
+    // Built beforehand: a client is another machine, its CPU is not the daemon's to share.
+    let payloads: Vec<String> = (0..args.warmup + args.requests).map(body).collect();
     let emulator = args.backend.emulator_pid();
     let (cpu0, emu0) = (process_cpu_secs(None), emulator.and_then(|p| process_cpu_secs(Some(p))));
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(args.requests);
     let mut unsent = 0;
     let tick = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
-    for round in 0..args.warmup + args.requests {
-        let payload = body(round);
+    for (round, payload) in payloads.into_iter().enumerate() {
         if let Some(tick) = tick {
             tokio::time::sleep_until((started + tick * round as u32).into()).await;
         }
