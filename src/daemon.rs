@@ -146,6 +146,7 @@ impl Daemon {
             in_flight: Default::default(),
             tasks: TaskTracker::new(),
             receivers: TaskTracker::new(),
+            receive_reserved: std::sync::Mutex::new(0),
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
             faults: hooks.faults,

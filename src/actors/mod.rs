@@ -54,6 +54,10 @@ pub struct Ctx {
     /// The poller's receive loops (SQS), so shutdown can let a long poll in progress
     /// finish and hand its messages back rather than leave them invisible.
     pub receivers: TaskTracker,
+    /// Messages the receive loops have asked for and not yet routed. Shared by every
+    /// poller incarnation: after a restart, the old loops finishing their long polls
+    /// still count, so the loops together never ask for more than the connectors' room.
+    pub receive_reserved: Mutex<usize>,
     /// Cancelled at shutdown: stop receiving, stop restarting actors.
     pub shutdown: CancellationToken,
     /// Cancelled when in-flight work must be abandoned (drain timeout, kill).

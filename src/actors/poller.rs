@@ -18,8 +18,8 @@ use crate::queue::{Envelope, GroupFilter, ReceiptHandle, ReceiveBatch, ReceiveRe
 use crate::store;
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -76,9 +76,8 @@ impl Actor for QueuePoller {
         if ctx.queue.can_receive_by_group() {
             myself.send_message(PollerMsg::Poll)?;
         } else {
-            let reserved = Arc::new(Mutex::new(0usize));
             for index in 0..ctx.config.queue.receive_loops.get() as usize {
-                ctx.receivers.spawn(receive_loop(ctx.clone(), index, reserved.clone(), receiving.clone()));
+                ctx.receivers.spawn(receive_loop(ctx.clone(), index, receiving.clone()));
             }
         }
         myself.send_message(PollerMsg::Sample)?;
@@ -192,7 +191,7 @@ fn total_room(ctx: &Ctx) -> usize {
 /// batch beyond what the loops already asked for, so parallel receives never fetch more
 /// than the connectors can take. Errors back off exponentially (SQS throttling or an
 /// outage); in-flight items are unaffected and are deleted once SQS answers again.
-async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>, stop: CancellationToken) {
+async fn receive_loop(ctx: Arc<Ctx>, index: usize, stop: CancellationToken) {
     let vt = Duration::from_secs(ctx.config.queue.visibility_timeout_secs.get().into());
     let wait = Duration::from_secs(ctx.config.queue.wait_time_secs.into());
     let batch = ctx.queue.max_receive_batch();
@@ -211,7 +210,7 @@ async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>, 
             continue;
         }
         let take = {
-            let mut r = reserved.lock().unwrap();
+            let mut r = ctx.receive_reserved.lock().unwrap();
             let free = total_room(&ctx).saturating_sub(*r);
             let take = if free >= need { free.min(batch) } else { 0 };
             *r += take;
@@ -236,7 +235,7 @@ async fn receive_loop(ctx: Arc<Ctx>, index: usize, reserved: Arc<Mutex<usize>>, 
                 None
             }
         };
-        *reserved.lock().unwrap() -= take;
+        *ctx.receive_reserved.lock().unwrap() -= take;
         match outcome {
             // Everything went back (all for saturated connections): wait for room.
             Some((0, returned)) if returned > 0 => idle().await,
