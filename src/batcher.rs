@@ -1,9 +1,13 @@
 //! Batching one-entry requests into calls that carry many: callers ask for one entry
 //! each and get their own answer, while each call carries up to `max_batch` entries.
 //!
-//! There is no linger timer. A bounded number of calls may be in flight; while all are
-//! busy, requests queue up and the next call takes up to `max_batch` of them. So an idle
-//! daemon handles each entry at once and a busy one pays one call per batch. SQS's
+//! A bounded number of calls may be in flight; while all are busy, requests queue up and
+//! the next call takes up to `max_batch` of them. So an idle daemon handles each entry at
+//! once and a busy one pays one call per batch. With a linger ([`Batcher::spawn_lingering`]),
+//! a batch that is not full waits up to that long for more entries, but only while another
+//! call is in flight: an idle daemon still sends each entry at once, and a busy one sends
+//! full batches instead of as many small ones as there are calls allowed in flight (which,
+//! on SQS, are billed and cost CPU per request, not per entry). SQS's
 //! deletes and visibility changes use it (ten per call), the embedded queue's deletes
 //! (one statement per batch instead of one write transaction per message), and the item
 //! reads every attempt starts with (one statement, and one hand-off to the database's
@@ -12,6 +16,7 @@
 use crate::queue::QueueError;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// What the collecting task is asked: an entry to answer, or to wait until every entry
@@ -28,6 +33,16 @@ pub struct Batcher<T, A = Result<bool, QueueError>> {
 impl<T: Send + 'static, A: Send + 'static> Batcher<T, A> {
     /// Starts the collecting task; `flush` answers one batch, entry by entry, in order.
     pub fn spawn<F, Fut>(max_batch: usize, in_flight: usize, flush: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<A>> + Send + 'static,
+    {
+        Self::spawn_lingering(max_batch, in_flight, Duration::ZERO, flush)
+    }
+
+    /// [`spawn`](Self::spawn), where a batch that is not full waits up to `linger` for
+    /// more entries while another call is in flight.
+    pub fn spawn_lingering<F, Fut>(max_batch: usize, in_flight: usize, linger: Duration, flush: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<A>> + Send + 'static,
@@ -67,6 +82,22 @@ impl<T: Send + 'static, A: Send + 'static> Batcher<T, A> {
                             break;
                         }
                         Err(_) => break,
+                    }
+                }
+                // Another call in flight (this one holds a permit too): wait a little for
+                // a fuller batch. A barrier ends the wait, as does the channel closing.
+                let others_in_flight = calls.available_permits() + 1 < in_flight;
+                if batch.len() < max_batch && carried.is_none() && !linger.is_zero() && others_in_flight {
+                    let deadline = tokio::time::Instant::now() + linger;
+                    while batch.len() < max_batch {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(Request::Entry(entry, reply))) => batch.push((entry, reply)),
+                            Ok(Some(barrier)) => {
+                                carried = Some(barrier);
+                                break;
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
                     }
                 }
                 let flush = flush.clone();
@@ -113,7 +144,6 @@ impl<T: Send + 'static> Batcher<T> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use std::time::Duration;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn settle_waits_for_every_earlier_entry_and_holds_back_later_ones() {
@@ -144,5 +174,42 @@ mod tests {
         for e in [80, 60, 40, 20, 10] {
             assert!(at(e, "end") < at(1, "start"), "{e} answered before the later entry started: {log:?}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lingering_batcher_sends_at_once_when_idle_and_fills_batches_when_busy() {
+        // Calls take 40 ms and log their batches; two may be in flight; linger 2 s.
+        let batches = Arc::new(Mutex::new(Vec::<Vec<u64>>::new()));
+        let b = batches.clone();
+        let batcher = Arc::new(Batcher::spawn_lingering(4, 2, Duration::from_secs(2), move |entries: Vec<u64>| {
+            let b = b.clone();
+            async move {
+                b.lock().unwrap().push(entries.clone());
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                entries
+            }
+        }));
+        // Idle: the first entry goes alone, at once (not after the linger).
+        let started = std::time::Instant::now();
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.ask(0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Busy (the first call is in flight): the next entries wait for a full batch of
+        // four rather than each taking the free call.
+        let mut later = Vec::new();
+        for e in 1..=4u64 {
+            let batcher = batcher.clone();
+            later.push(tokio::spawn(async move { batcher.ask(e).await }));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(first.await.unwrap(), Some(0));
+        assert!(started.elapsed() < Duration::from_secs(1), "the idle entry waited for the linger");
+        for (e, task) in (1..=4u64).zip(later) {
+            assert_eq!(task.await.unwrap(), Some(e));
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "a full batch waited for the linger");
+        assert_eq!(*batches.lock().unwrap(), vec![vec![0], vec![1, 2, 3, 4]]);
     }
 }

@@ -19,6 +19,7 @@ pub const QUEUE_DEAD_LETTERED: &str = "erpsync_queue_messages_dead_lettered_tota
 pub const QUEUE_RETURNED: &str = "erpsync_queue_messages_returned_total";
 pub const QUEUE_ERRORS: &str = "erpsync_queue_errors_total";
 pub const QUEUE_UNSENT: &str = "erpsync_queue_messages_unsent_total";
+pub const SQS_REQUESTS: &str = "erpsync_sqs_requests_total";
 pub const QUEUE_DEPTH: &str = "erpsync_queue_depth_messages";
 pub const QUEUE_OLDEST_AGE: &str = "erpsync_queue_oldest_message_age_seconds";
 pub const CONNECTION_IN_FLIGHT: &str = "erpsync_connection_in_flight_calls";
@@ -52,6 +53,16 @@ pub const DEAD_LETTER_REASONS: [&str; 9] = [
 /// Why a received message went back to the queue instead of being deleted.
 /// Queue calls whose failures `erpsync_queue_errors_total` counts (its `op` label).
 pub const QUEUE_OPS: [&str; 6] = ["send", "receive", "delete", "heartbeat", "return", "depth"];
+/// The SQS APIs the daemon calls while running: `erpsync_sqs_requests_total`'s `api`
+/// label (any other API, such as those of `erpsync queue create`, counts as `other`).
+pub const SQS_APIS: [&str; 6] = [
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+    "SendMessageBatch",
+    "SendMessage",
+    "GetQueueAttributes",
+];
 pub const RETURN_REASONS: [&str; 6] =
     ["retry", "busy", "unrecorded", "connector_restarting", "saturated", "behind_returned"];
 /// Connections past this many (in config order) share the label value `other`.
@@ -98,6 +109,11 @@ pub fn zero_init(config: &crate::config::Config) {
     }
     counter!(QUEUE_RECEIVED).absolute(0);
     counter!(QUEUE_DELETED).absolute(0);
+    if config.queue.backend == crate::config::QueueBackend::Sqs {
+        for api in SQS_APIS.into_iter().chain(["other"]) {
+            counter!(SQS_REQUESTS, "api" => api).absolute(0);
+        }
+    }
     counter!(JOBS_CREATED).absolute(0);
 }
 
@@ -153,6 +169,10 @@ fn describe() {
     describe_counter!(QUEUE_DELETED, "Messages deleted after their outcome was recorded.");
     describe_counter!(QUEUE_DEAD_LETTERED, "Messages moved to the dead-letter store, by reason kind.");
     describe_counter!(QUEUE_ERRORS, "Failed queue service calls, by op and error kind.");
+    describe_counter!(
+        SQS_REQUESTS,
+        "Requests made to SQS, by API (each is billed; messages per batch call = the message counters over these)."
+    );
     describe_counter!(QUEUE_UNSENT, "Messages a send could not deliver to the queue (the outbox sends them later).");
     describe_gauge!(QUEUE_DEPTH, "Messages in the queue by state (visible, in_flight, delayed, dead_lettered).");
     describe_gauge!(QUEUE_OLDEST_AGE, Unit::Seconds, "Age of the oldest live message.");

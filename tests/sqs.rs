@@ -32,11 +32,13 @@ enum Mode {
 }
 
 /// An HTTP proxy in front of the SQS server that passes calls through, or answers them
-/// all with SQS's throttling or outage errors. Counts the calls it failed, by action.
+/// all with SQS's throttling or outage errors. Counts the calls it saw and those it
+/// failed, by action.
 struct FaultyProxy {
     mode: AtomicU8,
     upstream: String,
     client: reqwest::Client,
+    seen: Mutex<BTreeMap<String, u64>>,
     failed: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -46,6 +48,7 @@ impl FaultyProxy {
             mode: AtomicU8::new(Mode::Pass as u8),
             upstream,
             client: reqwest::Client::new(),
+            seen: Mutex::default(),
             failed: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -61,6 +64,10 @@ impl FaultyProxy {
 
     fn failed(&self, action: &str) -> u64 {
         self.failed.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+
+    fn seen(&self, action: &str) -> u64 {
+        self.seen.lock().unwrap().get(action).copied().unwrap_or(0)
     }
 }
 
@@ -78,6 +85,7 @@ async fn forward(
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("unknown")
         .to_owned();
+    *p.seen.lock().unwrap().entry(action.clone()).or_default() += 1;
     let fault = match p.mode.load(Ordering::Acquire) {
         1 => Some((StatusCode::BAD_REQUEST, "RequestThrottled", "Rate exceeded")),
         2 => Some((StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Service is unavailable")),
@@ -191,6 +199,12 @@ async fn sqs_throttling_and_outage_are_ridden_out_losing_nothing_and_creating_no
     assert!(queue_errors(&rig, "receive").await > 0.0, "failed receives are counted");
     assert!(queue_errors(&rig, "delete").await > 0.0, "failed deletes are counted");
     rig.shutdown().await;
+    // Every request is counted, the SDK's retries of failed ones included (each is billed).
+    // (Receives are left out: a long poll may still be on its way when the daemon stops.)
+    for action in ["DeleteMessageBatch", "SendMessageBatch"] {
+        let counted = erpsync::telemetry::sample(&format!("erpsync_sqs_requests_total{{api=\"{action}\"}}"));
+        assert_eq!(counted as u64, proxy.seen(action), "{action}: counted by the daemon vs seen by the server");
+    }
 }
 
 /// On a FIFO queue each connection's invoices are created in the order they were queued,

@@ -14,6 +14,7 @@ use crate::erp::sandbox::SandboxOptions;
 use crate::harness::{Rig, RigQueue, RigSpec, count};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -241,6 +242,18 @@ pub struct DrainReport {
     /// (their connection was saturated, or they were behind one that was).
     pub received: u64,
     pub returned: u64,
+    /// Requests made to SQS while draining, by API (empty on the embedded queue).
+    pub sqs_requests: BTreeMap<&'static str, u64>,
+}
+
+/// `erpsync_sqs_requests_total` now, by API.
+fn sqs_requests() -> BTreeMap<&'static str, u64> {
+    crate::telemetry::SQS_APIS
+        .iter()
+        .map(|&api| {
+            (api, crate::telemetry::sample(&format!("{}{{api=\"{api}\"}}", crate::telemetry::SQS_REQUESTS)) as u64)
+        })
+        .collect()
 }
 
 /// Invoices per job when filling the queue for `bench drain`.
@@ -306,6 +319,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     let cpu0 =
         (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
     let received0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_RECEIVED);
+    let requests0 = sqs_requests();
     let returned0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_RETURNED);
     let started_ms = crate::util::now_ms();
     let started = Instant::now();
@@ -357,6 +371,11 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     let stat = crate::telemetry::sample;
     let received = crate::telemetry::sample_total(crate::telemetry::QUEUE_RECEIVED) - received0;
     let returned = crate::telemetry::sample_total(crate::telemetry::QUEUE_RETURNED) - returned0;
+    let sqs_requests: BTreeMap<_, _> = sqs_requests()
+        .into_iter()
+        .map(|(api, n)| (api, n.saturating_sub(requests0.get(api).copied().unwrap_or(0))))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     let writes = stat("erpsync_status_write_duration_seconds_count").max(1.0);
     let status_batch = stat("erpsync_status_write_batch_size_sum") / writes;
     let status_ms = stat("erpsync_status_write_duration_seconds_sum") / writes * 1000.0;
@@ -382,6 +401,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         free_capacity_mean: free as f64 / samples.max(1) as f64,
         received: received as u64,
         returned: returned as u64,
+        sqs_requests,
     };
     if args.backend.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -407,6 +427,18 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
             report.free_capacity_mean, report.capacity
         );
         println!("received       {} messages, {} of them sent back to wait for room", report.received, report.returned);
+        if !report.sqs_requests.is_empty() {
+            let per_call = |api: &str| {
+                let calls = report.sqs_requests.get(api).copied().unwrap_or(0).max(1) as f64;
+                report.received as f64 / calls
+            };
+            println!(
+                "sqs requests   {} ({:.1} messages per ReceiveMessage, {:.1} per DeleteMessageBatch)",
+                report.sqs_requests.iter().map(|(api, n)| format!("{api} {n}")).collect::<Vec<_>>().join(", "),
+                per_call("ReceiveMessage"),
+                per_call("DeleteMessageBatch")
+            );
+        }
     }
     Ok(())
 }

@@ -5,10 +5,14 @@
 use super::service_err;
 use crate::config::QueueConfig;
 use crate::queue::QueueError;
+use crate::telemetry;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sqs::error::BoxError;
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::time::Duration;
 
@@ -35,7 +39,32 @@ pub async fn client(cfg: &QueueConfig) -> Client {
     if let Some(endpoint) = &cfg.endpoint_url {
         loader = loader.endpoint_url(endpoint.clone());
     }
-    Client::new(&loader.load().await)
+    let config = aws_sdk_sqs::config::Builder::from(&loader.load().await).interceptor(CountRequests).build();
+    Client::from_conf(config)
+}
+
+/// Counts every request sent to SQS, retries included (each is billed), by API:
+/// `erpsync_sqs_requests_total`.
+#[derive(Debug)]
+struct CountRequests;
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "erpsync::CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // The JSON protocol names the API in `X-Amz-Target: AmazonSQS.ReceiveMessage`.
+        let target = context.request().headers().get("x-amz-target").and_then(|t| t.rsplit('.').next());
+        let api = telemetry::SQS_APIS.iter().find(|&&api| Some(api) == target).copied().unwrap_or("other");
+        metrics::counter!(telemetry::SQS_REQUESTS, "api" => api).increment(1);
+        Ok(())
+    }
 }
 
 /// The URL of queue `name`, or a setup error saying how to create it.

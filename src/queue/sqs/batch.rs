@@ -13,6 +13,11 @@ use aws_sdk_sqs::types::{
 pub const MAX_BATCH: usize = 10;
 /// Batch calls in flight at once per batcher.
 pub const IN_FLIGHT_CALLS: usize = 8;
+/// How long a batch that is not full waits for more entries while another call is in
+/// flight (see `Batcher::spawn_lingering`). Without it a busy daemon sent as many small
+/// batches as calls were allowed in flight: 6 deletes per call on average while draining,
+/// against 10 with it. A delete that waits keeps its message hidden, nothing more.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How one failed entry of a batch answers: a receipt that is stale or no longer in
 /// flight is `false` (the message is no longer ours); anything else is an error.

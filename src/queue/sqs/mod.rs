@@ -93,15 +93,17 @@ impl SqsQueue {
     pub fn new(client: Client, url: String, dlq_url: String, max_receives: u32, send_concurrency: usize) -> Self {
         let fifo = url.ends_with(".fifo");
         let (c, u) = (client.clone(), url.clone());
-        let deletes = Batcher::spawn(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, move |receipts| {
-            let (c, u) = (c.clone(), u.clone());
-            async move { batch::delete_batch(&c, &u, receipts).await }
-        });
+        let deletes =
+            Batcher::spawn_lingering(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, batch::LINGER, move |receipts| {
+                let (c, u) = (c.clone(), u.clone());
+                async move { batch::delete_batch(&c, &u, receipts).await }
+            });
         let (c, u) = (client.clone(), url.clone());
-        let visibility = Batcher::spawn(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, move |entries| {
-            let (c, u) = (c.clone(), u.clone());
-            async move { batch::visibility_batch(&c, &u, entries).await }
-        });
+        let visibility =
+            Batcher::spawn_lingering(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, batch::LINGER, move |entries| {
+                let (c, u) = (c.clone(), u.clone());
+                async move { batch::visibility_batch(&c, &u, entries).await }
+            });
         SqsQueue {
             client,
             url,
