@@ -178,14 +178,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lingering_batcher_sends_at_once_when_idle_and_fills_batches_when_busy() {
-        // Calls take 40 ms and log their batches; two may be in flight; linger 2 s.
+        // Calls take 200 ms and log their batches; two may be in flight; linger 2 s.
         let batches = Arc::new(Mutex::new(Vec::<Vec<u64>>::new()));
         let b = batches.clone();
         let batcher = Arc::new(Batcher::spawn_lingering(4, 2, Duration::from_secs(2), move |entries: Vec<u64>| {
             let b = b.clone();
             async move {
                 b.lock().unwrap().push(entries.clone());
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 entries
             }
         }));
@@ -195,7 +195,9 @@ mod tests {
             let batcher = batcher.clone();
             async move { batcher.ask(0).await }
         });
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        while batches.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         // Busy (the first call is in flight): the next entries wait for a full batch of
         // four rather than each taking the free call.
         let mut later = Vec::new();
@@ -210,6 +212,8 @@ mod tests {
             assert_eq!(task.await.unwrap(), Some(e));
         }
         assert!(started.elapsed() < Duration::from_secs(1), "a full batch waited for the linger");
-        assert_eq!(*batches.lock().unwrap(), vec![vec![0], vec![1, 2, 3, 4]]);
+        let mut batches = batches.lock().unwrap().clone();
+        batches.iter_mut().for_each(|b| b.sort_unstable());
+        assert_eq!(batches, vec![vec![0], vec![1, 2, 3, 4]]);
     }
 }
