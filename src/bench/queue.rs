@@ -320,6 +320,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
     let received0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_RECEIVED);
     let requests0 = sqs_requests();
+    let deleted0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_DELETED);
     let returned0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_RETURNED);
     let started_ms = crate::util::now_ms();
     let started = Instant::now();
@@ -371,6 +372,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     let stat = crate::telemetry::sample;
     let received = crate::telemetry::sample_total(crate::telemetry::QUEUE_RECEIVED) - received0;
     let returned = crate::telemetry::sample_total(crate::telemetry::QUEUE_RETURNED) - returned0;
+    let deleted = crate::telemetry::sample_total(crate::telemetry::QUEUE_DELETED) - deleted0;
     let sqs_requests: BTreeMap<_, _> = sqs_requests()
         .into_iter()
         .map(|(api, n)| (api, n.saturating_sub(requests0.get(api).copied().unwrap_or(0))))
@@ -428,15 +430,13 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         );
         println!("received       {} messages, {} of them sent back to wait for room", report.received, report.returned);
         if !report.sqs_requests.is_empty() {
-            let per_call = |api: &str| {
-                let calls = report.sqs_requests.get(api).copied().unwrap_or(0).max(1) as f64;
-                report.received as f64 / calls
-            };
+            let per_call =
+                |messages: f64, api: &str| messages / report.sqs_requests.get(api).copied().unwrap_or(0).max(1) as f64;
             println!(
                 "sqs requests   {} ({:.1} messages per ReceiveMessage, {:.1} per DeleteMessageBatch)",
                 report.sqs_requests.iter().map(|(api, n)| format!("{api} {n}")).collect::<Vec<_>>().join(", "),
-                per_call("ReceiveMessage"),
-                per_call("DeleteMessageBatch")
+                per_call(report.received as f64, "ReceiveMessage"),
+                per_call(deleted, "DeleteMessageBatch")
             );
         }
     }
