@@ -61,9 +61,9 @@ async fn sqs(endpoint: String, fifo: bool) -> Made {
         max_receives: NonZeroU32::new(MAX_RECEIVES),
         ..QueueConfig::default()
     };
-    let client = admin::client(&cfg).await;
-    let (url, dlq) = admin::create_queues(&client, &cfg).await.expect("queues are created");
-    (Arc::new(SqsQueue::new(client, url, dlq, MAX_RECEIVES, 4)), Box::new(()))
+    let clients = admin::clients(&cfg).await.expect("the SQS clients are built");
+    let (url, dlq) = admin::create_queues(&clients.sdk, &cfg).await.expect("queues are created");
+    (Arc::new(SqsQueue::new(clients, url, dlq, MAX_RECEIVES, 4)), Box::new(()))
 }
 
 async fn sqs_fauxqs() -> Made {

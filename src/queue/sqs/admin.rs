@@ -3,6 +3,7 @@
 //! creating both (`erpsync queue create`, the test rigs).
 
 use super::service_err;
+use super::wire::Wire;
 use crate::config::QueueConfig;
 use crate::queue::QueueError;
 use crate::telemetry;
@@ -21,9 +22,10 @@ use std::time::Duration;
 /// for messages nobody handles (a consumer that crashes on them, an old daemon).
 pub const REDRIVE_MARGIN: u32 = 5;
 
-/// An SQS client: credentials from the standard chain (environment, profile, web
-/// identity, ECS/instance role), never logged; region and endpoint from config.
-pub async fn client(cfg: &QueueConfig) -> Client {
+/// The AWS configuration as set in `[queue]`: credentials from the standard chain
+/// (environment, profile, web identity, ECS/instance role), never logged; region and
+/// endpoint from config.
+async fn aws_config(cfg: &QueueConfig) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
@@ -39,8 +41,29 @@ pub async fn client(cfg: &QueueConfig) -> Client {
     if let Some(endpoint) = &cfg.endpoint_url {
         loader = loader.endpoint_url(endpoint.clone());
     }
-    let config = aws_sdk_sqs::config::Builder::from(&loader.load().await).interceptor(CountRequests).build();
-    Client::from_conf(config)
+    loader.load().await
+}
+
+fn sdk_client(config: &aws_config::SdkConfig) -> Client {
+    Client::from_conf(aws_sdk_sqs::config::Builder::from(config).interceptor(CountRequests).build())
+}
+
+/// The SDK's SQS client, for everything but the hot calls (see [`Clients`]).
+pub async fn client(cfg: &QueueConfig) -> Client {
+    sdk_client(&aws_config(cfg).await)
+}
+
+/// Both ways this daemon talks to SQS, from one configuration: the SDK for managing
+/// queues and the dead-letter queue, [`Wire`] for the calls every item makes.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub sdk: Client,
+    pub wire: Wire,
+}
+
+pub async fn clients(cfg: &QueueConfig) -> Result<Clients, QueueError> {
+    let config = aws_config(cfg).await;
+    Ok(Clients { sdk: sdk_client(&config), wire: Wire::new(&config).await? })
 }
 
 /// Counts every request sent to SQS, retries included (each is billed), by API:

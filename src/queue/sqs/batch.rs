@@ -2,12 +2,8 @@
 //! and get their own answer (through [`Batcher`]), while the calls to SQS carry up to ten
 //! entries.
 
-use super::service_err;
+use super::wire::{BatchAnswer, DeleteEntry, FailedEntry, VisibilityEntry, Wire};
 use crate::queue::QueueError;
-use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-};
 
 /// SQS's limit on entries per batch call.
 pub const MAX_BATCH: usize = 10;
@@ -21,78 +17,53 @@ pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How one failed entry of a batch answers: a receipt that is stale or no longer in
 /// flight is `false` (the message is no longer ours); anything else is an error.
-fn entry_result(f: &BatchResultErrorEntry) -> Result<bool, QueueError> {
-    match f.code() {
+fn entry_result(f: &FailedEntry) -> Result<bool, QueueError> {
+    match f.code.as_str() {
         "ReceiptHandleIsInvalid"
         | "MessageNotInflight"
         | "AWS.SimpleQueueService.MessageNotInflight"
         | "InvalidReceiptHandle" => Ok(false),
-        code => Err(QueueError::Service(format!("{code}: {}", f.message().unwrap_or("")))),
+        code => Err(QueueError::Service(format!("{code}: {}", f.message.as_deref().unwrap_or("")))),
     }
 }
 
-/// Maps a batch answer back onto its entries (ids are the entries' positions).
-fn by_entry(
-    n: usize,
-    ok_ids: impl Iterator<Item = String>,
-    failed: &[BatchResultErrorEntry],
-) -> Vec<Result<bool, QueueError>> {
+/// Maps a batch answer back onto its `n` entries (ids are the entries' positions).
+fn by_entry(n: usize, answer: Result<BatchAnswer, QueueError>) -> Vec<Result<bool, QueueError>> {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            let msg = e.to_string();
+            return (0..n).map(|_| Err(QueueError::Service(msg.clone()))).collect();
+        }
+    };
     let mut out: Vec<Result<bool, QueueError>> =
         (0..n).map(|_| Err(QueueError::Service("SQS did not answer for this entry".into()))).collect();
-    for id in ok_ids {
-        if let Some(slot) = id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
+    for s in &answer.successful {
+        if let Some(slot) = s.id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
             *slot = Ok(true);
         }
     }
-    for f in failed {
-        if let Some(slot) = f.id().parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
+    for f in &answer.failed {
+        if let Some(slot) = f.id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
             *slot = entry_result(f);
         }
     }
     out
 }
 
-fn all_failed(n: usize, e: QueueError) -> Vec<Result<bool, QueueError>> {
-    let msg = e.to_string();
-    (0..n).map(|_| Err(QueueError::Service(msg.clone()))).collect()
-}
-
 /// One DeleteMessageBatch call (≤ 10 receipts).
-pub async fn delete_batch(client: &Client, url: &str, receipts: Vec<String>) -> Vec<Result<bool, QueueError>> {
-    let n = receipts.len();
-    let entries: Vec<_> = receipts
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build())
-        .collect::<Result<_, _>>()
-        .expect("id and receipt handle are set");
-    match client.delete_message_batch().queue_url(url).set_entries(Some(entries)).send().await {
-        Ok(out) => by_entry(n, out.successful().iter().map(|s| s.id().to_owned()), out.failed()),
-        Err(e) => all_failed(n, service_err("DeleteMessageBatch", e)),
-    }
+pub async fn delete_batch(wire: &Wire, url: &str, receipts: Vec<String>) -> Vec<Result<bool, QueueError>> {
+    let entries: Vec<_> =
+        receipts.iter().enumerate().map(|(i, r)| DeleteEntry { id: i.to_string(), receipt_handle: r }).collect();
+    by_entry(entries.len(), wire.delete_message_batch(url, &entries).await)
 }
 
 /// One ChangeMessageVisibilityBatch call (≤ 10 entries of receipt, seconds).
-pub async fn visibility_batch(
-    client: &Client,
-    url: &str,
-    entries: Vec<(String, i32)>,
-) -> Vec<Result<bool, QueueError>> {
-    let n = entries.len();
+pub async fn visibility_batch(wire: &Wire, url: &str, entries: Vec<(String, i32)>) -> Vec<Result<bool, QueueError>> {
     let entries: Vec<_> = entries
-        .into_iter()
+        .iter()
         .enumerate()
-        .map(|(i, (r, secs))| {
-            ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(r)
-                .visibility_timeout(secs)
-                .build()
-        })
-        .collect::<Result<_, _>>()
-        .expect("id and receipt handle are set");
-    match client.change_message_visibility_batch().queue_url(url).set_entries(Some(entries)).send().await {
-        Ok(out) => by_entry(n, out.successful().iter().map(|s| s.id().to_owned()), out.failed()),
-        Err(e) => all_failed(n, service_err("ChangeMessageVisibilityBatch", e)),
-    }
+        .map(|(i, (r, secs))| VisibilityEntry { id: i.to_string(), receipt_handle: r, visibility_timeout: *secs })
+        .collect();
+    by_entry(entries.len(), wire.change_message_visibility_batch(url, &entries).await)
 }

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod batch;
+pub mod wire;
 
 use super::{
     DeadLetter, Envelope, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest,
@@ -29,14 +30,13 @@ use crate::config::QueueConfig;
 use crate::util::now_ms;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{
-    Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use wire::{ReceiveMessage, SendEntry, Wire};
 
 /// SendMessageBatch payload budget (SQS's historical limit; newer queues allow 1 MiB).
 const BATCH_BYTES: usize = 256 * 1024;
@@ -73,6 +73,7 @@ fn number_attr(v: i64) -> MessageAttributeValue {
 
 pub struct SqsQueue {
     client: Client,
+    wire: Wire,
     url: String,
     dlq_url: String,
     fifo: bool,
@@ -85,20 +86,27 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// Connects as configured: builds the client and finds both queues.
     pub async fn connect(cfg: &QueueConfig) -> Result<SqsQueue, QueueError> {
-        let client = admin::client(cfg).await;
-        let (url, dlq_url) = admin::resolve(&client, cfg).await?;
-        Ok(Self::new(client, url, dlq_url, cfg.max_receives(), cfg.send_concurrency.get() as usize))
+        let clients = admin::clients(cfg).await?;
+        let (url, dlq_url) = admin::resolve(&clients.sdk, cfg).await?;
+        Ok(Self::new(clients, url, dlq_url, cfg.max_receives(), cfg.send_concurrency.get() as usize))
     }
 
-    pub fn new(client: Client, url: String, dlq_url: String, max_receives: u32, send_concurrency: usize) -> Self {
+    pub fn new(
+        clients: admin::Clients,
+        url: String,
+        dlq_url: String,
+        max_receives: u32,
+        send_concurrency: usize,
+    ) -> Self {
+        let admin::Clients { sdk: client, wire } = clients;
         let fifo = url.ends_with(".fifo");
-        let (c, u) = (client.clone(), url.clone());
+        let (c, u) = (wire.clone(), url.clone());
         let deletes =
             Batcher::spawn_lingering(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, batch::LINGER, move |receipts| {
                 let (c, u) = (c.clone(), u.clone());
                 async move { batch::delete_batch(&c, &u, receipts).await }
             });
-        let (c, u) = (client.clone(), url.clone());
+        let (c, u) = (wire.clone(), url.clone());
         let visibility =
             Batcher::spawn_lingering(batch::MAX_BATCH, batch::IN_FLIGHT_CALLS, batch::LINGER, move |entries| {
                 let (c, u) = (c.clone(), u.clone());
@@ -106,6 +114,7 @@ impl SqsQueue {
             });
         SqsQueue {
             client,
+            wire,
             url,
             dlq_url,
             fifo,
@@ -124,25 +133,23 @@ impl SqsQueue {
         &self.dlq_url
     }
 
-    fn entry(&self, i: usize, m: &Outgoing) -> SendMessageBatchRequestEntry {
-        let mut e = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(&m.body);
+    fn entry<'m>(&self, i: usize, m: &'m Outgoing) -> SendEntry<'m> {
+        let mut e = SendEntry { id: i.to_string(), message_body: &m.body, ..SendEntry::default() };
         if self.fifo {
             // FIFO queues refuse per-message delays and need a group and a deduplication id.
-            e = e
-                .message_group_id(m.group.clone().unwrap_or_else(|| "default".into()))
-                .message_deduplication_id(m.dedup_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
+            e.message_group_id = Some(m.group.as_deref().unwrap_or("default").into());
+            e.message_deduplication_id =
+                Some(m.dedup_id.as_deref().map_or_else(|| uuid::Uuid::new_v4().to_string().into(), Into::into));
         } else {
-            if let Some(g) = &m.group {
-                // No message attribute repeats the group (older versions sent one): the
-                // envelope names the connection, and an attribute cost fauxqs a third more
-                // CPU per enqueued message.
-                e = e.message_group_id(g);
-            }
+            // No message attribute repeats the group (older versions sent one): the
+            // envelope names the connection, and an attribute cost fauxqs a third more
+            // CPU per enqueued message.
+            e.message_group_id = m.group.as_deref().map(Into::into);
             if !m.delay.is_zero() {
-                e = e.delay_seconds(secs_ceil(m.delay).min(MAX_DELAY_SECS));
+                e.delay_seconds = Some(secs_ceil(m.delay).min(MAX_DELAY_SECS));
             }
         }
-        e.build().expect("id and body are set")
+        e
     }
 
     /// Sends the messages at `indices` in one call, retrying entries that failed on the
@@ -157,22 +164,21 @@ impl SqsQueue {
                 tokio::time::sleep(Duration::from_millis(100 << round)).await;
             }
             let entries: Vec<_> = pending.iter().map(|&i| self.entry(i, &messages[i])).collect();
-            let out =
-                match self.client.send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await {
-                    Ok(out) => out,
-                    Err(e) => {
-                        let reason = service_err("SendMessageBatch", e).to_string();
-                        if round + 1 == SEND_ROUNDS {
-                            failed.extend(pending.drain(..).map(|i| (i, reason.clone())));
-                        }
-                        continue;
+            let out = match self.wire.send_message_batch(&self.url, &entries).await {
+                Ok(out) => out,
+                Err(e) => {
+                    let reason = e.to_string();
+                    if round + 1 == SEND_ROUNDS {
+                        failed.extend(pending.drain(..).map(|i| (i, reason.clone())));
                     }
-                };
+                    continue;
+                }
+            };
             let mut retry = Vec::new();
-            for f in out.failed() {
-                let Ok(i) = f.id().parse::<usize>() else { continue };
-                let reason = format!("{}: {}", f.code(), f.message().unwrap_or(""));
-                if f.sender_fault() || round + 1 == SEND_ROUNDS {
+            for f in &out.failed {
+                let Ok(i) = f.id.parse::<usize>() else { continue };
+                let reason = format!("{}: {}", f.code, f.message.as_deref().unwrap_or(""));
+                if f.sender_fault || round + 1 == SEND_ROUNDS {
                     failed.push((i, reason));
                 } else {
                     retry.push(i);
@@ -180,10 +186,10 @@ impl SqsQueue {
             }
             // Entries the answer does not mention count as failed too, never as sent.
             let answered: HashSet<usize> = out
-                .successful()
+                .successful
                 .iter()
-                .map(|s| s.id())
-                .chain(out.failed().iter().map(|f| f.id()))
+                .map(|s| s.id.as_str())
+                .chain(out.failed.iter().map(|f| f.id.as_str()))
                 .filter_map(|id| id.parse().ok())
                 .collect();
             for &i in &pending {
@@ -292,7 +298,7 @@ impl SqsQueue {
     }
 
     async fn dlq_visibility(&self, receipt: String, secs: i32) -> Result<bool, QueueError> {
-        batch::visibility_batch(&self.client, &self.dlq_url, vec![(receipt, secs)]).await.remove(0)
+        batch::visibility_batch(&self.wire, &self.dlq_url, vec![(receipt, secs)]).await.remove(0)
     }
 }
 
@@ -376,39 +382,31 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, req: ReceiveRequest<'_>) -> Result<ReceiveBatch, QueueError> {
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(req.max_messages.clamp(1, 10) as i32)
-            .wait_time_seconds(secs_ceil(req.wait).min(20))
-            .visibility_timeout(secs_ceil(req.visibility).min(MAX_VISIBILITY_SECS))
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .message_attribute_names(ATTR_GROUP)
-            .send()
-            .await
-            .map_err(|e| service_err("ReceiveMessage", e))?;
+        let messages = self
+            .wire
+            .receive_message(&ReceiveMessage {
+                queue_url: &self.url,
+                max_number_of_messages: req.max_messages.clamp(1, 10) as i32,
+                wait_time_seconds: secs_ceil(req.wait).min(20),
+                visibility_timeout: secs_ceil(req.visibility).min(MAX_VISIBILITY_SECS),
+                message_system_attribute_names: &["ApproximateReceiveCount", "MessageGroupId"],
+                message_attribute_names: &[ATTR_GROUP],
+            })
+            .await?;
         let mut batch = ReceiveBatch::default();
-        for m in out.messages() {
-            let sys = |k: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&k)).cloned();
+        for mut m in messages {
             let received = Received {
-                message_id: m.message_id().unwrap_or_default().to_owned(),
-                receipt: ReceiptHandle(m.receipt_handle().unwrap_or_default().to_owned()),
-                body: m.body().unwrap_or_default().to_owned(),
                 // As sent; not every SQS-compatible server returns a standard queue's
                 // group (fauxqs does not), and then the envelope's connection is the group.
-                group: sys(MessageSystemAttributeName::MessageGroupId)
-                    .or_else(|| {
-                        m.message_attributes()
-                            .and_then(|a| a.get(ATTR_GROUP))
-                            .and_then(|v| v.string_value())
-                            .map(Into::into)
-                    })
-                    .or_else(|| Envelope::decode(m.body()?).ok().map(|e| e.connection_id.to_string())),
-                receive_count: sys(MessageSystemAttributeName::ApproximateReceiveCount)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
+                group: m
+                    .attributes
+                    .remove("MessageGroupId")
+                    .or_else(|| m.message_attributes.remove(ATTR_GROUP).and_then(|v| v.string_value))
+                    .or_else(|| Envelope::decode(&m.body).ok().map(|e| e.connection_id.to_string())),
+                receive_count: m.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1),
+                message_id: m.message_id,
+                receipt: ReceiptHandle(m.receipt_handle),
+                body: m.body,
             };
             if received.receive_count <= self.max_receives {
                 batch.messages.push(received);
@@ -508,7 +506,7 @@ impl Queue for SqsQueue {
         }
         self.release(keep).await;
         for chunk in remove.chunks(batch::MAX_BATCH) {
-            for r in batch::delete_batch(&self.client, &self.dlq_url, chunk.to_vec()).await {
+            for r in batch::delete_batch(&self.wire, &self.dlq_url, chunk.to_vec()).await {
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "a redriven message stays in the dead-letter queue too");
                 }
