@@ -114,7 +114,8 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     let recorded = async {
         // On SQLite the whole transaction is one call to the database (`store::Script`).
         let mut script = store::Script::new(ctx.db.get_database_backend());
-        store::push_job_insert(&mut script, &job, embedded.is_some());
+        let how = if embedded.is_some() { store::Enqueuing::WithTheJob } else { store::Enqueuing::AfterCommit };
+        store::push_job_insert(&mut script, &job, how);
         if let Some(q) = embedded {
             q.push_insert(&mut script, &messages);
         }
@@ -131,27 +132,27 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     }
     // The job is durable from here on: if sending fails, the outbox sweep sends later.
     let deadline = Duration::from_millis(ctx.config.queue.send_timeout_ms.get().into());
-    let sent = match tokio::time::timeout(deadline, ctx.queue.send(messages)).await {
-        Ok(Ok(())) => ids,
+    let unsent = match tokio::time::timeout(deadline, ctx.queue.send(messages)).await {
+        Ok(Ok(())) => Vec::new(),
         // Some may have gone: the outbox sends them again, and a duplicate is harmless.
         Err(_) => {
-            accepted.unsent = ids.len();
-            metrics::counter!(telemetry::QUEUE_UNSENT).increment(ids.len() as u64);
             metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => "timeout").increment(1);
             tracing::warn!(job_id = %accepted.job_id, ?deadline, "enqueue timed out; the outbox will send the items");
-            Vec::new()
+            ids
         }
         Ok(Err(e)) => {
             metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
-            let sent = e.sent_of(ids);
-            accepted.unsent = accepted.items - sent.len();
-            metrics::counter!(telemetry::QUEUE_UNSENT).increment(accepted.unsent as u64);
-            tracing::warn!(job_id = %accepted.job_id, unsent = accepted.unsent, error = %e, "enqueue incomplete; the outbox will send the rest");
-            sent
+            let unsent: std::collections::HashSet<usize> = e.unsent(ids.len()).into_iter().collect();
+            let unsent: Vec<ItemId> =
+                ids.into_iter().enumerate().filter(|(i, _)| unsent.contains(i)).map(|(_, id)| id).collect();
+            tracing::warn!(job_id = %accepted.job_id, unsent = unsent.len(), error = %e, "enqueue incomplete; the outbox will send the rest");
+            unsent
         }
     };
-    if !sent.is_empty() {
-        let _ = status.send_message(StatusMsg::MarkEnqueued(sent));
-    }
+    accepted.unsent = unsent.len();
+    metrics::counter!(telemetry::QUEUE_UNSENT).increment(unsent.len() as u64);
+    // Off the answer's path; should the report be lost, the job's outbox marker outlives
+    // it and the sweep sends its items again.
+    let _ = status.send_message(StatusMsg::JobSent { job: accepted.job_id, unsent });
     Ok(accepted)
 }

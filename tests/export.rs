@@ -540,7 +540,7 @@ async fn messages_with_a_wrong_or_missing_document_hint_still_create_each_docume
             .collect();
         let job =
             NewJob { id: JobId::new(), connection_id: rig.erps[0].connection.clone(), op: Op::ExportInvoice, items };
-        erpsync::store::insert_job(&ctx.db, &job, true).await.unwrap();
+        erpsync::store::insert_job(&ctx.db, &job, erpsync::store::Enqueuing::WithTheJob).await.unwrap();
         for item in &job.items {
             let mut envelope =
                 Envelope::by_ref(job.id, item.id, job.connection_id.clone(), job.op, &format!("bogus-{}", item.id));

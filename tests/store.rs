@@ -80,17 +80,22 @@ async fn a_job_whose_insert_fails_half_way_leaves_nothing_behind_and_the_store_w
     };
     let taken = ItemId::new();
     let first = job(vec![item(taken)]);
-    erpsync::store::insert_job(&db, &first, false).await.unwrap();
+    erpsync::store::insert_job(&db, &first, erpsync::store::Enqueuing::ByTheOutbox).await.unwrap();
     // The job row goes in, then the items statement fails on the duplicate item id.
     let second = job(vec![item(ItemId::new()), item(taken)]);
-    let err = erpsync::store::insert_job(&db, &second, false).await.expect_err("a duplicate item id is refused");
+    let err = erpsync::store::insert_job(&db, &second, erpsync::store::Enqueuing::ByTheOutbox)
+        .await
+        .expect_err("a duplicate item id is refused");
     assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
     assert!(erpsync::store::job_summary(&db, &second.id).await.unwrap().is_none(), "the failed job's row stayed");
     let third = job(vec![item(ItemId::new())]);
-    tokio::time::timeout(Duration::from_secs(5), erpsync::store::insert_job(&db, &third, false))
-        .await
-        .expect("the next job is not blocked by a transaction left open")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        erpsync::store::insert_job(&db, &third, erpsync::store::Enqueuing::ByTheOutbox),
+    )
+    .await
+    .expect("the next job is not blocked by a transaction left open")
+    .unwrap();
     assert_eq!(erpsync::store::job_summary(&db, &third.id).await.unwrap().unwrap().total_items, 1);
     assert!(erpsync::store::job_summary(&db, &first.id).await.unwrap().is_some());
 }
@@ -110,7 +115,7 @@ async fn one_statement_reads_each_item_with_its_own_ledger_entry(url: &str) {
     let items =
         ids.iter().enumerate().map(|(k, &id)| NewItem { id, source_id: format!("inv-{k}"), payload: "{}".into() });
     let job = NewJob { id: JobId::new(), connection_id: acme.clone(), op: Op::ExportInvoice, items: items.collect() };
-    erpsync::store::insert_job(&db, &job, false).await.unwrap();
+    erpsync::store::insert_job(&db, &job, erpsync::store::Enqueuing::ByTheOutbox).await.unwrap();
     let entry = |item: ItemId, connection: &ConnectionId, kind: &str, source: &str, erp_id: &str| ItemUpdate {
         item_id: item,
         state: ItemState::Succeeded,
@@ -193,4 +198,70 @@ async fn sqlite_one_statement_reads_each_item_with_its_own_ledger_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_one_statement_reads_each_item_with_its_own_ledger_entry() {
     one_statement_reads_each_item_with_its_own_ledger_entry(&erpsync::testdb::fresh_postgres().await).await;
+}
+
+/// A job sent after it committed (SQS) carries one outbox marker instead of an unsent flag
+/// on each item. A sender that reports everything sent only removes the marker; one that
+/// reports some items unsent flags just those; a marker nobody cleared (the daemon crashed
+/// between the commit and the send) hands the job's items still `queued` to the outbox
+/// sweep, once.
+async fn an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(url: &str) {
+    use erpsync::domain::{ConnectionId, ItemId, ItemState, JobId, Op};
+    use erpsync::store::{Enqueuing, ItemUpdate, NewItem, NewJob};
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let acme = ConnectionId::new("acme");
+    let job = |n: usize| NewJob {
+        id: JobId::new(),
+        connection_id: acme.clone(),
+        op: Op::ExportInvoice,
+        items: (0..n)
+            .map(|k| NewItem { id: ItemId::new(), source_id: format!("inv-{k}"), payload: "{}".into() })
+            .collect(),
+    };
+    let (crashed, reported, partly) = (job(3), job(2), job(2));
+    for j in [&crashed, &reported, &partly] {
+        erpsync::store::insert_job(&db, j, Enqueuing::AfterCommit).await.unwrap();
+    }
+    let unsent = async || {
+        let mut ids: Vec<String> =
+            erpsync::store::unsent_items(&db, Duration::ZERO, 100).await.unwrap().into_iter().map(|it| it.id).collect();
+        ids.sort();
+        ids
+    };
+    assert!(unsent().await.is_empty(), "a marked job's items are not flagged one by one");
+    erpsync::store::job_sent(&db, &reported.id, &[]).await.unwrap();
+    erpsync::store::job_sent(&db, &partly.id, &[partly.items[1].id]).await.unwrap();
+    assert_eq!(unsent().await, [partly.items[1].id.to_string()], "only the item reported unsent");
+    // One of the crashed job's items was already done by the time the sweep looks.
+    let done = ItemUpdate {
+        item_id: crashed.items[0].id,
+        state: ItemState::Succeeded,
+        attempt: Some(1),
+        erp_id: Some("erp-1".into()),
+        error: None,
+        ledger: vec![],
+        connection_id: acme.clone(),
+        detail: None,
+    };
+    erpsync::store::apply_updates(&db, &[done]).await.unwrap();
+    assert_eq!(erpsync::store::expire_outbox_markers(&db, Duration::from_secs(3600), 100).await.unwrap(), 0);
+    assert_eq!(erpsync::store::expire_outbox_markers(&db, Duration::ZERO, 100).await.unwrap(), 1, "the crashed job");
+    let mut expected: Vec<String> =
+        [crashed.items[1].id, crashed.items[2].id, partly.items[1].id].iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(unsent().await, expected);
+    assert_eq!(erpsync::store::expire_outbox_markers(&db, Duration::ZERO, 100).await.unwrap(), 0, "expired once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/outbox.db?mode=rwc", dir.path().display());
+    an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not() {
+    an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(&erpsync::testdb::fresh_postgres().await).await;
 }

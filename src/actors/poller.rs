@@ -435,6 +435,10 @@ async fn sample(ctx: &Ctx) {
     }
 }
 
+/// How old an unsent item (or an unreported job) is before the outbox sweep sends it: far
+/// longer than a send may take (`queue.send_timeout_ms`).
+const OUTBOX_AGE: Duration = Duration::from_secs(10);
+
 /// Items recorded but never sent (the API crashed, or the queue failed or timed out
 /// between the two) are sent now, 500 at a time until none is left (at most 10,000 per
 /// sweep, so heartbeats are not held up). A duplicate message is harmless: the item is
@@ -449,7 +453,13 @@ async fn resend_unsent(ctx: &Ctx) {
 
 /// One round of the outbox sweep; returns how many items it found.
 async fn resend_unsent_batch(ctx: &Ctx) -> usize {
-    let items = match store::unsent_items(&ctx.db, Duration::from_secs(10), 500).await {
+    // Jobs whose sender never reported hand their items to the sweep first.
+    match store::expire_outbox_markers(&ctx.db, OUTBOX_AGE, 100).await {
+        Ok(0) => {}
+        Ok(jobs) => tracing::info!(jobs, "jobs whose sending was never reported go to the outbox"),
+        Err(e) => tracing::warn!(error = %e, "outbox marker scan failed"),
+    }
+    let items = match store::unsent_items(&ctx.db, OUTBOX_AGE, 500).await {
         Ok(items) if !items.is_empty() => items,
         Ok(_) => return 0,
         Err(e) => {

@@ -22,7 +22,11 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 pub enum StatusMsg {
     /// Apply an update; the reply (if any) says whether it took effect once committed.
     Update(ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>),
-    MarkEnqueued(Vec<crate::domain::ItemId>),
+    /// What was sent of a job recorded `Enqueuing::AfterCommit` (see `store::job_sent`).
+    JobSent {
+        job: crate::domain::JobId,
+        unsent: Vec<crate::domain::ItemId>,
+    },
     Flush,
     /// Flushes, then answers: everything sent before is durable.
     Sync(RpcReplyPort<()>),
@@ -108,10 +112,11 @@ impl Actor for StatusActor {
                     state.flush().await;
                 }
             }
-            StatusMsg::MarkEnqueued(items) => {
-                if let Err(e) = store::mark_enqueued(&state.ctx.db, &items).await {
-                    // The outbox sweep will send these again; duplicates are harmless.
-                    tracing::warn!(error = %e, items = items.len(), "could not mark items enqueued");
+            StatusMsg::JobSent { job, unsent } => {
+                if let Err(e) = store::job_sent(&state.ctx.db, &job, &unsent).await {
+                    // The job's outbox marker stays: the sweep sends its items again
+                    // (duplicates are harmless).
+                    tracing::warn!(error = %e, %job, "could not record what was sent of a job");
                 }
             }
             StatusMsg::Flush => state.flush().await,

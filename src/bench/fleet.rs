@@ -117,7 +117,7 @@ pub async fn store(args: StoreArgs) -> Result<()> {
             .collect();
         ids.extend(items.iter().map(|i| i.id));
         let job = NewJob { id: JobId::new(), connection_id: conn.clone(), op: Op::ExportInvoice, items };
-        crate::store::insert_job(&ctx.db, &job, true).await?;
+        crate::store::insert_job(&ctx.db, &job, crate::store::Enqueuing::WithTheJob).await?;
     }
     let started = Instant::now();
     let per_writer = ids.len().div_ceil(args.writers);

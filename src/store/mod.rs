@@ -416,18 +416,33 @@ impl Script {
     }
 }
 
+/// How a new job's items reach the queue, as recorded with them. Whatever the way, an
+/// item that might not be on the queue is found by the outbox sweep ([`unsent_items`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueuing {
+    /// Their messages commit in the job's transaction (the embedded queue).
+    WithTheJob,
+    /// They are sent once the job has committed (SQS). One marker row in `job_outbox`
+    /// stands for all of them until the sender reports what it sent ([`job_sent`]); a
+    /// marker its sender never cleared (a crash) hands the job's items to the outbox
+    /// sweep ([`expire_outbox_markers`]). So the happy path deletes one small row rather
+    /// than rewriting every item row, payload and all, to flip a flag.
+    AfterCommit,
+    /// Not sent: each item is flagged for the outbox sweep to send.
+    ByTheOutbox,
+}
+
 /// Records a new job with its items (state `queued`), in one transaction.
-pub async fn insert_job(db: &DatabaseConnection, job: &NewJob, enqueued: bool) -> Result<(), StoreError> {
+pub async fn insert_job(db: &DatabaseConnection, job: &NewJob, how: Enqueuing) -> Result<(), StoreError> {
     let mut script = Script::new(db.get_database_backend());
-    push_job_insert(&mut script, job, enqueued);
+    push_job_insert(&mut script, job, how);
     Ok(script.run_in_transaction(db).await?)
 }
 
 /// Adds the statements recording a new job to `script`, which the caller runs in its
-/// transaction, so that the embedded queue's messages can commit with it (`enqueued` then
-/// says they are already on the queue). New rows only: no item state changes here, which
-/// stay the StatusActor's.
-pub(crate) fn push_job_insert(script: &mut Script, job: &NewJob, enqueued: bool) {
+/// transaction, so that the embedded queue's messages can commit with it. New rows only:
+/// no item state changes here, which stay the StatusActor's.
+pub(crate) fn push_job_insert(script: &mut Script, job: &NewJob, how: Enqueuing) {
     use sea_orm::Value;
     let now = now_ms();
     let backend = script.backend();
@@ -437,6 +452,14 @@ pub(crate) fn push_job_insert(script: &mut Script, job: &NewJob, enqueued: bool)
         &format!("INSERT INTO jobs (id, connection_id, op, total_items, created_at_ms) VALUES ({})", marks.row(5)),
         vec![job_id.clone().into(), connection.clone().into(), op.into(), (job.items.len() as i32).into(), now.into()],
     );
+    if how == Enqueuing::AfterCommit {
+        let mut marks = Marks::new(backend);
+        script.push(
+            &format!("INSERT INTO job_outbox (job_id, created_at_ms) VALUES ({})", marks.row(2)),
+            vec![job_id.clone().into(), now.into()],
+        );
+    }
+    let enqueued = how != Enqueuing::ByTheOutbox;
     let queued = ItemState::Queued.as_str();
     // Written by hand rather than through the entity: one statement per 200 items, with
     // anonymous markers on SQLite (see `Marks`). The `queued` event is not stored: it is
@@ -467,6 +490,53 @@ pub(crate) fn push_job_insert(script: &mut Script, job: &NewJob, enqueued: bool)
         );
         script.push(&sql, values);
     }
+}
+
+/// The sender of a job recorded [`Enqueuing::AfterCommit`] reports: the items in `unsent`
+/// are flagged for the outbox sweep and the job's marker goes, in one transaction.
+pub async fn job_sent(db: &DatabaseConnection, job: &JobId, unsent: &[ItemId]) -> Result<(), StoreError> {
+    let mut script = Script::new(db.get_database_backend());
+    for chunk in unsent.chunks(500) {
+        let mut marks = Marks::new(script.backend());
+        let sql = format!("UPDATE job_items SET enqueued = false WHERE id IN ({})", marks.row(chunk.len()));
+        script.push(&sql, chunk.iter().map(|i| i.to_string().into()).collect());
+    }
+    let mut marks = Marks::new(script.backend());
+    script.push(&format!("DELETE FROM job_outbox WHERE job_id = {}", marks.next()), vec![job.to_string().into()]);
+    Ok(script.run_in_transaction(db).await?)
+}
+
+/// Markers older than `age` whose sender never reported (it crashed, or its report was
+/// lost): the items of those jobs that are still `queued` are flagged for the outbox
+/// sweep, which sends them again (a duplicate is harmless), and the markers go. Returns
+/// how many markers were expired, at most `limit`.
+pub async fn expire_outbox_markers(db: &DatabaseConnection, age: Duration, limit: u64) -> Result<usize, StoreError> {
+    let backend = db.get_database_backend();
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "SELECT job_id FROM job_outbox WHERE created_at_ms <= {} ORDER BY created_at_ms LIMIT {}",
+        marks.next(),
+        marks.next()
+    );
+    let cutoff = now_ms() - age.as_millis() as i64;
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [cutoff.into(), (limit as i64).into()]))
+        .await?;
+    let jobs: Vec<String> = rows.iter().filter_map(|r| r.try_get_by_index::<String>(0).ok()).collect();
+    for job in &jobs {
+        let mut script = Script::new(backend);
+        let mut marks = Marks::new(backend);
+        let sql = format!(
+            "UPDATE job_items SET enqueued = false WHERE job_id = {} AND state = {}",
+            marks.next(),
+            marks.next()
+        );
+        script.push(&sql, vec![job.clone().into(), ItemState::Queued.as_str().into()]);
+        let mut marks = Marks::new(backend);
+        script.push(&format!("DELETE FROM job_outbox WHERE job_id = {}", marks.next()), vec![job.clone().into()]);
+        script.run_in_transaction(db).await?;
+    }
+    Ok(jobs.len())
 }
 
 pub async fn mark_enqueued(db: &DatabaseConnection, items: &[ItemId]) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 mod m0001_initial;
 mod m0002_erp_leases;
 mod m0003_pending_outbox_index;
+mod m0004_job_outbox;
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_erp_leases::Migration),
             Box::new(m0003_pending_outbox_index::Migration),
+            Box::new(m0004_job_outbox::Migration),
         ]
     }
 }
