@@ -138,8 +138,24 @@ start_moto() {
   echo "test.sh: moto_server on $MOTO_URL" >&2
 }
 
+# A second moto_server that checks every request's SigV4 signature against its IAM users
+# (after the first four requests, which the test uses to create one): the emulators
+# above accept any signature.
+start_moto_auth() {
+  local port log
+  port=$(free_port)
+  log=$(mktemp -t moto-auth.XXXXXX.log)
+  INITIAL_NO_AUTH_ACTION_COUNT=4 "$moto_bin" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  local pid=$!
+  stop_actions+=("kill $pid")
+  wait_listening "moto_server (signature checks)" "$port" "$log"
+  export MOTO_AUTH_URL="http://127.0.0.1:$port"
+  echo "test.sh: moto_server checking signatures on $MOTO_AUTH_URL" >&2
+}
+
 [ -n "${FAUXQS_URL:-}" ] || start_fauxqs
 [ -n "${MOTO_URL:-}" ] || start_moto
+[ -n "${MOTO_AUTH_URL:-}" ] || start_moto_auth
 
 # The emulators accept any credentials; the SDK's standard chain finds these.
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"

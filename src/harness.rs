@@ -254,6 +254,12 @@ pub fn moto_endpoint() -> String {
     emulator_endpoint("MOTO_URL", "pip install 'moto[server]' && moto_server -p 5000")
 }
 
+/// A moto_server that checks signatures (`MOTO_AUTH_URL`: started with
+/// `INITIAL_NO_AUTH_ACTION_COUNT=4`, fresh for each run), see [`emulator_endpoint`].
+pub fn moto_auth_endpoint() -> String {
+    emulator_endpoint("MOTO_AUTH_URL", "INITIAL_NO_AUTH_ACTION_COUNT=4 moto_server -p 5001 (a fresh one)")
+}
+
 /// Count of items in `state`.
 pub fn count(counts: &[(ItemState, u64)], state: ItemState) -> u64 {
     counts.iter().filter(|(s, _)| *s == state).map(|(_, n)| n).sum()

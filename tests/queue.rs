@@ -496,3 +496,92 @@ conformance!(sqs_moto_fifo, sqs_moto_fifo:
     fifo_keeps_each_groups_order,
     fifo_deduplicates_by_id,
 );
+
+/// One IAM request to a moto_server still in its first unauthenticated requests: form
+/// parameters, a made-up signature naming IAM (moto routes by the credential scope).
+async fn iam(endpoint: &str, params: &[(&str, &str)]) -> String {
+    let date = chrono::Utc::now().format("%Y%m%d");
+    let mut encoder = reqwest::Url::parse("http://form/").unwrap();
+    encoder.query_pairs_mut().extend_pairs(params).append_pair("Version", "2010-05-08");
+    let form = encoder.query().unwrap().to_owned();
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=bootstrap/{date}/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"
+    );
+    let resp = reqwest::Client::new()
+        .post(endpoint)
+        .header("authorization", auth)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("moto_server answers");
+    let (status, body) = (resp.status(), resp.text().await.unwrap());
+    assert!(status.is_success(), "IAM {params:?}: {status} {body}");
+    body
+}
+
+/// The text of `<tag>…</tag>` in an XML answer.
+fn xml_field(xml: &str, tag: &str) -> String {
+    let start = xml.find(&format!("<{tag}>")).unwrap_or_else(|| panic!("no <{tag}> in {xml}")) + tag.len() + 2;
+    xml[start..].split(&format!("</{tag}>")).next().unwrap().to_owned()
+}
+
+/// The emulators accept any signature, so the SQS calls this daemon signs itself (the hot
+/// ones, `queue::sqs::wire`) are checked against a moto_server that verifies SigV4
+/// against its IAM users: a user allowed `sqs:*` is created, and with its key every call
+/// succeeds — send (two SendMessageBatch calls), receive, change visibility, delete —
+/// while the same calls with a wrong secret are refused as SQS refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_accepts_the_signature_of_every_call_and_refuses_a_wrong_secret() {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let endpoint = erpsync::harness::moto_auth_endpoint();
+    // The four requests moto takes without checking.
+    iam(&endpoint, &[("Action", "CreateUser"), ("UserName", "erpsync")]).await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:*","Resource":"*"}]}"#;
+    let created =
+        iam(&endpoint, &[("Action", "CreatePolicy"), ("PolicyName", "sqs-all"), ("PolicyDocument", policy)]).await;
+    let arn = xml_field(&created, "Arn");
+    iam(&endpoint, &[("Action", "AttachUserPolicy"), ("UserName", "erpsync"), ("PolicyArn", &arn)]).await;
+    let key = iam(&endpoint, &[("Action", "CreateAccessKey"), ("UserName", "erpsync")]).await;
+    let (key_id, secret) = (xml_field(&key, "AccessKeyId"), xml_field(&key, "SecretAccessKey"));
+
+    let clients = async |secret: &str| {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(&key_id, secret, None, None, "test")))
+            .build();
+        admin::clients_from(&config).await.expect("clients are built")
+    };
+    let cfg = QueueConfig {
+        backend: QueueBackend::Sqs,
+        name: Some("signed".into()),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.clone()),
+        ..QueueConfig::default()
+    };
+    let signed = clients(&secret).await;
+    let (url, dlq) = admin::create_queues(&signed.sdk, &cfg).await.expect("queues are created with the user's key");
+    let queue = SqsQueue::new(signed, url.clone(), dlq.clone(), MAX_RECEIVES, 4);
+    let messages = (0..15).map(|i| Outgoing::new(format!("m{i}"), Some("acme".into()))).collect();
+    queue.send(messages).await.expect("SendMessageBatch is accepted");
+    let request = || ReceiveRequest {
+        max_messages: 10,
+        wait: Duration::from_secs(1),
+        visibility: Duration::from_secs(30),
+        groups: GroupFilter::Any,
+    };
+    let got = queue.receive(request()).await.expect("ReceiveMessage is accepted").messages;
+    assert!(!got.is_empty(), "messages were received");
+    let back = queue.change_visibility(&[(got[0].receipt.clone(), Duration::ZERO)]).await.unwrap();
+    assert_eq!(back, [true], "ChangeMessageVisibilityBatch is accepted");
+    assert!(queue.delete(&got[1].receipt).await.expect("DeleteMessageBatch is accepted"));
+
+    let forged = SqsQueue::new(clients("not-the-secret").await, url, dlq, MAX_RECEIVES, 4);
+    let err = forged.send(vec![Outgoing::new("x", None)]).await.expect_err("a wrong secret is refused");
+    assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
+    let err = forged.receive(request()).await.expect_err("a wrong secret is refused");
+    assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
+}

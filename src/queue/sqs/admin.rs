@@ -62,8 +62,12 @@ pub struct Clients {
 }
 
 pub async fn clients(cfg: &QueueConfig) -> Result<Clients, QueueError> {
-    let config = aws_config(cfg).await;
-    Ok(Clients { sdk: sdk_client(&config), wire: Wire::new(&config).await? })
+    clients_from(&aws_config(cfg).await).await
+}
+
+/// Both clients from an AWS configuration built elsewhere (explicit credentials, say).
+pub async fn clients_from(config: &aws_config::SdkConfig) -> Result<Clients, QueueError> {
+    Ok(Clients { sdk: sdk_client(config), wire: Wire::new(config).await? })
 }
 
 /// Counts every request sent to SQS, retries included (each is billed), by API:

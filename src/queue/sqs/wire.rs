@@ -214,7 +214,11 @@ impl Wire {
         let code = query_error
             .or_else(|| error.kind.as_deref().map(|t| t.rsplit('#').next().unwrap_or(t).to_owned()))
             .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-        let message = error.message.or(error.message_upper).unwrap_or_default();
+        // Not every refusal is in JSON (a proxy's, or an XML one): then its text, cut short.
+        let message = error.message.or(error.message_upper).unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&answer);
+            text.chars().take(300).collect()
+        });
         Err(Failure { retryable: retryable(status, &code), message: format!("{code}: {message}") })
     }
 
