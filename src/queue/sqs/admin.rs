@@ -70,8 +70,9 @@ pub async fn clients_from(config: &aws_config::SdkConfig) -> Result<Clients, Que
     Ok(Clients { sdk: sdk_client(config), wire: Wire::new(config).await? })
 }
 
-/// Counts every request sent to SQS, retries included (each is billed), by API:
-/// `erpsync_sqs_requests_total`.
+/// Counts every request the SDK sends to SQS, retries included (each is billed), by API:
+/// `erpsync_sqs_requests_total` (the hot calls, sent without the SDK, count themselves in
+/// `wire`).
 #[derive(Debug)]
 struct CountRequests;
 
