@@ -13,7 +13,7 @@
 //! Like the SDK's standard retry mode, a call is tried up to three times when SQS
 //! throttles, fails on its side (5xx) or cannot be reached, with full-jitter exponential
 //! backoff; each attempt counts in `erpsync_sqs_requests_total`. Credentials are cached
-//! until five minutes before they expire and never logged.
+//! until a minute before they expire and never logged.
 
 use crate::queue::QueueError;
 use crate::telemetry;
@@ -33,8 +33,9 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Full-jitter backoff before retry n: up to `BACKOFF_BASE` × 2ⁿ⁻¹, at most `BACKOFF_MAX`.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(20);
-/// Credentials are refreshed this long before they expire.
-const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
+/// Credentials are refreshed this long before they expire (a signed request is good for
+/// five minutes at most, and sent within seconds).
+const CREDENTIALS_MARGIN: Duration = Duration::from_secs(60);
 /// Longest wait for an answer beyond a long poll's own wait.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
