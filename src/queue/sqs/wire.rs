@@ -12,7 +12,9 @@
 //!
 //! Like the SDK's standard retry mode, a call is tried up to three times when SQS
 //! throttles, fails on its side (5xx) or cannot be reached, with full-jitter exponential
-//! backoff; each attempt counts in `erpsync_sqs_requests_total`. Credentials are cached
+//! backoff, and a host clock more than four minutes off SQS's is corrected from the `Date`
+//! of the refusal (the SDK's clock-skew rule); each attempt counts in
+//! `erpsync_sqs_requests_total`. Credentials are cached
 //! until a minute before they expire and never logged.
 
 use crate::queue::QueueError;
@@ -25,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +39,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(20);
 /// Credentials are refreshed this long before they expire (a signed request is good for
 /// five minutes at most, and sent within seconds).
 const CREDENTIALS_MARGIN: Duration = Duration::from_secs(60);
+/// Refusals that may mean our clock is off (the SDK's list): when the server's `Date`
+/// differs from our clock by more than [`SKEW_THRESHOLD`], requests are signed on the
+/// server's time from then on, and the refused one is sent again at once — as the SDK does.
+const CLOCK_SKEW_CODES: [&str; 5] = [
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "RequestTimeTooSkewed",
+    "AccessDeniedException",
+];
+const SKEW_THRESHOLD: Duration = Duration::from_secs(4 * 60);
 /// Longest wait for an answer beyond a long poll's own wait.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,6 +64,8 @@ struct Inner {
     provider: SharedCredentialsProvider,
     credentials: RwLock<Option<Credentials>>,
     refresh: tokio::sync::Mutex<()>,
+    /// SQS's clock minus ours, in ms, learnt from a refusal's `Date` (see [`CLOCK_SKEW_CODES`]).
+    skew_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Wire {
@@ -98,6 +114,7 @@ impl Wire {
             provider,
             credentials: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
+            skew_ms: AtomicI64::new(0),
         })))
     }
 
@@ -150,6 +167,7 @@ impl Wire {
                     return serde_json::from_slice(&answer)
                         .map_err(|e| QueueError::Service(format!("{api}: unreadable answer: {e}")));
                 }
+                Err(failure) if failure.skew_corrected && attempt < MAX_ATTEMPTS => attempt += 1,
                 Err(failure) if failure.retryable && attempt < MAX_ATTEMPTS => {
                     let cap = BACKOFF_BASE.saturating_mul(1 << (attempt - 1)).min(BACKOFF_MAX);
                     tokio::time::sleep(cap.mul_f64(rand::random::<f64>())).await;
@@ -166,7 +184,7 @@ impl Wire {
         body: &bytes::Bytes,
         timeout: Duration,
     ) -> Result<bytes::Bytes, Failure> {
-        let credentials = self.credentials().await.map_err(|message| Failure { retryable: true, message })?;
+        let credentials = self.credentials().await.map_err(Failure::retry)?;
         let target = format!("AmazonSQS.{api}");
         let unsigned = [
             ("content-type", "application/x-amz-json-1.0"),
@@ -179,35 +197,37 @@ impl Wire {
             .identity(&identity)
             .region(&self.0.region)
             .name("sqs")
-            .time(SystemTime::now())
+            .time(self.now())
             .settings(SigningSettings::default())
             .build()
-            .map_err(|e| Failure { retryable: false, message: format!("signing: {e}") })?
+            .map_err(|e| Failure::fatal(format!("signing: {e}")))?
             .into();
         let signable =
             SignableRequest::new("POST", self.0.endpoint.as_str(), unsigned.into_iter(), SignableBody::Bytes(body))
-                .map_err(|e| Failure { retryable: false, message: format!("signing: {e}") })?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| Failure { retryable: false, message: format!("signing: {e}") })?
-            .into_parts();
+                .map_err(|e| Failure::fatal(format!("signing: {e}")))?;
+        let (instructions, _) =
+            sign(signable, &params).map_err(|e| Failure::fatal(format!("signing: {e}")))?.into_parts();
         let mut request = self.0.http.post(self.0.endpoint.clone()).timeout(timeout).body(body.clone());
         for (name, value) in unsigned.into_iter().chain(instructions.headers()) {
             request = request.header(name, value);
         }
         metrics::counter!(telemetry::SQS_REQUESTS, "api" => api).increment(1);
-        let response = request.send().await.map_err(|e| Failure {
-            retryable: true,
-            message: format!("{}: {e}", if e.is_timeout() { "timed out" } else { "unreachable" }),
+        let response = request.send().await.map_err(|e| {
+            Failure::retry(format!("{}: {e}", if e.is_timeout() { "timed out" } else { "unreachable" }))
         })?;
         let status = response.status();
+        let server_time = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok());
         let query_error = response
             .headers()
             .get("x-amzn-query-error")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(str::to_owned);
-        let answer =
-            response.bytes().await.map_err(|e| Failure { retryable: true, message: format!("reading: {e}") })?;
+        let answer = response.bytes().await.map_err(|e| Failure::retry(format!("reading: {e}")))?;
         if status.is_success() {
             return Ok(answer);
         }
@@ -220,7 +240,33 @@ impl Wire {
             let text = String::from_utf8_lossy(&answer);
             text.chars().take(300).collect()
         });
-        Err(Failure { retryable: retryable(status, &code), message: format!("{code}: {message}") })
+        let skew_corrected = CLOCK_SKEW_CODES.contains(&code.as_str())
+            && server_time.is_some_and(|server| self.learn_skew(server.timestamp_millis()));
+        let message = format!("{code}: {message}");
+        Err(Failure { retryable: retryable(status, &code), skew_corrected, message })
+    }
+
+    /// Our clock, corrected by what SQS's told us of its own.
+    fn now(&self) -> SystemTime {
+        let skew = self.0.skew_ms.load(Ordering::Relaxed);
+        let offset = Duration::from_millis(skew.unsigned_abs());
+        if skew >= 0 { SystemTime::now() + offset } else { SystemTime::now() - offset }
+    }
+
+    /// Takes SQS's clock (ms since the epoch, from a refusal) as the one to sign with, if
+    /// it is further from ours than [`SKEW_THRESHOLD`] and not already what we sign with;
+    /// says whether it changed anything.
+    fn learn_skew(&self, server_ms: i64) -> bool {
+        let local_ms = crate::util::now_ms();
+        let skew = server_ms - local_ms;
+        let known = self.0.skew_ms.load(Ordering::Relaxed);
+        let threshold = SKEW_THRESHOLD.as_millis() as i64;
+        if (skew.abs() <= threshold && known == 0) || (skew - known).abs() <= 2_000 {
+            return false;
+        }
+        tracing::warn!(skew_secs = skew / 1000, "SQS's clock differs from this host's; signing on SQS's time");
+        self.0.skew_ms.store(if skew.abs() <= threshold { 0 } else { skew }, Ordering::Relaxed);
+        true
     }
 
     /// The chain's credentials, fetched again when they are about to expire.
@@ -241,7 +287,19 @@ impl Wire {
 
 struct Failure {
     retryable: bool,
+    /// Refused for our clock, which is now corrected: worth sending again at once.
+    skew_corrected: bool,
     message: String,
+}
+
+impl Failure {
+    fn retry(message: String) -> Failure {
+        Failure { retryable: true, skew_corrected: false, message }
+    }
+
+    fn fatal(message: String) -> Failure {
+        Failure { retryable: false, skew_corrected: false, message }
+    }
 }
 
 /// Whether SQS's answer is worth another attempt: throttling, and failures on its side.
@@ -403,5 +461,56 @@ mod tests {
         assert!(retryable(reqwest::StatusCode::BAD_REQUEST, "RequestThrottled"));
         assert!(retryable(reqwest::StatusCode::SERVICE_UNAVAILABLE, "HTTP 503"));
         assert!(!retryable(reqwest::StatusCode::BAD_REQUEST, "AWS.SimpleQueueService.NonExistentQueue"));
+    }
+
+    /// A host clock ten minutes slow: the server (here one that refuses, as SQS does, a
+    /// request signed more than five minutes off its own clock, and names its time in
+    /// `Date`) refuses the first call; the wire learns the server's time from the refusal,
+    /// sends the call again at once and succeeds, and signs the next call right first time.
+    #[tokio::test]
+    async fn a_clock_ten_minutes_off_is_corrected_from_the_servers_date() {
+        use aws_credential_types::Credentials;
+        use std::sync::atomic::AtomicUsize;
+        let seen = Arc::new(AtomicUsize::new(0));
+        let server_ahead = chrono::Duration::minutes(10);
+        let counter = seen.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let server_now = chrono::Utc::now() + server_ahead;
+                    let signed = headers.get("x-amz-date").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let signed = chrono::NaiveDateTime::parse_from_str(signed, "%Y%m%dT%H%M%SZ").unwrap().and_utc();
+                    let date = server_now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+                    if (server_now - signed).abs() > chrono::Duration::minutes(5) {
+                        let body = r#"{"__type":"com.amazon.coral.service#InvalidSignatureException","message":"Signature expired"}"#;
+                        (axum::http::StatusCode::BAD_REQUEST, [("date", date)], body)
+                    } else {
+                        (axum::http::StatusCode::OK, [("date", date)], r#"{"Successful":[{"Id":"0"}],"Failed":[]}"#)
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKID", "secret", None, None, "test",
+            )))
+            .build();
+        let wire = Wire::new(&config).await.unwrap();
+        let entries = [DeleteEntry { id: "0".into(), receipt_handle: "r" }];
+        let answer = wire.delete_message_batch("http://q/1/jobs", &entries).await.expect("corrected and sent again");
+        assert_eq!(answer.successful[0].id, "0");
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "refused once, then accepted");
+        wire.delete_message_batch("http://q/1/jobs", &entries).await.expect("signed on the server's time");
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "the next call is right first time");
+        let skew = wire.0.skew_ms.load(Ordering::Relaxed);
+        assert!((skew - 600_000).abs() < 3_000, "learnt skew {skew} ms");
     }
 }
