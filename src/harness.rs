@@ -152,6 +152,25 @@ impl Rig {
     }
 
     /// Submits a job exporting `invoices` to ERP `erp`.
+    /// A job of `invoices` for ERP `erp`, as `POST /v1/jobs` would record it, for tests
+    /// that put it in the store themselves.
+    pub fn invoice_job(&self, erp: usize, invoices: &[Invoice]) -> store::NewJob {
+        let items = invoices
+            .iter()
+            .map(|d| store::NewItem {
+                id: crate::domain::ItemId::new(),
+                source_id: d.source_id.clone(),
+                payload: serde_json::to_string(d).expect("invoices serialize"),
+            })
+            .collect();
+        store::NewJob {
+            id: JobId::new(),
+            connection_id: self.erps[erp].connection.clone(),
+            op: Op::ExportInvoice,
+            items,
+        }
+    }
+
     pub async fn submit(&self, erp: usize, invoices: &[Invoice]) -> Result<JobId, jobs::SubmitError> {
         self.submit_op(erp, Op::ExportInvoice, invoices).await
     }

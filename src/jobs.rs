@@ -142,9 +142,7 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
         }
         Ok(Err(e)) => {
             metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
-            let unsent: std::collections::HashSet<usize> = e.unsent(ids.len()).into_iter().collect();
-            let unsent: Vec<ItemId> =
-                ids.into_iter().enumerate().filter(|(i, _)| unsent.contains(i)).map(|(_, id)| id).collect();
+            let (_, unsent) = e.split_sent(ids);
             tracing::warn!(job_id = %accepted.job_id, unsent = unsent.len(), error = %e, "enqueue incomplete; the outbox will send the rest");
             unsent
         }

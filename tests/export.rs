@@ -522,24 +522,13 @@ async fn a_document_submitted_many_times_is_created_once_by_an_erp_without_idemp
 /// would all run at once and create again (the ERP keeps no idempotency keys).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_with_a_wrong_or_missing_document_hint_still_create_each_document_once() {
-    use erpsync::domain::{ItemId, JobId, Op};
     use erpsync::queue::Envelope;
-    use erpsync::store::{NewItem, NewJob};
     let rig = rig_without_idempotency_keys().await;
     let ctx = rig.daemon().ctx().clone();
     let documents = samples::invoices("hints", 10);
     let mut messages = Vec::new();
     for copy in 0..30 {
-        let items: Vec<NewItem> = documents
-            .iter()
-            .map(|d| NewItem {
-                id: ItemId::new(),
-                source_id: d.source_id.clone(),
-                payload: serde_json::to_string(d).unwrap(),
-            })
-            .collect();
-        let job =
-            NewJob { id: JobId::new(), connection_id: rig.erps[0].connection.clone(), op: Op::ExportInvoice, items };
+        let job = rig.invoice_job(0, &documents);
         erpsync::store::insert_job(&ctx.db, &job, erpsync::store::Enqueuing::WithTheJob).await.unwrap();
         for item in &job.items {
             let mut envelope =

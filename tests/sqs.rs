@@ -333,8 +333,7 @@ async fn messages_a_long_poll_brings_while_the_daemon_stops_go_back_at_once() {
 /// outbox, sends them, and every invoice is created once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_recorded_but_never_sent_is_sent_by_the_outbox() {
-    use erpsync::domain::{ItemId, JobId};
-    use erpsync::store::{Enqueuing, NewItem, NewJob};
+    use erpsync::store::Enqueuing;
     let rig = Rig::start(RigSpec {
         queue: RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: false },
         limits: vec![4],
@@ -342,15 +341,7 @@ async fn a_job_recorded_but_never_sent_is_sent_by_the_outbox() {
     })
     .await
     .unwrap();
-    let items = samples::invoices("never-sent", 25)
-        .iter()
-        .map(|inv| NewItem {
-            id: ItemId::new(),
-            source_id: inv.source_id.clone(),
-            payload: serde_json::to_string(inv).unwrap(),
-        })
-        .collect();
-    let job = NewJob { id: JobId::new(), connection_id: rig.erps[0].connection.clone(), op: Op::ExportInvoice, items };
+    let job = rig.invoice_job(0, &samples::invoices("never-sent", 25));
     // Recorded as `POST /v1/jobs` records it, and then nothing: the sender "crashed".
     erpsync::store::insert_job(&rig.daemon().ctx().db, &job, Enqueuing::AfterCommit).await.unwrap();
     let counts = rig.wait_terminal(Duration::from_secs(60)).await.expect("the outbox sent the job's items");

@@ -484,7 +484,7 @@ async fn resend_unsent_batch(ctx: &Ctx) -> usize {
         Err(e) => {
             metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
             tracing::warn!(error = %e, "outbox re-send incomplete; the rest is tried again later");
-            e.sent_of(ids)
+            e.split_sent(ids).0
         }
     };
     // Marked before the next round looks, so nothing is sent twice by one sweep. The flag

@@ -154,10 +154,12 @@ impl QueueError {
         }
     }
 
-    /// Of `items` (one per message of a failed send, in order), those that were sent.
-    pub fn sent_of<T>(&self, items: Vec<T>) -> Vec<T> {
+    /// `items` (one per message of a failed send, in order) split into those that were
+    /// sent and those that were not.
+    pub fn split_sent<T>(&self, items: Vec<T>) -> (Vec<T>, Vec<T>) {
         let unsent: std::collections::HashSet<usize> = self.unsent(items.len()).into_iter().collect();
-        items.into_iter().enumerate().filter(|(i, _)| !unsent.contains(i)).map(|(_, x)| x).collect()
+        let (sent, not): (Vec<_>, Vec<_>) = items.into_iter().enumerate().partition(|(i, _)| !unsent.contains(i));
+        (sent.into_iter().map(|(_, x)| x).collect(), not.into_iter().map(|(_, x)| x).collect())
     }
 }
 
