@@ -140,6 +140,7 @@ impl Daemon {
             reader: store::ItemReader::new(db.clone()),
             db,
             wal: Default::default(),
+            job_writer: Default::default(),
             queue,
             connectors,
             capacity: tokio::sync::Notify::new(),

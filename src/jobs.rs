@@ -101,25 +101,17 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     }
     let job = NewJob { id: JobId::new(), connection_id: req.connection_id.clone(), op: req.op, items };
     let status = ctx.lookup::<StatusMsg>("status").ok_or(SubmitError::ShuttingDown)?;
-    let messages: Vec<Outgoing> = job
-        .items
-        .iter()
-        .map(|it| Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op, &it.source_id).outgoing())
-        .collect();
-    let ids: Vec<ItemId> = job.items.iter().map(|i| i.id).collect();
-    let mut accepted = JobAccepted { job_id: job.id, items: ids.len(), unsent: 0 };
+    let mut accepted = JobAccepted { job_id: job.id, items: job.items.len(), unsent: 0 };
     // New rows only, so this needs no turn at the StatusActor (which would queue it behind
     // a busy drain's status batches); SQLite serialises it with the other writers.
     let embedded = ctx.queue.as_embedded();
     let recorded = async {
-        // On SQLite the whole transaction is one call to the database (`store::Script`).
-        let mut script = store::Script::new(ctx.db.get_database_backend());
-        let how = if embedded.is_some() { store::Enqueuing::WithTheJob } else { store::Enqueuing::AfterCommit };
-        store::push_job_insert(&mut script, &job, how);
-        if let Some(q) = embedded {
-            q.push_insert(&mut script, &messages);
+        // One call to the database on SQLite (`store::Script`), on the connection kept
+        // for new jobs (`store::JobWriter`).
+        match embedded {
+            Some(q) => q.record_job(&ctx.job_writer, &job).await?,
+            None => store::insert_job_on(&ctx.job_writer, &ctx.db, &job, store::Enqueuing::AfterCommit).await?,
         }
-        script.run_in_transaction(&ctx.db).await?;
         // Checkpoint this job's pages now, before the next job commits (`store::WalNudge`).
         ctx.wal.committed();
         Ok::<_, StoreError>(())
@@ -131,6 +123,12 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
         return Ok(accepted);
     }
     // The job is durable from here on: if sending fails, the outbox sweep sends later.
+    let messages: Vec<Outgoing> = job
+        .items
+        .iter()
+        .map(|it| Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op, &it.source_id).outgoing())
+        .collect();
+    let ids: Vec<ItemId> = job.items.iter().map(|i| i.id).collect();
     let deadline = Duration::from_millis(ctx.config.queue.send_timeout_ms.get().into());
     let unsent = match tokio::time::timeout(deadline, ctx.queue.send(messages)).await {
         Ok(Ok(())) => Vec::new(),

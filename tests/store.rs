@@ -64,40 +64,125 @@ async fn a_checkpoint_nudged_after_each_commit_keeps_the_wal_about_one_transacti
 /// in the pool, so the next writer would get the same one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_insert_fails_half_way_leaves_nothing_behind_and_the_store_writable() {
-    use erpsync::domain::{ConnectionId, ItemId, JobId, Op};
-    use erpsync::store::{NewItem, NewJob};
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/jobs.db?mode=rwc", dir.path().display());
-    let db = erpsync::store::connect(&url, 1).await.unwrap();
-    erpsync::store::migrate(&db).await.unwrap();
-    let connection = ConnectionId::new("acme");
-    let item = |id: ItemId| NewItem { id, source_id: format!("inv-{id}"), payload: "{}".into() };
-    let job = |items: Vec<NewItem>| NewJob {
-        id: JobId::new(),
-        connection_id: connection.clone(),
-        op: Op::ExportInvoice,
-        items,
-    };
+    use erpsync::store::Enqueuing;
+    let (_dir, db) = store_of_one_connection().await;
     let taken = ItemId::new();
-    let first = job(vec![item(taken)]);
-    erpsync::store::insert_job(&db, &first, erpsync::store::Enqueuing::ByTheOutbox).await.unwrap();
+    let first = job_of(vec![taken]);
+    erpsync::store::insert_job(&db, &first, Enqueuing::ByTheOutbox).await.unwrap();
     // The job row goes in, then the items statement fails on the duplicate item id.
-    let second = job(vec![item(ItemId::new()), item(taken)]);
-    let err = erpsync::store::insert_job(&db, &second, erpsync::store::Enqueuing::ByTheOutbox)
+    let second = job_of(vec![ItemId::new(), taken]);
+    let err = erpsync::store::insert_job(&db, &second, Enqueuing::ByTheOutbox)
         .await
         .expect_err("a duplicate item id is refused");
     assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
     assert!(erpsync::store::job_summary(&db, &second.id).await.unwrap().is_none(), "the failed job's row stayed");
-    let third = job(vec![item(ItemId::new())]);
+    let third = job_of(vec![ItemId::new()]);
+    tokio::time::timeout(Duration::from_secs(5), erpsync::store::insert_job(&db, &third, Enqueuing::ByTheOutbox))
+        .await
+        .expect("the next job is not blocked by a transaction left open")
+        .unwrap();
+    assert_eq!(erpsync::store::job_summary(&db, &third.id).await.unwrap().unwrap().total_items, 1);
+    assert!(erpsync::store::job_summary(&db, &first.id).await.unwrap().is_some());
+}
+
+use erpsync::domain::ItemId;
+
+/// A store on a fresh SQLite file with a pool of one connection.
+async fn store_of_one_connection() -> (tempfile::TempDir, sea_orm::DatabaseConnection) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/jobs.db?mode=rwc", dir.path().display());
+    let db = erpsync::store::connect(&url, 1).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    (dir, db)
+}
+
+/// A job of one empty invoice per item id.
+fn job_of(items: Vec<ItemId>) -> erpsync::store::NewJob {
+    erpsync::store::NewJob {
+        id: erpsync::domain::JobId::new(),
+        connection_id: erpsync::domain::ConnectionId::new("acme"),
+        op: erpsync::domain::Op::ExportInvoice,
+        items: items
+            .into_iter()
+            .map(|id| erpsync::store::NewItem { id, source_id: format!("inv-{id}"), payload: "{}".into() })
+            .collect(),
+    }
+}
+
+/// New jobs are recorded on one connection kept for them (`JobWriter`), detached from the
+/// pool: with a pool of one, the pool still serves everyone else; a job that fails half
+/// way on the kept connection leaves nothing behind, and the next job is recorded (on a
+/// fresh connection) without waiting on a transaction left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_kept_for_jobs_leaves_the_pool_whole_and_recovers_from_a_failed_job() {
+    use erpsync::store::{Enqueuing, JobWriter};
+    let (_dir, db) = store_of_one_connection().await;
+    let writer = JobWriter::default();
+    let taken = ItemId::new();
+    let first = job_of(vec![taken]);
+    erpsync::store::insert_job_on(&writer, &db, &first, Enqueuing::ByTheOutbox).await.unwrap();
+    let pooled = job_of(vec![ItemId::new()]);
+    tokio::time::timeout(Duration::from_secs(5), erpsync::store::insert_job(&db, &pooled, Enqueuing::ByTheOutbox))
+        .await
+        .expect("the pool serves others while the writer keeps its connection")
+        .unwrap();
+    let second = job_of(vec![ItemId::new(), taken]);
+    let err = erpsync::store::insert_job_on(&writer, &db, &second, Enqueuing::ByTheOutbox)
+        .await
+        .expect_err("a duplicate item id is refused");
+    assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
+    assert!(erpsync::store::job_summary(&db, &second.id).await.unwrap().is_none(), "the failed job's row stayed");
+    let third = job_of(vec![ItemId::new()]);
     tokio::time::timeout(
         Duration::from_secs(5),
-        erpsync::store::insert_job(&db, &third, erpsync::store::Enqueuing::ByTheOutbox),
+        erpsync::store::insert_job_on(&writer, &db, &third, Enqueuing::ByTheOutbox),
     )
     .await
     .expect("the next job is not blocked by a transaction left open")
     .unwrap();
-    assert_eq!(erpsync::store::job_summary(&db, &third.id).await.unwrap().unwrap().total_items, 1);
-    assert!(erpsync::store::job_summary(&db, &first.id).await.unwrap().is_some());
+    for j in [&first, &pooled, &third] {
+        assert_eq!(erpsync::store::job_summary(&db, &j.id).await.unwrap().unwrap().total_items, 1);
+    }
+}
+
+/// On the embedded queue a job's messages are written by the database from the item rows
+/// of the same transaction. Each must be the reference envelope erpsync would encode for
+/// its item — whatever the source id holds (quotes, backslashes, non-ASCII) — in the order
+/// of the job's documents, grouped by connection.
+async fn a_jobs_messages_are_its_items_reference_envelopes_in_order(url: &str) {
+    use erpsync::domain::{ConnectionId, ItemId, JobId, Op};
+    use erpsync::queue::embedded::EmbeddedQueue;
+    use erpsync::queue::{Envelope, GroupFilter, Queue, ReceiveRequest};
+    use erpsync::store::{JobWriter, NewItem, NewJob};
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let q = EmbeddedQueue::new(db, "jobs", 5, Duration::from_millis(20));
+    let sources = ["inv-1", "O'Brien \"Q4\" \\ 2026", "Müller-Ōsaka-€", "inv-4", "inv-5"];
+    let job = NewJob {
+        id: JobId::new(),
+        connection_id: ConnectionId::new("acme-books"),
+        op: Op::ExportPurchaseOrder,
+        items: sources
+            .iter()
+            .map(|s| NewItem { id: ItemId::new(), source_id: (*s).to_owned(), payload: "{}".into() })
+            .collect(),
+    };
+    q.record_job(&JobWriter::default(), &job).await.unwrap();
+    let req = ReceiveRequest {
+        max_messages: 10,
+        wait: Duration::ZERO,
+        visibility: Duration::from_secs(30),
+        groups: GroupFilter::Any,
+    };
+    let batch = q.receive(req).await.unwrap();
+    let got: Vec<Envelope> = batch.messages.iter().map(|m| Envelope::decode(&m.body).unwrap()).collect();
+    let want: Vec<Envelope> = job
+        .items
+        .iter()
+        .map(|it| Envelope::by_ref(job.id, it.id, job.connection_id.clone(), job.op, &it.source_id))
+        .collect();
+    assert_eq!(got, want);
+    assert!(batch.messages.iter().all(|m| m.group.as_deref() == Some("acme-books")), "grouped by connection");
 }
 
 /// The reads that start each attempt are batched into one statement: each read gets its
@@ -185,21 +270,6 @@ async fn one_statement_reads_each_item_with_its_own_ledger_entry(url: &str) {
     assert_eq!(after.1.as_deref(), Some("erp-acme-2"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_one_statement_reads_each_item_with_its_own_ledger_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    one_statement_reads_each_item_with_its_own_ledger_entry(&format!(
-        "sqlite://{}/reads.db?mode=rwc",
-        dir.path().display()
-    ))
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_one_statement_reads_each_item_with_its_own_ledger_entry() {
-    one_statement_reads_each_item_with_its_own_ledger_entry(&erpsync::testdb::fresh_postgres().await).await;
-}
-
 /// A job sent after it committed (SQS) carries one outbox marker instead of an unsent flag
 /// on each item. A sender that reports everything sent only removes the marker; one that
 /// reports some items unsent flags just those; a marker nobody cleared (the daemon crashed
@@ -254,14 +324,31 @@ async fn an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(url: &
     assert_eq!(erpsync::store::expire_outbox_markers(&db, Duration::ZERO, 100).await.unwrap(), 0, "expired once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/outbox.db?mode=rwc", dir.path().display());
-    an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(&url).await;
+/// `sqlite::NAME` and `postgres::NAME`: the check `NAME(url)` on a fresh database of each.
+macro_rules! on_sqlite_and_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(&format!("sqlite://{}/store.db?mode=rwc", dir.path().display())).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&erpsync::testdb::fresh_postgres().await).await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not() {
-    an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(&erpsync::testdb::fresh_postgres().await).await;
-}
+on_sqlite_and_postgres!(
+    a_jobs_messages_are_its_items_reference_envelopes_in_order,
+    one_statement_reads_each_item_with_its_own_ledger_entry,
+    an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not,
+);

@@ -43,6 +43,8 @@ pub struct Ctx {
     pub reader: crate::store::ItemReader,
     /// Wakes the SQLite checkpointer after a commit that should not wait for its period.
     pub wal: crate::store::WalNudge,
+    /// The connection new jobs are recorded on (SQLite).
+    pub job_writer: crate::store::JobWriter,
     pub queue: Arc<dyn Queue>,
     pub connectors: HashMap<ConnectionId, Arc<connector::ConnectorShared>>,
     /// Fired whenever an item finishes, i.e. a connector may have room again.
