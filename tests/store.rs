@@ -109,6 +109,32 @@ fn job_of(items: Vec<ItemId>) -> erpsync::store::NewJob {
     }
 }
 
+/// A statement that finds a lock taken by another connection retries in steps of 20 µs
+/// (SQLite's own busy handler sleeps 1, 2, 5, 10… ms), and still succeeds once the lock is
+/// free: here a write waits while another connection holds a write transaction for 30 ms,
+/// and is counted in `erpsync_sqlite_busy_waits_total` once per retry — far more often
+/// than SQLite's handler, which would have retried five times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_statement_retries_in_short_steps_and_succeeds_once_the_lock_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/busy.db?mode=rwc", dir.path().display());
+    let db = erpsync::store::connect(&url, 2).await.unwrap();
+    db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.unwrap();
+    let pool = db.get_sqlite_connection_pool();
+    let mut holder = pool.acquire().await.unwrap();
+    sea_orm::sqlx::query("BEGIN IMMEDIATE").execute(&mut *holder).await.unwrap();
+    let before = erpsync::telemetry::sample(erpsync::telemetry::SQLITE_BUSY_WAITS);
+    let blocked = tokio::spawn({
+        let db = db.clone();
+        async move { db.execute_unprepared("INSERT INTO t VALUES (1)").await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    sea_orm::sqlx::query("COMMIT").execute(&mut *holder).await.unwrap();
+    blocked.await.unwrap().expect("the blocked write succeeds once the lock is free");
+    let retries = erpsync::telemetry::sample(erpsync::telemetry::SQLITE_BUSY_WAITS) - before;
+    assert!(retries >= 20.0, "{retries} retries in 30 ms: not the short-step handler");
+}
+
 /// New jobs are recorded on one connection kept for them (`JobWriter`), detached from the
 /// pool: with a pool of one, the pool still serves everyone else; a job that fails half
 /// way on the kept connection leaves nothing behind, and the next job is recorded (on a
