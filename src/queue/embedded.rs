@@ -157,27 +157,21 @@ impl EmbeddedQueue {
     }
 
     /// Adds to `script` the statement inserting one message per item of the job `job_id`,
-    /// built by the database from the item rows the same script inserts before it: the
-    /// envelope [`Envelope::by_ref`](crate::queue::Envelope::by_ref) would encode (the
-    /// group is the connection, visible at once), in the items' order. Built here, a
+    /// built by the database from the item rows the same script inserts before it (see
+    /// [`Envelope::by_ref_from_item_row`](crate::queue::Envelope::by_ref_from_item_row)),
+    /// in its connection's group, visible at once, in the items' order. Built here, a
     /// 200-invoice job's messages were 1,000 more values to encode, copy and bind.
     fn push_job_messages(&self, script: &mut crate::store::Script, job_id: &crate::domain::JobId) {
-        let (object, order) = match self.backend_kind() {
-            DbBackend::Postgres => ("json_build_object", "id"),
+        let (body, order) = match self.backend_kind() {
+            DbBackend::Postgres => (crate::queue::Envelope::by_ref_from_item_row("json_build_object", "::text"), "id"),
             // Items' rows are inserted in id order, and the job index yields them by rowid.
-            _ => ("json_object", "rowid"),
+            _ => (crate::queue::Envelope::by_ref_from_item_row("json_object", ""), "rowid"),
         };
         let mut marks = crate::store::Marks::new(self.backend_kind());
         let (queue, job) = (marks.next(), marks.next());
-        let body = format!(
-            "{object}('v', {version}, 'job_id', job_id, 'item_id', id, 'connection_id', connection_id, 'op', op, \
-             'payload_ref', id, 'source_id', source_id)",
-            version = crate::queue::envelope::ENVELOPE_VERSION
-        );
-        let cast = if self.backend_kind() == DbBackend::Postgres { "::text" } else { "" };
         let sql = format!(
             "INSERT INTO queue_messages (queue, group_id, body, sent_at_ms, visible_at_ms, receive_count) \
-             SELECT {queue}, connection_id, {body}{cast}, created_at_ms, created_at_ms, 0 \
+             SELECT {queue}, connection_id, {body}, created_at_ms, created_at_ms, 0 \
              FROM job_items WHERE job_id = {job} ORDER BY {order}"
         );
         script.push(&sql, vec![self.name.clone().into(), job_id.to_string().into()]);

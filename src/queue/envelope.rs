@@ -79,6 +79,18 @@ impl Envelope {
         }
     }
 
+    /// The SQL expression that builds, from a `job_items` row, the text [`by_ref`](Self::by_ref)
+    /// would encode for that item; `json_object` is the database's function making a JSON
+    /// object of key/value pairs (`json_object` on SQLite, `json_build_object` on
+    /// PostgreSQL, whose result is cast to text). Kept here, beside `by_ref`, so the two
+    /// encodings of erpsync's own envelope change together.
+    pub(crate) fn by_ref_from_item_row(json_object: &str, cast: &str) -> String {
+        format!(
+            "{json_object}('v', {ENVELOPE_VERSION}, 'job_id', job_id, 'item_id', id, 'connection_id', connection_id, \
+             'op', op, 'payload_ref', id, 'source_id', source_id){cast}"
+        )
+    }
+
     /// This envelope as a message: in its connection's group, deduplicated by item id.
     pub fn outgoing(&self) -> super::Outgoing {
         super::Outgoing {
