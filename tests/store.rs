@@ -1,5 +1,7 @@
 //! The store's SQLite upkeep against a real SQLite file.
 
+use erpsync::domain::ItemId;
+use erpsync::store::{Enqueuing, NewJob};
 use sea_orm::ConnectionTrait;
 use std::time::Duration;
 
@@ -64,28 +66,34 @@ async fn a_checkpoint_nudged_after_each_commit_keeps_the_wal_about_one_transacti
 /// in the pool, so the next writer would get the same one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_insert_fails_half_way_leaves_nothing_behind_and_the_store_writable() {
-    use erpsync::store::Enqueuing;
     let (_dir, db) = store_of_one_connection().await;
+    let record = async |job: &NewJob| erpsync::store::insert_job(&db, job, Enqueuing::ByTheOutbox).await;
+    a_failed_job_leaves_nothing_and_the_next_is_not_blocked(&db, record).await;
+}
+
+/// Records a job, then one that fails half way (the job row goes in, then the items
+/// statement fails on a duplicate item id), then another, each with `record`: the failed
+/// one leaves nothing behind, the next is not blocked by a transaction left open.
+async fn a_failed_job_leaves_nothing_and_the_next_is_not_blocked(
+    db: &sea_orm::DatabaseConnection,
+    record: impl AsyncFn(&NewJob) -> Result<(), erpsync::store::StoreError>,
+) {
     let taken = ItemId::new();
     let first = job_of(vec![taken]);
-    erpsync::store::insert_job(&db, &first, Enqueuing::ByTheOutbox).await.unwrap();
-    // The job row goes in, then the items statement fails on the duplicate item id.
+    record(&first).await.unwrap();
     let second = job_of(vec![ItemId::new(), taken]);
-    let err = erpsync::store::insert_job(&db, &second, Enqueuing::ByTheOutbox)
-        .await
-        .expect_err("a duplicate item id is refused");
+    let err = record(&second).await.expect_err("a duplicate item id is refused");
     assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
-    assert!(erpsync::store::job_summary(&db, &second.id).await.unwrap().is_none(), "the failed job's row stayed");
+    assert!(erpsync::store::job_summary(db, &second.id).await.unwrap().is_none(), "the failed job's row stayed");
     let third = job_of(vec![ItemId::new()]);
-    tokio::time::timeout(Duration::from_secs(5), erpsync::store::insert_job(&db, &third, Enqueuing::ByTheOutbox))
+    tokio::time::timeout(Duration::from_secs(5), record(&third))
         .await
         .expect("the next job is not blocked by a transaction left open")
         .unwrap();
-    assert_eq!(erpsync::store::job_summary(&db, &third.id).await.unwrap().unwrap().total_items, 1);
-    assert!(erpsync::store::job_summary(&db, &first.id).await.unwrap().is_some());
+    for j in [&first, &third] {
+        assert_eq!(erpsync::store::job_summary(db, &j.id).await.unwrap().unwrap().total_items, 1);
+    }
 }
-
-use erpsync::domain::ItemId;
 
 /// A store on a fresh SQLite file with a pool of one connection.
 async fn store_of_one_connection() -> (tempfile::TempDir, sea_orm::DatabaseConnection) {
@@ -110,29 +118,31 @@ fn job_of(items: Vec<ItemId>) -> erpsync::store::NewJob {
 }
 
 /// A statement that finds a lock taken by another connection retries in steps of 20 µs
-/// (SQLite's own busy handler sleeps 1, 2, 5, 10… ms), and still succeeds once the lock is
-/// free: here a write waits while another connection holds a write transaction for 30 ms,
-/// and is counted in `erpsync_sqlite_busy_waits_total` once per retry — far more often
-/// than SQLite's handler, which would have retried five times.
+/// (SQLite's own busy handler sleeps 1, 2, 5, 10… ms, and is not counted), and still
+/// succeeds once the lock is free: here a write waits while another connection holds a
+/// write transaction until `erpsync_sqlite_busy_waits_total` has counted 20 retries of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_statement_retries_in_short_steps_and_succeeds_once_the_lock_is_free() {
+    use erpsync::telemetry::{SQLITE_BUSY_WAITS, sample};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/busy.db?mode=rwc", dir.path().display());
     let db = erpsync::store::connect(&url, 2).await.unwrap();
     db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.unwrap();
-    let pool = db.get_sqlite_connection_pool();
-    let mut holder = pool.acquire().await.unwrap();
+    let mut holder = db.get_sqlite_connection_pool().acquire().await.unwrap();
     sea_orm::sqlx::query("BEGIN IMMEDIATE").execute(&mut *holder).await.unwrap();
-    let before = erpsync::telemetry::sample(erpsync::telemetry::SQLITE_BUSY_WAITS);
+    let before = sample(SQLITE_BUSY_WAITS);
     let blocked = tokio::spawn({
         let db = db.clone();
         async move { db.execute_unprepared("INSERT INTO t VALUES (1)").await }
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sample(SQLITE_BUSY_WAITS) - before < 20.0 {
+        assert!(tokio::time::Instant::now() < deadline, "no 20 short retries within 5 s: not the short-step handler");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(!blocked.is_finished(), "the write went through while the lock was held");
     sea_orm::sqlx::query("COMMIT").execute(&mut *holder).await.unwrap();
     blocked.await.unwrap().expect("the blocked write succeeds once the lock is free");
-    let retries = erpsync::telemetry::sample(erpsync::telemetry::SQLITE_BUSY_WAITS) - before;
-    assert!(retries >= 20.0, "{retries} retries in 30 ms: not the short-step handler");
 }
 
 /// New jobs are recorded on one connection kept for them (`JobWriter`), detached from the
@@ -141,32 +151,19 @@ async fn a_blocked_statement_retries_in_short_steps_and_succeeds_once_the_lock_i
 /// fresh connection) without waiting on a transaction left open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_kept_for_jobs_leaves_the_pool_whole_and_recovers_from_a_failed_job() {
-    use erpsync::store::{Enqueuing, JobWriter};
     let (_dir, db) = store_of_one_connection().await;
-    let writer = JobWriter::default();
-    let taken = ItemId::new();
-    let first = job_of(vec![taken]);
-    erpsync::store::insert_job_on(&writer, &db, &first, Enqueuing::ByTheOutbox).await.unwrap();
+    let writer = erpsync::store::JobWriter::default();
+    let record = async |job: &NewJob| erpsync::store::insert_job_on(&writer, &db, job, Enqueuing::ByTheOutbox).await;
+    // The writer takes (and detaches) the pool's only connection.
+    let kept = job_of(vec![ItemId::new()]);
+    record(&kept).await.unwrap();
     let pooled = job_of(vec![ItemId::new()]);
     tokio::time::timeout(Duration::from_secs(5), erpsync::store::insert_job(&db, &pooled, Enqueuing::ByTheOutbox))
         .await
         .expect("the pool serves others while the writer keeps its connection")
         .unwrap();
-    let second = job_of(vec![ItemId::new(), taken]);
-    let err = erpsync::store::insert_job_on(&writer, &db, &second, Enqueuing::ByTheOutbox)
-        .await
-        .expect_err("a duplicate item id is refused");
-    assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
-    assert!(erpsync::store::job_summary(&db, &second.id).await.unwrap().is_none(), "the failed job's row stayed");
-    let third = job_of(vec![ItemId::new()]);
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        erpsync::store::insert_job_on(&writer, &db, &third, Enqueuing::ByTheOutbox),
-    )
-    .await
-    .expect("the next job is not blocked by a transaction left open")
-    .unwrap();
-    for j in [&first, &pooled, &third] {
+    a_failed_job_leaves_nothing_and_the_next_is_not_blocked(&db, record).await;
+    for j in [&kept, &pooled] {
         assert_eq!(erpsync::store::job_summary(&db, &j.id).await.unwrap().unwrap().total_items, 1);
     }
 }
