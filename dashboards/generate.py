@@ -71,6 +71,11 @@ overview = dashboard("erpsync-overview", "erpsync — overview", [
           "short", 12, 40),
     panel(13, "Queue errors", "Failed queue calls per second by call (send, receive, delete, heartbeat, return, depth): SQS throttling or an outage, or the embedded queue's database.",
           [(f'sum by (op) (rate(erpsync_queue_errors_total[{RI}]))', "{{op}}")], "ops", 0, 48),
+    panel(14, "SQS requests", "Requests sent to SQS per second by API, retries included: each is billed. Messages per batch call are the received and deleted rates over these. Zero on the embedded queue.",
+          [(f'sum by (api) (rate(erpsync_sqs_requests_total[{RI}]))', "{{api}}"),
+           (f'sum(rate(erpsync_queue_messages_received_total[{RI}]))', "messages received")], "reqps", 12, 48),
+    panel(15, "SQLite lock waits", "Retries of an SQLite statement that found a lock another connection held (20 µs apart for the first 2 ms, then 1 ms). A steady climb means writers queue behind each other: the embedded store is near its limit. Zero on PostgreSQL.",
+          [(f'sum(rate(erpsync_sqlite_busy_waits_total[{RI}]))', "waits")], "ops", 0, 56),
 ])
 
 conn_var = {"name": "connection", "label": "Connection", "type": "query", "datasource": DS,

@@ -110,10 +110,10 @@ pub fn zero_init(config: &crate::config::Config) {
     }
     counter!(QUEUE_RECEIVED).absolute(0);
     counter!(QUEUE_DELETED).absolute(0);
-    if config.queue.backend == crate::config::QueueBackend::Sqs {
-        for api in SQS_APIS.into_iter().chain(["other"]) {
-            counter!(SQS_REQUESTS, "api" => api).absolute(0);
-        }
+    // At 0 on the embedded queue too, so the dashboard's panel shows "none" rather than
+    // "no data".
+    for api in SQS_APIS.into_iter().chain(["other"]) {
+        counter!(SQS_REQUESTS, "api" => api).absolute(0);
     }
     counter!(JOBS_CREATED).absolute(0);
     counter!(SQLITE_BUSY_WAITS).absolute(0);
