@@ -170,7 +170,8 @@ pub struct RetryConfig {
     pub base_delay_ms: NonZeroU32,
     /// Backoff cap.
     pub max_delay_secs: NonZeroU32,
-    /// Attempts before a transiently failing item is dead-lettered.
+    /// Attempts before a transiently failing item is dead-lettered. Attempts the ERP
+    /// throttled (429) do not count; such an item is bounded by `queue.max_receives`.
     pub max_attempts: NonZeroU32,
 }
 

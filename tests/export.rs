@@ -312,6 +312,43 @@ async fn a_graceful_stop_drains_and_returns_the_rest_losing_nothing(db: Option<S
     rig.shutdown().await;
 }
 
+async fn attempts_the_erp_throttled_do_not_use_up_the_retry_budget(db: Option<String>, queue: RigQueue) {
+    // The ERP takes one call at a time, but the connection is configured for four (another
+    // client shares the ERP's quota, say): most calls are answered 429 with Retry-After.
+    // With retry.max_attempts = 1, any attempt that counted would dead-letter its item.
+    let rig = Rig::start(RigSpec {
+        database_url: db,
+        queue,
+        limits: vec![1],
+        sandbox: SandboxOptions { latency_ms: 50, ..Default::default() },
+        tune: Box::new(|c| {
+            c.connections[0].max_concurrency = std::num::NonZeroU32::new(4);
+            c.retry.max_attempts = std::num::NonZeroU32::new(1).unwrap();
+            c.retry.base_delay_ms = std::num::NonZeroU32::new(50).unwrap();
+            c.retry.max_delay_secs = std::num::NonZeroU32::new(1).unwrap();
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let docs = samples::invoices("throttled", 6);
+    let job = rig.submit(0, &docs).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(60)).await.expect("all items terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 6, "{counts:?}");
+    let s = &rig.stats()[0];
+    assert!(s.throttled >= 3, "the ERP throttled several calls: {s:?}");
+    assert_eq!((s.creates, s.duplicate_creates), (6, 0), "{s:?}");
+    // Each item took one attempt that counted, after as many as the ERP throttled, and the
+    // job's status says so.
+    let summary = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+    for item in &summary.items {
+        assert_eq!(item.attempts, item.throttled + 1, "{item:?}");
+    }
+    let throttled: i32 = summary.items.iter().map(|i| i.throttled).sum();
+    assert_eq!(throttled as u64, s.throttled, "every throttled call is counted on its item: {summary:?}");
+    rig.shutdown().await;
+}
+
 fn fauxqs() -> RigQueue {
     RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: false }
 }
@@ -355,6 +392,7 @@ backends!(
     a_killed_daemon_restarted_on_the_same_database_finishes_everything_once,
     permanent_errors_fail_the_item_with_the_erps_reason,
     a_graceful_stop_drains_and_returns_the_rest_losing_nothing,
+    attempts_the_erp_throttled_do_not_use_up_the_retry_budget,
 );
 
 /// A payment for `invoices` (one vendor), its remittance naming each in full; the

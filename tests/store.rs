@@ -168,6 +168,30 @@ async fn the_connection_kept_for_jobs_leaves_the_pool_whole_and_recovers_from_a_
     }
 }
 
+/// A column added by another process (`erpsync migrate` of a newer release beside a
+/// running daemon) must not break the reads every attempt starts with. SQLite re-prepares
+/// a cached statement whose tables changed, and a `job_items.*` in it then yields a row
+/// wider than the columns sqlx cached when it first prepared it: its worker thread
+/// panicked reading the row (seen once in a test, where a pool connection had prepared
+/// the read with the schema it held from before the last migration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_reads_survive_a_column_added_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/jobs.db?mode=rwc", dir.path().display());
+    let db = erpsync::store::connect(&url, 1).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let item = ItemId::new();
+    let job = job_of(vec![item]);
+    erpsync::store::insert_job(&db, &job, Enqueuing::ByTheOutbox).await.unwrap();
+    let reads = [(item, job.connection_id.clone(), "bill")];
+    let read = async || erpsync::store::items_with_ledger(&db, &reads).await;
+    assert!(read().await.unwrap()[0].is_some());
+    let other = erpsync::store::connect(&url, 1).await.unwrap();
+    other.execute_unprepared("ALTER TABLE job_items ADD COLUMN added_by_a_later_release TEXT").await.unwrap();
+    let (row, _) = read().await.expect("the read survives the schema change")[0].clone().expect("the item is found");
+    assert_eq!(row.source_id, job.items[0].source_id);
+}
+
 /// On the embedded queue a job's messages are written by the database from the item rows
 /// of the same transaction. Each must be the reference envelope erpsync would encode for
 /// its item — whatever the source id holds (quotes, backslashes, non-ASCII) — in the order

@@ -60,7 +60,7 @@ impl From<ErpError> for Outcome {
                 Outcome::Failed(err("rejected", Some(code), format!("ERP answered {status}: {message}")))
             }
             ErpError::Throttled { retry_after } => {
-                Outcome::Retry { error: err("throttled", None, e.to_string()), at_least: retry_after }
+                Outcome::Retry { error: err(ItemError::THROTTLED, None, e.to_string()), at_least: retry_after }
             }
             ErpError::Saturated(_) => Outcome::NotNow("saturated"),
             // Bad credentials do not fix themselves quickly: wait at least a minute.
@@ -131,13 +131,34 @@ async fn attempt(
     // message returned because its connection was saturated is received again without
     // having been attempted. An attempt that died without recording an outcome (a crash)
     // still counted here, so a message that kills the daemon cannot loop for ever.
+    // Attempts the ERP throttled (429: it did nothing) are counted apart and do not use up
+    // `retry.max_attempts`: an ERP busy with other clients for an hour must not dead-letter
+    // a batch of invoices. Such an item is still bounded by `queue.max_receives`.
     let earlier = row.attempts.max(0) as u32;
+    let throttled = (row.throttles.max(0) as u32).min(earlier);
     let max = ctx.config.retry.max_attempts.get();
-    if earlier >= max {
-        return Outcome::DeadLetter(format!("gave up after {earlier} attempts (retry.max_attempts = {max})"));
+    if earlier - throttled >= max {
+        return Outcome::DeadLetter(format!(
+            "gave up after {} attempts (retry.max_attempts = {max}){}",
+            earlier - throttled,
+            throttled_note(throttled)
+        ));
     }
     d.attempt.store(earlier + 1, Ordering::Release);
-    record(ctx, conn, d, ItemState::InProgress, None, None, vec![], None, false).await;
+    d.throttled_before.store(throttled, Ordering::Release);
+    // The attempt is counted durably before the ERP can see it: whether the next attempt
+    // looks the document up before creating it depends on that count. Sent without waiting
+    // (as it was until 2 Dec), a daemon killed after its create reached the ERP but before
+    // the status batch holding the count committed left the row at 0 attempts, and the next
+    // daemon's "first" attempt created the document again (`tests/fleet.rs`, SIGKILL: 4
+    // duplicates in 1,500 on a slow machine, where PostgreSQL status batches took ~100 ms).
+    // The wait is outside the connection's permits, so the ERP's slots stay busy meanwhile.
+    if !record(ctx, conn, d, ItemState::InProgress, None, None, vec![], None, true).await {
+        return Outcome::Retry {
+            error: err("store", None, "the attempt could not be recorded before calling the ERP"),
+            at_least: None,
+        };
+    }
     let result = match env.op {
         Op::ExportInvoice => export_invoice(ctx, conn, d, payload, &known, ledger).await,
         Op::ExportPurchaseOrder => match parse::<PurchaseOrder>(payload).and_then(|po| {
@@ -437,8 +458,16 @@ async fn finish(
         Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
         Outcome::Failed(e) => (ItemState::Failed, None, Some(e), None),
         Outcome::DeadLetter(reason) => (ItemState::DeadLettered, None, Some(err("unprocessable", None, reason)), None),
-        Outcome::Retry { error, .. } if d.attempt() >= retry_cfg.max_attempts.get() => {
-            let reason = format!("gave up after {} attempts; last error: {}", d.attempt(), error.message);
+        Outcome::Retry { error, .. }
+            if error.kind != ItemError::THROTTLED && d.counted_attempts() >= retry_cfg.max_attempts.get() =>
+        {
+            let throttled = d.attempt() - d.counted_attempts();
+            let reason = format!(
+                "gave up after {} attempts{}; last error: {}",
+                d.counted_attempts(),
+                throttled_note(throttled),
+                error.message
+            );
             (ItemState::DeadLettered, None, Some(err(&error.kind, error.code, reason)), None)
         }
         Outcome::Retry { error, at_least } => {
@@ -487,6 +516,14 @@ async fn finish(
         }
     }
     Disposition::Finished
+}
+
+/// How a dead-letter reason mentions attempts the ERP throttled, which did not count.
+fn throttled_note(throttled: u32) -> String {
+    match throttled {
+        0 => String::new(),
+        n => format!(", not counting {n} the ERP throttled"),
+    }
 }
 
 fn visibility_timeout(ctx: &Ctx) -> Duration {

@@ -329,6 +329,15 @@ pub struct ItemUpdate {
     pub detail: Option<String>,
 }
 
+impl ItemUpdate {
+    /// A retry because the ERP throttled the attempt (429, nothing done): the status
+    /// writer counts it in `job_items.throttles`, and it does not count against
+    /// `retry.max_attempts`. Such an item is still bounded by `queue.max_receives`.
+    pub fn is_throttle(&self) -> bool {
+        self.state == ItemState::Retrying && self.error.as_ref().is_some_and(|e| e.kind == ItemError::THROTTLED)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemError {
     pub kind: String,
@@ -337,12 +346,25 @@ pub struct ItemError {
     pub message: String,
 }
 
+impl ItemError {
+    /// The kind of an attempt the ERP throttled.
+    pub const THROTTLED: &'static str = "throttled";
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemSummary {
     pub item_id: String,
     pub source_id: String,
     pub state: ItemState,
     pub attempts: i32,
+    /// How many of the attempts the ERP throttled (they do not count against
+    /// `retry.max_attempts`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub throttled: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erp_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -685,6 +707,7 @@ pub async fn requeue_dead_lettered(db: &DatabaseConnection, items: &[ItemId]) ->
         let res = job_item::Entity::update_many()
             .col_expr(job_item::Column::State, Expr::value(ItemState::Queued.as_str()))
             .col_expr(job_item::Column::Attempts, Expr::value(0))
+            .col_expr(job_item::Column::Throttles, Expr::value(0))
             .col_expr(job_item::Column::ErrorKind, Expr::value(Option::<String>::None))
             .col_expr(job_item::Column::ErrorCode, Expr::value(Option::<String>::None))
             .col_expr(job_item::Column::ErrorMessage, Expr::value(Option::<String>::None))
@@ -753,12 +776,12 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
         let chunk = &chunk[..];
         let mut marks = Marks::new(backend);
         let now_mark = marks.next();
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 7 + 1);
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 8 + 1);
         values.push(now.into());
         let mut rows = Vec::with_capacity(chunk.len());
         for &i in chunk {
             let u = &updates[i];
-            rows.push(format!("({})", marks.row(7)));
+            rows.push(format!("({})", marks.row(8)));
             let (kind, code, message) = match &u.error {
                 Some(e) => (Some(e.kind.clone()), e.code.clone(), Some(e.message.clone())),
                 None => (None, None, None),
@@ -771,6 +794,7 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
                 kind.into(),
                 code.into(),
                 message.into(),
+                i32::from(u.is_throttle()).into(),
             ]);
         }
         let returning = if backend == sea_orm::DbBackend::Postgres { "job_items.id" } else { "id" };
@@ -778,7 +802,8 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
         // never overwrites a newer one's state: the attempt number is the fencing token.
         let sql = format!(
             "UPDATE job_items SET state = v.column2, attempts = COALESCE(v.column3, job_items.attempts), erp_id = v.column4, \
-               error_kind = v.column5, error_code = v.column6, error_message = v.column7, updated_at_ms = {now_mark} \
+               error_kind = v.column5, error_code = v.column6, error_message = v.column7, \
+               throttles = job_items.throttles + v.column8, updated_at_ms = {now_mark} \
              FROM (VALUES {}) AS v \
              WHERE job_items.id = v.column1 \
                AND job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered') \
@@ -860,6 +885,20 @@ pub async fn item(db: &DatabaseConnection, id: &ItemId) -> Result<Option<job_ite
     Ok(job_item::Entity::find_by_id(id.to_string()).one(db).await?)
 }
 
+/// `job_items.id, job_items.job_id, …`: the item's columns as this build knows them, never
+/// `job_items.*`. SQLite re-prepares a cached statement whose tables changed (a column
+/// added by a newer release's `erpsync migrate`, or a pool connection that prepared it
+/// with the schema it held before the last migration), and a `*` then yields a row wider
+/// than the columns sqlx cached at the first prepare: its worker thread panicked reading
+/// the row.
+fn item_columns() -> &'static str {
+    use sea_orm::{IdenStatic, Iterable};
+    static COLUMNS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        job_item::Column::iter().map(|c| format!("job_items.{}", c.as_str())).collect::<Vec<_>>().join(", ")
+    })
+}
+
 /// What an attempt reads first: an item, and the connection and document kind whose
 /// ledger entry it needs.
 pub type ItemRead = (ItemId, ConnectionId, &'static str);
@@ -881,12 +920,13 @@ pub async fn items_with_ledger(db: &DatabaseConnection, reads: &[ItemRead]) -> R
         let mut marks = Marks::new(backend);
         let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(3))).collect();
         let sql = format!(
-            "SELECT v.column1 AS read_item, v.column2 AS read_connection, v.column3 AS read_kind, job_items.*, \
+            "SELECT v.column1 AS read_item, v.column2 AS read_connection, v.column3 AS read_kind, {}, \
                erp_refs.erp_id AS ledger_erp_id \
              FROM (VALUES {}) AS v \
              JOIN job_items ON job_items.id = v.column1 \
              LEFT JOIN erp_refs ON erp_refs.connection_id = v.column2 AND erp_refs.doc_kind = v.column3 \
                AND erp_refs.source_id = job_items.source_id",
+            item_columns(),
             rows.join(", ")
         );
         let values: Vec<sea_orm::Value> = chunk
@@ -1023,6 +1063,7 @@ pub async fn job_summary(db: &DatabaseConnection, id: &JobId) -> Result<Option<J
             source_id: it.source_id,
             state,
             attempts: it.attempts,
+            throttled: it.throttles,
             erp_id: it.erp_id,
             error: it.error_kind.map(|kind| ItemError {
                 kind,

@@ -13,7 +13,11 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub payload: String,
     pub state: String,
+    /// Attempts counted in `attempts`, including those the ERP throttled.
     pub attempts: i32,
+    /// How many of `attempts` the ERP throttled; the others count against
+    /// `retry.max_attempts`.
+    pub throttles: i32,
     pub erp_id: Option<String>,
     pub error_kind: Option<String>,
     pub error_code: Option<String>,

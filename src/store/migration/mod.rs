@@ -4,6 +4,7 @@ mod m0001_initial;
 mod m0002_erp_leases;
 mod m0003_pending_outbox_index;
 mod m0004_job_outbox;
+mod m0005_item_throttles;
 
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_erp_leases::Migration),
             Box::new(m0003_pending_outbox_index::Migration),
             Box::new(m0004_job_outbox::Migration),
+            Box::new(m0005_item_throttles::Migration),
         ]
     }
 }
