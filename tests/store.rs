@@ -372,6 +372,57 @@ async fn an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(url: &
 }
 
 /// `sqlite::NAME` and `postgres::NAME`: the check `NAME(url)` on a fresh database of each.
+/// A throttled attempt is counted apart; a redrive from the dead-letter queue gives the
+/// item a fresh `retry.max_attempts` budget but its attempts keep counting, so the next
+/// attempt looks the document up in the ERP before creating it, and an update from a
+/// stale attempt made before the redrive is fenced off.
+async fn a_redriven_item_keeps_its_attempts_and_gets_a_fresh_budget(url: &str) {
+    use erpsync::domain::ItemState::{DeadLettered, Failed, InProgress, Retrying};
+    use erpsync::store::{ItemError, ItemUpdate};
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let item = ItemId::new();
+    let job = job_of(vec![item]);
+    erpsync::store::insert_job(&db, &job, Enqueuing::ByTheOutbox).await.unwrap();
+    let update = |state, attempt, kind: Option<&str>| ItemUpdate {
+        item_id: item,
+        state,
+        attempt: Some(attempt),
+        erp_id: None,
+        error: kind.map(|k| ItemError { kind: k.into(), code: None, message: "from the test".into() }),
+        ledger: vec![],
+        connection_id: job.connection_id.clone(),
+        detail: None,
+    };
+    let history = [
+        update(InProgress, 1, None),
+        update(Retrying, 1, Some(ItemError::THROTTLED)),
+        update(InProgress, 2, None),
+        update(Retrying, 2, Some("ambiguous")),
+        update(InProgress, 3, None),
+        update(DeadLettered, 3, Some("ambiguous")),
+    ];
+    for u in history {
+        assert_eq!(erpsync::store::apply_updates(&db, &[u]).await.unwrap(), [true]);
+    }
+    let row = || async { erpsync::store::item(&db, &item).await.unwrap().unwrap() };
+    let r = row().await;
+    assert_eq!((r.attempts, r.throttles, r.redriven_attempts), (3, 1, 0), "{r:?}");
+    assert_eq!(erpsync::store::requeue_dead_lettered(&db, &[item]).await.unwrap(), 1);
+    let r = row().await;
+    assert_eq!(
+        (r.state.as_str(), r.attempts, r.throttles, r.redriven_attempts),
+        ("queued", 3, 1, 2),
+        "attempts keep counting; the two that counted are set aside: {r:?}"
+    );
+    assert_eq!(
+        erpsync::store::apply_updates(&db, &[update(Failed, 2, Some("rejected"))]).await.unwrap(),
+        [false],
+        "an attempt from before the redrive is fenced off"
+    );
+    assert_eq!(row().await.state, "queued");
+}
+
 macro_rules! on_sqlite_and_postgres {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -398,4 +449,5 @@ on_sqlite_and_postgres!(
     a_jobs_messages_are_its_items_reference_envelopes_in_order,
     one_statement_reads_each_item_with_its_own_ledger_entry,
     an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not,
+    a_redriven_item_keeps_its_attempts_and_gets_a_fresh_budget,
 );

@@ -317,9 +317,9 @@ pub struct Delivery {
     pub envelope: Envelope,
     /// Which attempt at the item this is (from its row; 0 until the attempt starts).
     pub attempt: AtomicU32,
-    /// How many of the item's earlier attempts the ERP throttled (they do not count
-    /// against `retry.max_attempts`).
-    pub throttled_before: AtomicU32,
+    /// How many of the item's earlier attempts do not count against
+    /// `retry.max_attempts` (throttled by the ERP, or made before a redrive).
+    pub uncounted_before: AtomicU32,
     ctx: Arc<Ctx>,
     conn: Arc<ConnectorShared>,
     /// Still counted in the connector's `outstanding`.
@@ -337,7 +337,7 @@ impl Delivery {
             message,
             envelope,
             attempt: AtomicU32::new(0),
-            throttled_before: AtomicU32::new(0),
+            uncounted_before: AtomicU32::new(0),
             ctx,
             conn,
             counted: true.into(),
@@ -348,10 +348,9 @@ impl Delivery {
         self.attempt.load(Ordering::Acquire)
     }
 
-    /// This attempt's number among those that count against `retry.max_attempts` (the
-    /// earlier attempts the ERP throttled left out).
+    /// This attempt's number among those that count against `retry.max_attempts`.
     pub fn counted_attempts(&self) -> u32 {
-        self.attempt().saturating_sub(self.throttled_before.load(Ordering::Acquire))
+        self.attempt().saturating_sub(self.uncounted_before.load(Ordering::Acquire))
     }
 
     /// The ERP work is done: the connector may take the next item while this one's

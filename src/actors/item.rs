@@ -134,18 +134,19 @@ async fn attempt(
     // Attempts the ERP throttled (429: it did nothing) are counted apart and do not use up
     // `retry.max_attempts`: an ERP busy with other clients for an hour must not dead-letter
     // a batch of invoices. Such an item is still bounded by `queue.max_receives`.
+    // Those made before a redrive from the dead-letter queue do not count either.
     let earlier = row.attempts.max(0) as u32;
-    let throttled = (row.throttles.max(0) as u32).min(earlier);
+    let uncounted = ((row.throttles.max(0) + row.redriven_attempts.max(0)) as u32).min(earlier);
     let max = ctx.config.retry.max_attempts.get();
-    if earlier - throttled >= max {
+    if earlier - uncounted >= max {
         return Outcome::DeadLetter(format!(
             "gave up after {} attempts (retry.max_attempts = {max}){}",
-            earlier - throttled,
-            throttled_note(throttled)
+            earlier - uncounted,
+            uncounted_note(uncounted)
         ));
     }
     d.attempt.store(earlier + 1, Ordering::Release);
-    d.throttled_before.store(throttled, Ordering::Release);
+    d.uncounted_before.store(uncounted, Ordering::Release);
     // The attempt is counted durably before the ERP can see it: whether the next attempt
     // looks the document up before creating it depends on that count. Sent without waiting
     // (as it was until 2 Dec), a daemon killed after its create reached the ERP but before
@@ -461,11 +462,10 @@ async fn finish(
         Outcome::Retry { error, .. }
             if error.kind != ItemError::THROTTLED && d.counted_attempts() >= retry_cfg.max_attempts.get() =>
         {
-            let throttled = d.attempt() - d.counted_attempts();
             let reason = format!(
                 "gave up after {} attempts{}; last error: {}",
                 d.counted_attempts(),
-                throttled_note(throttled),
+                uncounted_note(d.attempt() - d.counted_attempts()),
                 error.message
             );
             (ItemState::DeadLettered, None, Some(err(&error.kind, error.code, reason)), None)
@@ -518,11 +518,11 @@ async fn finish(
     Disposition::Finished
 }
 
-/// How a dead-letter reason mentions attempts the ERP throttled, which did not count.
-fn throttled_note(throttled: u32) -> String {
-    match throttled {
+/// How a dead-letter reason mentions the earlier attempts that did not count.
+fn uncounted_note(uncounted: u32) -> String {
+    match uncounted {
         0 => String::new(),
-        n => format!(", not counting {n} the ERP throttled"),
+        n => format!(", not counting {n} the ERP throttled or made before a redrive"),
     }
 }
 

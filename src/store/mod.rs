@@ -685,7 +685,11 @@ pub async fn mark_enqueued(db: &DatabaseConnection, items: &[ItemId]) -> Result<
 }
 
 /// Makes dead-lettered items workable again before their messages are redriven: state
-/// `queued`, error cleared, attempts counted afresh; an event records the redrive.
+/// `queued`, error cleared, a fresh `retry.max_attempts` budget; an event records the
+/// redrive. `attempts` keeps counting (it used to go back to 0): the next attempt is then
+/// still one after an earlier one, so it looks the document up in the ERP before creating
+/// it (an attempt that timed out may have created it), and the attempt number stays a
+/// fencing token against a stale attempt from before the redrive.
 /// Returns how many items changed (items in any other state are left alone).
 pub async fn requeue_dead_lettered(db: &DatabaseConnection, items: &[ItemId]) -> Result<u64, StoreError> {
     let now = now_ms();
@@ -706,8 +710,13 @@ pub async fn requeue_dead_lettered(db: &DatabaseConnection, items: &[ItemId]) ->
         }
         let res = job_item::Entity::update_many()
             .col_expr(job_item::Column::State, Expr::value(ItemState::Queued.as_str()))
-            .col_expr(job_item::Column::Attempts, Expr::value(0))
-            .col_expr(job_item::Column::Throttles, Expr::value(0))
+            .col_expr(
+                job_item::Column::RedrivenAttempts,
+                sea_orm::sea_query::ExprTrait::sub(
+                    Expr::col(job_item::Column::Attempts),
+                    Expr::col(job_item::Column::Throttles),
+                ),
+            )
             .col_expr(job_item::Column::ErrorKind, Expr::value(Option::<String>::None))
             .col_expr(job_item::Column::ErrorCode, Expr::value(Option::<String>::None))
             .col_expr(job_item::Column::ErrorMessage, Expr::value(Option::<String>::None))

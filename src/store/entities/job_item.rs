@@ -15,9 +15,12 @@ pub struct Model {
     pub state: String,
     /// Attempts counted in `attempts`, including those the ERP throttled.
     pub attempts: i32,
-    /// How many of `attempts` the ERP throttled; the others count against
-    /// `retry.max_attempts`.
+    /// How many of `attempts` the ERP throttled.
     pub throttles: i32,
+    /// The attempts that counted when the item was last redriven from the dead-letter
+    /// queue. What counts against `retry.max_attempts` is
+    /// `attempts - throttles - redriven_attempts`.
+    pub redriven_attempts: i32,
     pub erp_id: Option<String>,
     pub error_kind: Option<String>,
     pub error_code: Option<String>,
