@@ -137,7 +137,6 @@ impl Daemon {
         let ctx = Arc::new(Ctx {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             config: Arc::new(config),
-            reader: store::ItemReader::new(db.clone()),
             db,
             wal: Default::default(),
             job_writer: Default::default(),

@@ -295,26 +295,92 @@ async fn one_statement_reads_each_item_with_its_own_ledger_entry(url: &str) {
             some("inv-1", Some("erp-acme-po-1")),
         ]
     );
-    // Through the batching reader, many at once: each answer is its own read's.
-    let reader = erpsync::store::ItemReader::new(db.clone());
-    let answers =
-        futures::future::join_all(
-            (0..200).map(|k| {
-                let (item, connection, kind) = reads[k % reads.len()].clone();
-                let reader = &reader;
-                async move {
-                    reader.read(item, connection, kind).await.unwrap().map(|(row, erp_id)| (row.source_id, erp_id))
-                }
-            }),
-        )
-        .await;
-    for (k, answer) in answers.into_iter().enumerate() {
-        assert_eq!(answer, got[k % reads.len()], "read {k}");
-    }
-    // A ledger entry recorded after a read was asked for and answered is seen by the next.
+    // A ledger entry recorded after a read is seen by the next.
     erpsync::store::apply_updates(&db, &[entry(ids[2], &acme, "bill", "inv-2", "erp-acme-2")]).await.unwrap();
-    let after = reader.read(ids[2], acme.clone(), "bill").await.unwrap().unwrap();
-    assert_eq!(after.1.as_deref(), Some("erp-acme-2"));
+    let after = erpsync::store::items_with_ledger(&db, &[(ids[2], acme.clone(), "bill")]).await.unwrap();
+    assert_eq!(after[0].as_ref().unwrap().1.as_deref(), Some("erp-acme-2"));
+}
+
+/// An attempt begins in the status writer's transaction, after the updates beside it: it
+/// is counted, marked `in_progress` (with a timeline entry) and read back with its
+/// document's ledger entry. It does not begin for an unknown item, for a document other
+/// than the one claimed, for an item an update of the same batch made terminal, for one
+/// that has used up `max_attempts` (throttled attempts apart), nor twice in one batch.
+async fn an_attempt_begins_counted_and_read_in_the_status_transaction(url: &str) {
+    use erpsync::domain::ItemState::{InProgress, Retrying, Succeeded};
+    use erpsync::store::{ItemError, ItemStart, ItemUpdate};
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let ids: Vec<ItemId> = (0..5).map(|_| ItemId::new()).collect();
+    let job = job_of(ids.clone());
+    erpsync::store::insert_job(&db, &job, Enqueuing::ByTheOutbox).await.unwrap();
+    let acme = job.connection_id.clone();
+    let update = |k: usize, state, attempt, kind: Option<&str>, ledger: bool| ItemUpdate {
+        item_id: ids[k],
+        state,
+        attempt: Some(attempt),
+        erp_id: None,
+        error: kind.map(|k| ItemError { kind: k.into(), code: None, message: "from the test".into() }),
+        ledger: if ledger { vec![("bill".into(), format!("inv-{}", ids[k]), "erp-7".into())] } else { vec![] },
+        connection_id: acme.clone(),
+        detail: None,
+    };
+    let start = |item: ItemId, source: String, max_attempts: u32| ItemStart {
+        item_id: item,
+        connection_id: acme.clone(),
+        doc_kind: "bill",
+        source_id: source,
+        max_attempts,
+    };
+    let own = |k: usize, max: u32| start(ids[k], format!("inv-{}", ids[k]), max);
+    // Item 1 was attempted once and throttled, item 2 twice (rejected as ambiguous), item 3
+    // ended once with its bill's ledger entry recorded.
+    let earlier = [
+        update(1, Retrying, 1, Some(ItemError::THROTTLED), false),
+        update(2, Retrying, 2, Some("ambiguous"), false),
+        update(3, Retrying, 1, Some("ambiguous"), false),
+    ];
+    erpsync::store::apply_updates(&db, &earlier).await.unwrap();
+    let (applied, found) = erpsync::store::apply_batch(
+        &db,
+        &[update(3, Succeeded, 1, None, true)],
+        &[
+            own(0, 2),
+            start(ItemId::new(), "inv-x".into(), 2),
+            start(ids[4], "not-its-document".into(), 2),
+            own(3, 2),
+            own(1, 1),
+            own(2, 2),
+            own(0, 2),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied, [true]);
+    let got: Vec<Option<(bool, i32, String, Option<String>)>> =
+        found.into_iter().map(|f| f.map(|s| (s.begun, s.item.attempts, s.item.state, s.erp_id))).collect();
+    let some = |begun, attempts, state: &str, erp_id: Option<&str>| {
+        Some((begun, attempts, state.to_owned(), erp_id.map(str::to_owned)))
+    };
+    assert_eq!(
+        got,
+        vec![
+            some(true, 1, "in_progress", None),
+            None,
+            some(false, 0, "queued", None),
+            some(false, 1, "succeeded", Some("erp-7")),
+            some(true, 2, "in_progress", None),
+            some(false, 2, "retrying", None),
+            some(false, 1, "in_progress", None),
+        ],
+        "item 0 begins once; the throttled attempt of item 1 does not count; item 2 has used up 2"
+    );
+    let timeline = erpsync::store::item_events(&db, &ids[1]).await.unwrap();
+    let steps: Vec<(String, i32)> = timeline.into_iter().map(|e| (e.state, e.attempt)).collect();
+    let step = |s: &str, a| (s.to_owned(), a);
+    assert_eq!(steps, [step("queued", 0), step("retrying", 1), step("in_progress", 2)]);
+    // The attempt is the fencing token: an update of the attempt before it no longer lands.
+    assert_eq!(erpsync::store::apply_updates(&db, &[update(1, InProgress, 1, None, false)]).await.unwrap(), [false]);
 }
 
 /// A job sent after it committed (SQS) carries one outbox marker instead of an unsent flag
@@ -450,4 +516,5 @@ on_sqlite_and_postgres!(
     one_statement_reads_each_item_with_its_own_ledger_entry,
     an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not,
     a_redriven_item_keeps_its_attempts_and_gets_a_fresh_budget,
+    an_attempt_begins_counted_and_read_in_the_status_transaction,
 );

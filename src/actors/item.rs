@@ -116,50 +116,25 @@ async fn attempt(
     claim: &mut Option<Claim>,
 ) -> Outcome {
     let env = &d.envelope;
-    let (row, known) = match claim_and_read(ctx, conn, d, claim).await {
-        Ok(read) => read,
+    let (row, known) = match claim_and_begin(ctx, conn, d, claim).await {
+        Ok(Begun::Yes(row, known)) => (row, known),
+        Ok(Begun::No(row)) => return not_begun(ctx, &row),
         Err(outcome) => return outcome,
     };
-    if ItemState::parse(&row.state).is_some_and(ItemState::is_terminal) {
-        return Outcome::AlreadyDone;
-    }
     let payload = match &env.payload {
         Some(p) => Payload::Inline(p),
         None => Payload::Stored(&row.payload),
     };
-    // Attempts are counted in the item's row, not by the queue's receive count: on SQS a
-    // message returned because its connection was saturated is received again without
-    // having been attempted. An attempt that died without recording an outcome (a crash)
-    // still counted here, so a message that kills the daemon cannot loop for ever.
-    // Attempts the ERP throttled (429: it did nothing) are counted apart and do not use up
-    // `retry.max_attempts`: an ERP busy with other clients for an hour must not dead-letter
-    // a batch of invoices. Such an item is still bounded by `queue.max_receives`.
-    // Those made before a redrive from the dead-letter queue do not count either.
-    let earlier = row.attempts.max(0) as u32;
-    let uncounted = ((row.throttles.max(0) + row.redriven_attempts.max(0)) as u32).min(earlier);
-    let max = ctx.config.retry.max_attempts.get();
-    if earlier - uncounted >= max {
-        return Outcome::DeadLetter(format!(
-            "gave up after {} attempts (retry.max_attempts = {max}){}",
-            earlier - uncounted,
-            uncounted_note(uncounted)
-        ));
-    }
-    d.attempt.store(earlier + 1, Ordering::Release);
-    d.uncounted_before.store(uncounted, Ordering::Release);
-    // The attempt is counted durably before the ERP can see it: whether the next attempt
-    // looks the document up before creating it depends on that count. Sent without waiting
-    // (as it was until 2 Dec), a daemon killed after its create reached the ERP but before
-    // the status batch holding the count committed left the row at 0 attempts, and the next
+    // The attempt was counted (and the row marked in_progress) durably before the ERP can
+    // see it, in the status writer's transaction: whether the next attempt looks the
+    // document up before creating it depends on that count. Sent without waiting (as it
+    // was until 2 Dec), a daemon killed after its create reached the ERP but before the
+    // status batch holding the count committed left the row at 0 attempts, and the next
     // daemon's "first" attempt created the document again (`tests/fleet.rs`, SIGKILL: 4
-    // duplicates in 1,500 on a slow machine, where PostgreSQL status batches took ~100 ms).
-    // The wait is outside the connection's permits, so the ERP's slots stay busy meanwhile.
-    if !record(ctx, conn, d, ItemState::InProgress, None, None, vec![], None, true).await {
-        return Outcome::Retry {
-            error: err("store", None, "the attempt could not be recorded before calling the ERP"),
-            at_least: None,
-        };
-    }
+    // duplicates in 1,500 on a slow machine). The counted attempt is the fencing token.
+    let attempt = row.attempts.max(1) as u32;
+    d.attempt.store(attempt, Ordering::Release);
+    d.uncounted_before.store(store::uncounted_attempts(&row, attempt - 1), Ordering::Release);
     let result = match env.op {
         Op::ExportInvoice => export_invoice(ctx, conn, d, payload, &known, ledger).await,
         Op::ExportPurchaseOrder => match parse::<PurchaseOrder>(payload).and_then(|po| {
@@ -192,49 +167,99 @@ fn unknown_item(d: &Delivery) -> Outcome {
     Outcome::DeadLetter(format!("item {} is not known to this daemon's database", d.envelope.item_id))
 }
 
-/// Claims the item's document and reads the item's row and the document's ledger entry.
+/// What [`claim_and_begin`] found.
+enum Begun {
+    /// The attempt began: the item's row (counting it) and the ledger's entry.
+    Yes(store::entities::job_item::Model, Known),
+    /// It did not: the item is terminal, or has used up its attempts.
+    No(store::entities::job_item::Model),
+}
+
+/// Claims the item's document, then has the StatusActor begin the attempt (see
+/// [`store::ItemStart`]): count it, mark the item `in_progress`, and read the item's row
+/// and the document's ledger entry, in one transaction.
 ///
 /// The ledger must be read under the claim: read before, it may predate an export that
 /// another task of this daemon recorded while this one waited. erpsync's own messages name
-/// the document (`source_id`), so the claim comes first and one statement reads both;
-/// otherwise, or if the name was wrong, the row is read first to learn it.
-async fn claim_and_read(
+/// the document (`source_id`), so the claim comes first; otherwise the row is read first
+/// to learn it, and if the name was wrong the attempt does not begin and the right
+/// document is claimed for a second try.
+async fn claim_and_begin(
     ctx: &Ctx,
     conn: &std::sync::Arc<ConnectorShared>,
     d: &Delivery,
     claim: &mut Option<Claim>,
-) -> Result<(store::entities::job_item::Model, Known), Outcome> {
+) -> Result<Begun, Outcome> {
     let env = &d.envelope;
-    let kind = env.op.doc_kind();
-    let mut take = async |source: &str| {
-        *claim = Some(conn.claim(kind, source, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
-        Ok::<(), Outcome>(())
-    };
-    let row = match &env.source_id {
-        Some(hint) => {
-            take(hint).await?;
-            let (row, erp_id) = ctx
-                .reader
-                .read(env.item_id, conn.config.id.clone(), kind)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| unknown_item(d))?;
-            if row.source_id == *hint {
-                let source = row.source_id.clone();
-                return Ok((row, Known { source, erp_id }));
-            }
-            take(&row.source_id).await?;
-            row
-        }
+    let doc_kind = env.op.doc_kind();
+    let mut source = match &env.source_id {
+        Some(hint) => hint.clone(),
         None => {
-            let row = store::item(&ctx.db, &env.item_id).await.map_err(store_error)?.ok_or_else(|| unknown_item(d))?;
-            take(&row.source_id).await?;
-            row
+            store::item(&ctx.db, &env.item_id).await.map_err(store_error)?.ok_or_else(|| unknown_item(d))?.source_id
         }
     };
-    let erp_id = lookup_ledger(ctx, conn, kind, &row.source_id).await?;
-    let source = row.source_id.clone();
-    Ok((row, Known { source, erp_id }))
+    for _ in 0..2 {
+        *claim = Some(conn.claim(doc_kind, &source, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
+        let start = store::ItemStart {
+            item_id: env.item_id,
+            connection_id: conn.config.id.clone(),
+            doc_kind,
+            source_id: source.clone(),
+            max_attempts: ctx.config.retry.max_attempts.get(),
+        };
+        let Some(status) = ctx.lookup::<StatusMsg>("status") else { return Err(not_recorded("no status writer")) };
+        let found = match status.call(|r| StatusMsg::Start(start, r), Some(Duration::from_secs(30))).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(found))) => found.ok_or_else(|| unknown_item(d))?,
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => return Err(not_recorded(&e)),
+            Ok(_) => return Err(not_recorded("the status writer did not answer")),
+            Err(e) => return Err(not_recorded(&e.to_string())),
+        };
+        if found.begun {
+            let known = Known { source: found.item.source_id.clone(), erp_id: found.erp_id };
+            return Ok(Begun::Yes(found.item, known));
+        }
+        if found.item.source_id == source {
+            return Ok(Begun::No(found.item));
+        }
+        source = found.item.source_id;
+    }
+    Err(not_recorded("the item's document changed while it was being claimed"))
+}
+
+fn not_recorded(why: &str) -> Outcome {
+    Outcome::Retry {
+        error: err("store", None, format!("the attempt could not be recorded before calling the ERP: {why}")),
+        at_least: None,
+    }
+}
+
+/// Why an attempt did not begin although its document was the one claimed.
+///
+/// Attempts are counted in the item's row, not by the queue's receive count: on SQS a
+/// message returned because its connection was saturated is received again without
+/// having been attempted. An attempt that died without recording an outcome (a crash)
+/// still counted, so a message that kills the daemon cannot loop for ever. Attempts the
+/// ERP throttled (429: it did nothing) are counted apart and do not use up
+/// `retry.max_attempts`: an ERP busy with other clients for an hour must not dead-letter
+/// a batch of invoices. Such an item is still bounded by `queue.max_receives`. Those made
+/// before a redrive from the dead-letter queue do not count either.
+fn not_begun(ctx: &Ctx, row: &store::entities::job_item::Model) -> Outcome {
+    if ItemState::parse(&row.state).is_some_and(ItemState::is_terminal) {
+        return Outcome::AlreadyDone;
+    }
+    let earlier = row.attempts.max(0) as u32;
+    let uncounted = store::uncounted_attempts(row, earlier);
+    let max = ctx.config.retry.max_attempts.get();
+    if earlier - uncounted >= max {
+        return Outcome::DeadLetter(format!(
+            "gave up after {} attempts (retry.max_attempts = {max}){}",
+            earlier - uncounted,
+            uncounted_note(uncounted)
+        ));
+    }
+    // Only if one status batch was asked to begin the same item twice (never by one
+    // daemon, whose tasks claim the document first): the other attempt is under way.
+    Outcome::NotNow("busy")
 }
 
 /// The item's document: inline in the message (another producer's), or the text stored

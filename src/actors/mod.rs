@@ -39,8 +39,6 @@ pub struct Ctx {
     pub prefix: String,
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
-    /// The item reads that start each attempt, batched.
-    pub reader: crate::store::ItemReader,
     /// Wakes the SQLite checkpointer after a commit that should not wait for its period.
     pub wal: crate::store::WalNudge,
     /// The connection new jobs are recorded on (SQLite).

@@ -28,9 +28,6 @@ pub enum StoreError {
     Db(#[from] DbErr),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    /// A database error of a statement shared by several requests (see [`ItemReader`]).
-    #[error("database error: {0}")]
-    Shared(String),
 }
 
 impl StoreError {
@@ -38,7 +35,7 @@ impl StoreError {
         match self {
             StoreError::Connect { .. } => "connect",
             StoreError::Migrate(_) => "migrate",
-            StoreError::Db(_) | StoreError::Shared(_) => "db",
+            StoreError::Db(_) => "db",
             StoreError::Corrupt(_) => "corrupt",
         }
     }
@@ -768,6 +765,17 @@ fn padded<'a, T: Clone>(rows: &'a [T], max: usize, blank: Option<&'a T>) -> impl
 /// statement per item: the round trips, not the rows, are what a status writer pays for.
 /// Every multi-row statement is padded to a power of two of rows (see [`padded`]).
 pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> Result<Vec<bool>, StoreError> {
+    Ok(apply_batch(db, updates, &[]).await?.0)
+}
+
+/// [`apply_updates`], and in the same transaction, after them, begins the attempts of
+/// `starts` (see [`ItemStart`]). Answers per update whether it took effect, and per start
+/// what it found (None: the item is unknown).
+pub async fn apply_batch(
+    db: &DatabaseConnection,
+    updates: &[ItemUpdate],
+    starts: &[ItemStart],
+) -> Result<(Vec<bool>, Vec<Option<Started>>), StoreError> {
     use std::collections::{HashMap, HashSet};
     let now = now_ms();
     // The last update of each item in the batch is the one its row ends with; earlier ones
@@ -863,6 +871,11 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
             .exec(&txn)
             .await?;
     }
+    // After the updates and their ledger entries, so that a start sees both.
+    let started = begin_attempts(&txn, starts, now).await?;
+    for s in started.iter().flatten().filter(|s| s.begun) {
+        events.push(Some((s.item.id.clone(), ItemState::InProgress.as_str(), s.item.attempts, None)));
+    }
     // Padding here is rows of NULLs, which the statement skips.
     for chunk in padded(&events, ROWS_PER_STATEMENT, Some(&None)) {
         let mut marks = Marks::new(backend);
@@ -886,7 +899,94 @@ pub async fn apply_updates(db: &DatabaseConnection, updates: &[ItemUpdate]) -> R
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await?;
     }
     txn.commit().await?;
-    Ok(applied)
+    Ok((applied, started))
+}
+
+/// An attempt about to begin. The StatusActor counts it in the transaction of the updates
+/// beside it ([`apply_batch`]) and reads, in the same transaction, the item's row and the
+/// ledger's entry for its document: the two reads every attempt starts with, and the
+/// write that must be durable before the ERP sees the attempt, for one commit.
+#[derive(Debug, Clone)]
+pub struct ItemStart {
+    pub item_id: ItemId,
+    pub connection_id: ConnectionId,
+    /// The kind of document whose ledger entry the attempt needs.
+    pub doc_kind: &'static str,
+    /// The document the caller has claimed: the attempt begins only if it is the item's.
+    pub source_id: String,
+    /// `retry.max_attempts`: an item that has used it up does not begin (attempts the ERP
+    /// throttled and those made before a redrive do not count, see [`uncounted_attempts`]).
+    pub max_attempts: u32,
+}
+
+/// What [`apply_batch`] found of an [`ItemStart`]: the item's row as the transaction left
+/// it, the ledger's entry (the ERP id) for its document on the connection, and whether
+/// the attempt began (the row is then `in_progress` and `attempts` counts it). It does not
+/// begin if the item is terminal, its document is not the one claimed, or it has used up
+/// `max_attempts` — nor a second time if one batch asks twice.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub item: job_item::Model,
+    pub erp_id: Option<String>,
+    pub begun: bool,
+}
+
+/// Of an item's first `earlier` attempts, those that do not count against
+/// `retry.max_attempts`: those the ERP throttled (it did nothing), and those made before a
+/// redrive from the dead-letter queue. [`begin_attempts`] checks the same in SQL.
+pub fn uncounted_attempts(item: &job_item::Model, earlier: u32) -> u32 {
+    ((item.throttles.max(0) + item.redriven_attempts.max(0)) as u32).min(earlier)
+}
+
+/// Begins the attempts of `starts` in `txn` (see [`Started`]), one statement per 256.
+async fn begin_attempts(
+    txn: &impl ConnectionTrait,
+    starts: &[ItemStart],
+    now: i64,
+) -> Result<Vec<Option<Started>>, StoreError> {
+    use std::collections::HashSet;
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = txn.get_database_backend();
+    let rows: Vec<Option<&ItemStart>> = starts.iter().map(Some).collect();
+    let mut begun: HashSet<String> = HashSet::new();
+    // Padding is rows of NULLs, which match no item (a repeated row would count twice).
+    for chunk in padded(&rows, ROWS_PER_STATEMENT, Some(&None)) {
+        let mut marks = Marks::new(backend);
+        let now_mark = marks.next();
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 3 + 1);
+        values.push(now.into());
+        let marked: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(3))).collect();
+        for start in &chunk {
+            values.extend([
+                start.map(|s| s.item_id.to_string()).into(),
+                start.map(|s| s.source_id.clone()).into(),
+                start.map(|s| s.max_attempts.min(i32::MAX as u32) as i32).into(),
+            ]);
+        }
+        let returning = if backend == sea_orm::DbBackend::Postgres { "job_items.id" } else { "id" };
+        let sql = format!(
+            "UPDATE job_items SET state = 'in_progress', attempts = job_items.attempts + 1, erp_id = NULL, \
+               error_kind = NULL, error_code = NULL, error_message = NULL, updated_at_ms = {now_mark} \
+             FROM (VALUES {}) AS v \
+             WHERE job_items.id = v.column1 AND job_items.source_id = v.column2 \
+               AND job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered') \
+               AND CASE WHEN job_items.throttles + job_items.redriven_attempts < job_items.attempts \
+                   THEN job_items.attempts - job_items.throttles - job_items.redriven_attempts ELSE 0 END < v.column3 \
+             RETURNING {returning}",
+            marked.join(", ")
+        );
+        for row in txn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? {
+            begun.insert(row.try_get_by_index::<String>(0)?);
+        }
+    }
+    let reads: Vec<ItemRead> = starts.iter().map(|s| (s.item_id, s.connection_id.clone(), s.doc_kind)).collect();
+    let found = items_with_ledger(txn, &reads).await?;
+    Ok(found
+        .into_iter()
+        .map(|f| f.map(|(item, erp_id)| Started { begun: begun.remove(&item.id), item, erp_id }))
+        .collect())
 }
 
 /// Reads.
@@ -919,7 +1019,10 @@ pub type ItemWithLedger = Option<(job_item::Model, Option<String>)>;
 /// Items' rows with the ledger's entries for their documents, in one statement (per 256):
 /// the two reads every attempt starts with, for many attempts at once. Answers in
 /// `reads`' order.
-pub async fn items_with_ledger(db: &DatabaseConnection, reads: &[ItemRead]) -> Result<Vec<ItemWithLedger>, StoreError> {
+pub async fn items_with_ledger(
+    db: &impl ConnectionTrait,
+    reads: &[ItemRead],
+) -> Result<Vec<ItemWithLedger>, StoreError> {
     use sea_orm::FromQueryResult;
     use std::collections::HashMap;
     let backend = db.get_database_backend();
@@ -957,46 +1060,6 @@ pub async fn items_with_ledger(db: &DatabaseConnection, reads: &[ItemRead]) -> R
             found.get(&(item.to_string(), connection.to_string(), (*kind).to_owned())).cloned()
         })
         .collect())
-}
-
-/// Reads items with their ledger entries for the item tasks, many per statement: under
-/// load, each statement (and each hand-off to the database's thread) serves every read
-/// asked for meanwhile; idle, a read runs at once. A read always starts after it was
-/// asked for, so what it returns is never older than the caller's claim on the document.
-pub struct ItemReader(crate::batcher::Batcher<ItemRead, Result<ItemWithLedger, String>>);
-
-/// Reads per statement, and statements in flight at once.
-const READ_BATCH: usize = 64;
-const READS_IN_FLIGHT: usize = 2;
-
-impl ItemReader {
-    /// Starts the reader (on the current Tokio runtime).
-    pub fn new(db: DatabaseConnection) -> ItemReader {
-        ItemReader(crate::batcher::Batcher::spawn(READ_BATCH, READS_IN_FLIGHT, move |reads: Vec<ItemRead>| {
-            let db = db.clone();
-            async move {
-                match items_with_ledger(&db, &reads).await {
-                    Ok(found) => found.into_iter().map(Ok).collect(),
-                    Err(e) => {
-                        let message = e.to_string();
-                        reads.iter().map(|_| Err(message.clone())).collect()
-                    }
-                }
-            }
-        }))
-    }
-
-    pub async fn read(
-        &self,
-        item: ItemId,
-        connection: ConnectionId,
-        kind: &'static str,
-    ) -> Result<ItemWithLedger, StoreError> {
-        match self.0.ask((item, connection, kind)).await {
-            Some(answer) => answer.map_err(StoreError::Shared),
-            None => Err(StoreError::Shared("the item reader has stopped".into())),
-        }
-    }
 }
 
 pub async fn ledger_lookup(
