@@ -186,6 +186,19 @@ async fn delayed_message_is_invisible_until_its_delay(q: Arc<dyn Queue>) {
     assert!(started.elapsed() >= Duration::from_millis(400));
 }
 
+/// The depth sampler's figures: visible, in flight (received, not deleted), delayed and
+/// dead-lettered messages, each counted in its own state only.
+async fn depth_counts_each_state(q: Arc<dyn Queue>) {
+    q.send(["a", "b", "c", "d"].iter().map(|b| msg(b)).collect()).await.unwrap();
+    q.send(vec![Outgoing { delay: Duration::from_secs(30), ..Outgoing::new("later", None) }]).await.unwrap();
+    let taken = q.receive(req(2, 2000, 60_000)).await.unwrap().messages;
+    assert_eq!(taken.len(), 2);
+    assert!(q.dead_letter(&taken[1], "from the test").await.unwrap());
+    let d = q.depth().await.unwrap();
+    assert_eq!((d.visible, d.in_flight, d.delayed, d.dead_lettered), (2, 1, 1, 1), "{d:?}");
+    assert!(d.oldest_age_secs.is_none_or(|age| age < 60), "{d:?}");
+}
+
 async fn change_visibility_reschedules(q: Arc<dyn Queue>) {
     q.send(vec![msg("c")]).await.unwrap();
     let m = q.receive(req(1, 0, 60_000)).await.unwrap().messages.remove(0);
@@ -398,6 +411,7 @@ macro_rules! standard_conformance {
             stale_receipt_cannot_delete_a_redelivered_message,
             dead_letters_after_max_receives_with_reason,
             exhausted_message_stays_out_of_full_receives,
+            depth_counts_each_state,
             explicit_dead_letter_keeps_the_reason,
             delayed_message_is_invisible_until_its_delay,
             change_visibility_reschedules,
