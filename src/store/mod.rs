@@ -85,6 +85,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 // one, to undo just that statement) in memory, not in a temporary file:
                 // their pwrite() calls were a sixth of a status batch's time.
                 .pragma("temp_store", "MEMORY")
+                // Rows cross from the connection's worker thread to the caller through a
+                // bounded channel (50 by default): a status batch's statements return a
+                // few hundred rows, and past 50 the worker blocked on every row until the
+                // caller took one, waking it again (a futex round trip per row).
+                .row_buffer_size(ROW_BUFFER)
         })
         .map_sqlx_sqlite_pool_opts(|o| {
             o.after_connect(|conn, _meta| {
@@ -104,6 +109,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         });
     Database::connect(opts).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })
 }
+
+/// Rows a SQLite statement may run ahead of its caller: more than the largest result a
+/// status batch reads back (256 rows per statement).
+const ROW_BUFFER: usize = 1024;
 
 /// Turns on SQLite's query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`).
 ///
