@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 
+use sea_orm::ConnectionTrait;
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
@@ -142,6 +143,61 @@ fn notify_protocol_ready_watchdog_stopping_and_nothing_lost() {
     let summary = wait_job(&base, &job, Duration::from_secs(60));
     assert_eq!(summary["state"], "succeeded", "{summary}");
     assert_eq!(summary["counts"]["succeeded"], 40);
+}
+
+/// A daemon whose actor tree stops making progress withholds the watchdog ping, so systemd
+/// kills and restarts it: here another process holds SQLite's write lock, the poller's
+/// receive waits on it, and no `WATCHDOG=1` comes while it does. Once the lock is let go
+/// the pings resume by themselves, and the daemon still takes and finishes a job.
+#[test]
+fn a_stalled_daemon_withholds_the_watchdog_ping_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let (api, erp) = (free_port(), free_port());
+    let cfg = config(dir.path(), api, &format!("[sandbox]\nlisten = \"127.0.0.1:{erp}\"\nconcurrency = 2\n"));
+    let base = format!("http://127.0.0.1:{api}");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config", cfg.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(Stdio::null());
+    let _daemon = Proc(cmd.spawn().unwrap());
+    // Notify messages until `until`: the watchdog pings among them.
+    let pings_until = |until: Instant| {
+        let mut pings = 0;
+        let mut buf = [0u8; 4096];
+        while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            sock.set_read_timeout(Some(left)).unwrap();
+            if let Ok(n) = sock.recv(&mut buf) {
+                pings += usize::from(&buf[..n] == b"WATCHDOG=1");
+            }
+        }
+        pings
+    };
+    let ready = Instant::now() + Duration::from_secs(20);
+    while http("GET", &base, "/readyz", None).map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < ready, "daemon not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pings_until(Instant::now() + Duration::from_secs(1)) >= 3, "pings every 200 ms while healthy");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("sqlite://{}/erpsync.db?mode=rwc", dir.path().join("state").display());
+    let holder = rt.block_on(erpsync::store::connect(&url, 1)).unwrap();
+    rt.block_on(holder.execute_unprepared("BEGIN IMMEDIATE")).unwrap();
+    // A ping already decided may still arrive within the first interval or two.
+    pings_until(Instant::now() + Duration::from_millis(800));
+    let withheld = pings_until(Instant::now() + Duration::from_secs(2));
+    rt.block_on(holder.execute_unprepared("COMMIT")).unwrap();
+    assert_eq!(withheld, 0, "no ping while the poller cannot go round");
+
+    assert!(pings_until(Instant::now() + Duration::from_secs(2)) >= 2, "the pings resume once the lock is let go");
+    let (status, body) = http("POST", &base, "/v1/jobs", Some(&job_body("sandbox", "stall", 5))).unwrap();
+    assert_eq!(status, 202, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let summary = wait_job(&base, job["job_id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(summary["state"], "succeeded", "{summary}");
 }
 
 #[test]
