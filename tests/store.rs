@@ -357,7 +357,9 @@ async fn an_attempt_begins_counted_and_read_in_the_status_transaction(url: &str)
     .await
     .unwrap();
     assert_eq!(applied, [true]);
-    let got: Vec<Option<(bool, i32, String, Option<String>)>> =
+    // (begun, attempts, state, ledger entry)
+    type Seen = Option<(bool, i32, String, Option<String>)>;
+    let got: Vec<Seen> =
         found.into_iter().map(|f| f.map(|s| (s.begun, s.item.attempts, s.item.state, s.erp_id))).collect();
     let some = |begun, attempts, state: &str, erp_id: Option<&str>| {
         Some((begun, attempts, state.to_owned(), erp_id.map(str::to_owned)))

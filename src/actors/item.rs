@@ -422,7 +422,7 @@ async fn create(
     Ok(created.erp_id)
 }
 
-/// Sends an update to the StatusActor; with `wait`, returns whether it committed.
+/// Sends an update to the StatusActor and returns whether it committed.
 #[allow(clippy::too_many_arguments)]
 async fn record(
     ctx: &Ctx,
@@ -433,7 +433,6 @@ async fn record(
     error: Option<ItemError>,
     ledger: Vec<LedgerEntry>,
     detail: Option<String>,
-    wait: bool,
 ) -> bool {
     let attempt = d.attempt();
     let update = ItemUpdate {
@@ -447,9 +446,6 @@ async fn record(
         detail,
     };
     let Some(status) = ctx.lookup::<StatusMsg>("status") else { return false };
-    if !wait {
-        return status.send_message(StatusMsg::Update(update, None)).is_ok();
-    }
     matches!(
         status.call(|r| StatusMsg::Update(update, Some(r)), Some(Duration::from_secs(30))).await,
         Ok(ractor::rpc::CallResult::Success(Ok(_)))
@@ -508,7 +504,7 @@ async fn finish(
             tracing::info!(error = %error.message, delay_ms = delay.as_millis() as u64, "attempt failed; retrying");
             let detail = format!("retry in {:.1} s", delay.as_secs_f64());
             // The ledger must be durable before the message comes back.
-            if record(ctx, conn, d, ItemState::Retrying, None, Some(error), ledger, Some(detail), true).await {
+            if record(ctx, conn, d, ItemState::Retrying, None, Some(error), ledger, Some(detail)).await {
                 return returned(ctx, d, delay, "retry").await;
             }
             // Not recorded: the message stays invisible until its visibility timeout.
@@ -516,7 +512,7 @@ async fn finish(
         }
     };
     let reason = error.as_ref().map(|e| e.message.clone());
-    if !record(ctx, conn, d, state, erp_id, error.clone(), ledger, detail, true).await {
+    if !record(ctx, conn, d, state, erp_id, error.clone(), ledger, detail).await {
         // Not recorded: keep the message; it comes back after a short pause.
         tracing::warn!("outcome not recorded; the message will be redelivered");
         return returned(ctx, d, Duration::from_secs(5), "unrecorded").await;
