@@ -92,7 +92,10 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
     let mut problems = Vec::new();
     for (i, doc) in req.documents.into_iter().enumerate() {
         match source_id(req.op, &doc) {
-            Ok(source_id) => items.push(NewItem { id: ItemId::new(), source_id, payload: String::from(doc.get()) }),
+            // The client's text itself, moved rather than copied.
+            Ok(source_id) => {
+                items.push(NewItem { id: ItemId::new(), source_id, payload: Box::<str>::from(doc).into() })
+            }
             Err(e) => problems.push(format!("documents[{i}]: {e}")),
         }
     }
