@@ -207,13 +207,10 @@ async fn claim_and_begin(
             source_id: source.clone(),
             max_attempts: ctx.config.retry.max_attempts.get(),
         };
-        let Some(status) = ctx.lookup::<StatusMsg>("status") else { return Err(not_recorded("no status writer")) };
-        let found = match status.call(|r| StatusMsg::Start(start, r), Some(Duration::from_secs(30))).await {
-            Ok(ractor::rpc::CallResult::Success(Ok(found))) => found.ok_or_else(|| unknown_item(d))?,
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => return Err(not_recorded(&e)),
-            Ok(_) => return Err(not_recorded("the status writer did not answer")),
-            Err(e) => return Err(not_recorded(&e.to_string())),
-        };
+        let found = ask_status(ctx, |r| StatusMsg::Start(start, r))
+            .await
+            .map_err(|e| not_recorded(&e))?
+            .ok_or_else(|| unknown_item(d))?;
         if found.begun {
             let known = Known { source: found.item.source_id.clone(), erp_id: found.erp_id };
             return Ok(Begun::Yes(found.item, known));
@@ -445,11 +442,24 @@ async fn record(
         connection_id: conn.config.id.clone(),
         detail,
     };
-    let Some(status) = ctx.lookup::<StatusMsg>("status") else { return false };
-    matches!(
-        status.call(|r| StatusMsg::Update(update, Some(r)), Some(Duration::from_secs(30))).await,
-        Ok(ractor::rpc::CallResult::Success(Ok(_)))
-    )
+    ask_status(ctx, |r| StatusMsg::Update(update, Some(r))).await.is_ok()
+}
+
+/// How long an item task waits for the StatusActor to commit what it asked.
+const STATUS_WAIT: Duration = Duration::from_secs(30);
+
+/// Asks the StatusActor and waits for its answer, which comes once the transaction holding
+/// the request has committed.
+async fn ask_status<T: Send + 'static>(
+    ctx: &Ctx,
+    build: impl FnOnce(ractor::RpcReplyPort<Result<T, String>>) -> StatusMsg,
+) -> Result<T, String> {
+    let status = ctx.lookup::<StatusMsg>("status").ok_or("no status writer")?;
+    match status.call(build, Some(STATUS_WAIT)).await {
+        Ok(ractor::rpc::CallResult::Success(answer)) => answer,
+        Ok(_) => Err("the status writer did not answer".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Exponential backoff with jitter (half fixed, half random), at least `at_least`.
@@ -591,9 +601,7 @@ pub async fn record_dead_letter(
         connection_id: connection,
         detail: None,
     };
-    if let Some(status) = ctx.lookup::<StatusMsg>("status") {
-        let _ = status.call(|r| StatusMsg::Update(update, Some(r)), Some(Duration::from_secs(30))).await;
-    }
+    let _ = ask_status(ctx, |r| StatusMsg::Update(update, Some(r))).await;
 }
 
 #[cfg(test)]
