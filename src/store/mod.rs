@@ -752,6 +752,15 @@ const ROWS_PER_STATEMENT: usize = 256;
 /// A timeline row of [`apply_updates`] (item, state, attempt, detail); None pads.
 type Event = Option<(String, &'static str, i32, Option<String>)>;
 
+/// The condition that an item row is not in a terminal state: terminal states are final.
+const NOT_TERMINAL: &str = "job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered')";
+
+/// The updated item's id in the `RETURNING` of an `UPDATE job_items … FROM (VALUES …)`:
+/// qualified on PostgreSQL, bare on SQLite, as each accepts it.
+fn returning_item_id(backend: sea_orm::DbBackend) -> &'static str {
+    if backend == sea_orm::DbBackend::Postgres { "job_items.id" } else { "id" }
+}
+
 /// `rows` in statements of at most `max` rows (a power of two), each padded to a power of
 /// two with `blank` rows, or without one by repeating its last row. So a handful of
 /// statement texts serve every batch size, and each is prepared once per connection and
@@ -823,7 +832,7 @@ pub async fn apply_batch(
                 i32::from(u.is_throttle()).into(),
             ]);
         }
-        let returning = if backend == sea_orm::DbBackend::Postgres { "job_items.id" } else { "id" };
+        let returning = returning_item_id(backend);
         // Terminal states are final, and an older attempt (a stale receive of the message)
         // never overwrites a newer one's state: the attempt number is the fencing token.
         let sql = format!(
@@ -832,7 +841,7 @@ pub async fn apply_batch(
                throttles = job_items.throttles + v.column8, updated_at_ms = {now_mark} \
              FROM (VALUES {}) AS v \
              WHERE job_items.id = v.column1 \
-               AND job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered') \
+               AND {NOT_TERMINAL} \
                AND (v.column3 IS NULL OR job_items.attempts <= v.column3) \
              RETURNING {returning}",
             rows.join(", ")
@@ -974,13 +983,13 @@ async fn begin_attempts(
                 start.map(|s| s.max_attempts.min(i32::MAX as u32) as i32).into(),
             ]);
         }
-        let returning = if backend == sea_orm::DbBackend::Postgres { "job_items.id" } else { "id" };
+        let returning = returning_item_id(backend);
         let sql = format!(
             "UPDATE job_items SET state = 'in_progress', attempts = job_items.attempts + 1, erp_id = NULL, \
                error_kind = NULL, error_code = NULL, error_message = NULL, updated_at_ms = {now_mark} \
              FROM (VALUES {}) AS v \
              WHERE job_items.id = v.column1 AND job_items.source_id = v.column2 \
-               AND job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered') \
+               AND {NOT_TERMINAL} \
                AND CASE WHEN job_items.throttles + job_items.redriven_attempts < job_items.attempts \
                    THEN job_items.attempts - job_items.throttles - job_items.redriven_attempts ELSE 0 END < v.column3 \
              RETURNING {returning}",
