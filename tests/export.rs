@@ -503,6 +503,50 @@ async fn payments_apply_to_exported_bills_and_wait_for_bills_not_exported_yet() 
     rig.shutdown().await;
 }
 
+/// Payments are matched against what their bills still have open. A bill part paid by one
+/// payment and named in full by the next gets only its rest (the sandbox, like a real ERP,
+/// refuses a payment beyond a bill's balance); a third naming it when nothing is left is
+/// booked as credit with the vendor, not applied again and not left waiting for the bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_payment_spends_only_what_its_bills_still_have_open() {
+    use erpsync::domain::Op;
+    use rust_decimal::Decimal;
+    let rig = Rig::start(RigSpec {
+        limits: vec![4],
+        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut inv = samples::invoice("open", 0);
+    inv.vendor = invoices_vendor();
+    rig.submit(0, &[inv.clone()]).await.unwrap();
+    rig.wait_terminal(Duration::from_secs(30)).await.expect("invoice exported");
+    let bill = bill_id(&rig, &inv).await;
+    let part = (inv.total / Decimal::from(3)).round_dp(2);
+    assert!(part > Decimal::ZERO && part < inv.total, "{part} of {}", inv.total);
+    let mut first = payment_for("open-p1", &[&inv]);
+    (first.amount, first.applications[0].amount) = (part, part);
+    let second = payment_for("open-p2", &[&inv]);
+    let third = payment_for("open-p3", &[&inv]);
+    for (k, p) in [first, second, third].into_iter().enumerate() {
+        let job = rig.submit_op(0, Op::ExportPayment, &[p]).await.unwrap();
+        let expected = 2 + k as u64;
+        let counts = rig.wait_terminal(Duration::from_secs(30)).await.expect("payment terminal");
+        assert_eq!(count(&counts, ItemState::Succeeded), expected, "payment {}: {counts:?}", k + 1);
+        let s = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+        assert_eq!(s.items[0].state, ItemState::Succeeded, "{:?}", s.items[0]);
+    }
+    assert_eq!(applied_to(&rig, "open-p1").await, [(bill.clone(), part.to_string())]);
+    assert_eq!(applied_to(&rig, "open-p2").await, [(bill.clone(), (inv.total - part).to_string())]);
+    assert_eq!(applied_to(&rig, "open-p3").await, [], "nothing left to apply");
+    let third = &rig.erps[0].sandbox.bodies_for("bill-payments", "open-p3").await[0];
+    assert_eq!(third["unapplied"].as_str(), Some(inv.total.to_string().as_str()), "{third}");
+    let second = &rig.erps[0].sandbox.bodies_for("bill-payments", "open-p2").await[0];
+    assert_eq!(second["unapplied"].as_str(), Some(part.to_string().as_str()), "{second}");
+    rig.shutdown().await;
+}
+
 fn invoices_vendor() -> erpsync::domain::VendorRef {
     erpsync::domain::VendorRef { id: "V-PAY".into(), name: "Café Lumière SARL".into() }
 }

@@ -188,8 +188,8 @@ async fn item_reads_survive_a_column_added_by_another_process() {
     assert!(read().await.unwrap()[0].is_some());
     let other = erpsync::store::connect(&url, 1).await.unwrap();
     other.execute_unprepared("ALTER TABLE job_items ADD COLUMN added_by_a_later_release TEXT").await.unwrap();
-    let (row, _) = read().await.expect("the read survives the schema change")[0].clone().expect("the item is found");
-    assert_eq!(row.source_id, job.items[0].source_id);
+    let found = read().await.expect("the read survives the schema change")[0].clone().expect("the item is found");
+    assert_eq!(found.item.source_id, job.items[0].source_id);
 }
 
 /// On the embedded queue a job's messages are written by the database from the item rows
@@ -255,6 +255,7 @@ async fn one_statement_reads_each_item_with_its_own_ledger_entry(url: &str) {
         erp_id: Some(erp_id.into()),
         error: None,
         ledger: vec![(kind.into(), source.into(), erp_id.into())],
+        applications: vec![],
         connection_id: connection.clone(),
         detail: None,
     };
@@ -281,7 +282,7 @@ async fn one_statement_reads_each_item_with_its_own_ledger_entry(url: &str) {
     ];
     let found = erpsync::store::items_with_ledger(&db, &reads).await.unwrap();
     let got: Vec<Option<(String, Option<String>)>> =
-        found.into_iter().map(|f| f.map(|(row, erp_id)| (row.source_id, erp_id))).collect();
+        found.into_iter().map(|f| f.map(|f| (f.item.source_id, f.erp_id))).collect();
     let some = |source: &str, erp_id: Option<&str>| Some((source.to_owned(), erp_id.map(str::to_owned)));
     assert_eq!(
         got,
@@ -298,7 +299,7 @@ async fn one_statement_reads_each_item_with_its_own_ledger_entry(url: &str) {
     // A ledger entry recorded after a read is seen by the next.
     erpsync::store::apply_updates(&db, &[entry(ids[2], &acme, "bill", "inv-2", "erp-acme-2")]).await.unwrap();
     let after = erpsync::store::items_with_ledger(&db, &[(ids[2], acme.clone(), "bill")]).await.unwrap();
-    assert_eq!(after[0].as_ref().unwrap().1.as_deref(), Some("erp-acme-2"));
+    assert_eq!(after[0].as_ref().unwrap().erp_id.as_deref(), Some("erp-acme-2"));
 }
 
 /// An attempt begins in the status writer's transaction, after the updates beside it: it
@@ -322,6 +323,7 @@ async fn an_attempt_begins_counted_and_read_in_the_status_transaction(url: &str)
         erp_id: None,
         error: kind.map(|k| ItemError { kind: k.into(), code: None, message: "from the test".into() }),
         ledger: if ledger { vec![("bill".into(), format!("inv-{}", ids[k]), "erp-7".into())] } else { vec![] },
+        applications: vec![],
         connection_id: acme.clone(),
         detail: None,
     };
@@ -426,6 +428,7 @@ async fn an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not(url: &
         erp_id: Some("erp-1".into()),
         error: None,
         ledger: vec![],
+        applications: vec![],
         connection_id: acme.clone(),
         detail: None,
     };
@@ -459,6 +462,7 @@ async fn a_redriven_item_keeps_its_attempts_and_gets_a_fresh_budget(url: &str) {
         erp_id: None,
         error: kind.map(|k| ItemError { kind: k.into(), code: None, message: "from the test".into() }),
         ledger: vec![],
+        applications: vec![],
         connection_id: job.connection_id.clone(),
         detail: None,
     };
@@ -491,6 +495,154 @@ async fn a_redriven_item_keeps_its_attempts_and_gets_a_fresh_budget(url: &str) {
     assert_eq!(row().await.state, "queued");
 }
 
+/// Records an item as a daemon of a release before `item_documents` did: the document in
+/// the item row only.
+async fn record_as_an_earlier_release(db: &sea_orm::DatabaseConnection, item: ItemId, document: &str) {
+    let job = erpsync::domain::JobId::new();
+    let sql = [
+        format!(
+            "INSERT INTO jobs (id, connection_id, op, total_items, created_at_ms) VALUES ('{job}', 'acme', 'export_invoice', 1, 1)"
+        ),
+        format!(
+            "INSERT INTO job_items (id, job_id, connection_id, op, source_id, payload, state, attempts, enqueued, \
+             created_at_ms, updated_at_ms) \
+             VALUES ('{item}', '{job}', 'acme', 'export_invoice', 'inv-{item}', '{document}', 'queued', 0, TRUE, 1, 1)"
+        ),
+    ];
+    for s in sql {
+        db.execute_unprepared(&s).await.unwrap();
+    }
+}
+
+/// Documents moved out of the item rows (`m0006_item_documents`), and nothing an attempt,
+/// a payment or a job's export reads may lose one on the way: an item recorded before the
+/// migration, one recorded since, and one an earlier daemon of the fleet recorded after it
+/// (its document in the item row only) are each read with their own document. A new item
+/// keeps a copy in its row on PostgreSQL only (where earlier daemons may still run), and
+/// the migration's `down` gives SQLite's rows their documents back.
+async fn documents_are_read_from_wherever_the_release_that_recorded_them_put_them(url: &str) {
+    use erpsync::domain::{ConnectionId, ItemState};
+    use erpsync::store::migration::Migrator;
+    use erpsync::store::{ItemUpdate, NewItem, NewJob};
+    use sea_orm_migration::MigratorTrait;
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    Migrator::up(&db, Some(5)).await.unwrap();
+    let (before, since, beside) = (ItemId::new(), ItemId::new(), ItemId::new());
+    record_as_an_earlier_release(&db, before, r#"{"n":"before"}"#).await;
+    erpsync::store::migrate(&db).await.unwrap();
+    let acme = ConnectionId::new("acme");
+    let job = NewJob {
+        id: erpsync::domain::JobId::new(),
+        connection_id: acme.clone(),
+        op: erpsync::domain::Op::ExportInvoice,
+        items: vec![NewItem { id: since, source_id: format!("inv-{since}"), payload: r#"{"n":"since"}"#.into() }],
+    };
+    erpsync::store::insert_job(&db, &job, Enqueuing::ByTheOutbox).await.unwrap();
+    record_as_an_earlier_release(&db, beside, r#"{"n":"beside"}"#).await;
+    let ids = [before, since, beside];
+    let want = [r#"{"n":"before"}"#, r#"{"n":"since"}"#, r#"{"n":"beside"}"#];
+
+    let reads: Vec<_> = ids.iter().map(|&id| (id, acme.clone(), "bill")).collect();
+    let found = erpsync::store::items_with_ledger(&db, &reads).await.unwrap();
+    let got: Vec<String> = found.into_iter().map(|f| f.expect("each item is found").document).collect();
+    assert_eq!(got, want, "an attempt reads each item's own document");
+    assert_eq!(erpsync::store::job_payloads(&db, &job.id).await.unwrap(), [want[1]], "a job's export reads it");
+    let succeeded = |item: ItemId| ItemUpdate {
+        item_id: item,
+        state: ItemState::Succeeded,
+        attempt: None,
+        erp_id: Some(format!("erp-{item}")),
+        error: None,
+        ledger: vec![],
+        applications: vec![],
+        connection_id: acme.clone(),
+        detail: None,
+    };
+    erpsync::store::apply_updates(&db, &ids.map(succeeded)).await.unwrap();
+    let mut bills: Vec<(String, String)> = erpsync::store::exported_invoices(&db, &acme, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.erp_id.unwrap(), b.document))
+        .collect();
+    bills.sort();
+    let mut want_bills: Vec<(String, String)> =
+        ids.iter().zip(want).map(|(id, doc)| (format!("erp-{id}"), doc.to_owned())).collect();
+    want_bills.sort();
+    assert_eq!(bills, want_bills, "a payment reads every exported bill's document");
+
+    let row_copy = async || -> String {
+        let sql = format!("SELECT payload FROM job_items WHERE id = '{since}'");
+        let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await;
+        row.unwrap().unwrap().try_get_by_index(0).unwrap()
+    };
+    let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    assert_eq!(row_copy().await, if postgres { want[1] } else { "" }, "a copy in the row only on PostgreSQL");
+    // Back to before `m0006_item_documents`.
+    Migrator::down(&db, Some(Migrator::migrations().len() as u32 - 5)).await.unwrap();
+    assert_eq!(row_copy().await, want[1], "rolled back, the row holds its document again");
+}
+
+/// What payments applied to a bill is kept with their outcomes and read back with the
+/// bill: an application recorded twice (the outcome of a retry) counts once, even when
+/// the item was already terminal; another payment's counts; and the payment asking is
+/// left out, so its own retry sees the balances its first attempt saw.
+async fn bill_applications_count_once_per_payment_and_bill(url: &str) {
+    use erpsync::domain::{ConnectionId, ItemState};
+    use erpsync::store::{BillApplication, ItemUpdate, NewItem, NewJob};
+    use rust_decimal::Decimal;
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let acme = ConnectionId::new("acme");
+    let (bill, p1, p2) = (ItemId::new(), ItemId::new(), ItemId::new());
+    let job =
+        |op, items: Vec<NewItem>| NewJob { id: erpsync::domain::JobId::new(), connection_id: acme.clone(), op, items };
+    let item = |id: ItemId, source: &str| NewItem { id, source_id: source.into(), payload: "{}".into() };
+    let bills = job(erpsync::domain::Op::ExportInvoice, vec![item(bill, "inv-1")]);
+    let payments = job(erpsync::domain::Op::ExportPayment, vec![item(p1, "pay-1"), item(p2, "pay-2")]);
+    for j in [&bills, &payments] {
+        erpsync::store::insert_job(&db, j, Enqueuing::ByTheOutbox).await.unwrap();
+    }
+    let applied = |source: &str, cents: i64| BillApplication {
+        payment_source_id: source.into(),
+        bill_erp_id: "b-1".into(),
+        amount: Decimal::new(cents, 2),
+    };
+    let succeeded = |item: ItemId, erp_id: &str, applications: Vec<BillApplication>| ItemUpdate {
+        item_id: item,
+        state: ItemState::Succeeded,
+        attempt: None,
+        erp_id: Some(erp_id.into()),
+        error: None,
+        ledger: vec![],
+        applications,
+        connection_id: acme.clone(),
+        detail: None,
+    };
+    erpsync::store::apply_updates(
+        &db,
+        &[
+            succeeded(bill, "b-1", vec![]),
+            succeeded(p1, "p-1", vec![applied("pay-1", 1000)]),
+            succeeded(p2, "p-2", vec![applied("pay-2", 250)]),
+        ],
+    )
+    .await
+    .unwrap();
+    // pay-1's outcome again (a retry whose first answer was lost): already terminal.
+    let again = erpsync::store::apply_updates(&db, &[succeeded(p1, "p-1", vec![applied("pay-1", 1000)])]).await;
+    assert_eq!(again.unwrap(), [false], "the item was already terminal");
+    let paid = async |asking: &str| {
+        let found = erpsync::store::exported_invoices(&db, &acme, asking).await.unwrap();
+        assert_eq!(found.len(), 1, "only the exported invoice: {found:?}");
+        assert_eq!(found[0].erp_id.as_deref(), Some("b-1"));
+        found[0].paid
+    };
+    assert_eq!(paid("pay-3").await, Decimal::new(1250, 2), "each payment counts once");
+    assert_eq!(paid("pay-1").await, Decimal::new(250, 2), "the asking payment is left out");
+    assert!(erpsync::store::exported_invoices(&db, &ConnectionId::new("globex"), "").await.unwrap().is_empty());
+}
+
 macro_rules! on_sqlite_and_postgres {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -515,6 +667,8 @@ macro_rules! on_sqlite_and_postgres {
 
 on_sqlite_and_postgres!(
     a_jobs_messages_are_its_items_reference_envelopes_in_order,
+    documents_are_read_from_wherever_the_release_that_recorded_them_put_them,
+    bill_applications_count_once_per_payment_and_bill,
     one_statement_reads_each_item_with_its_own_ledger_entry,
     an_unreported_job_goes_to_the_outbox_and_a_reported_one_does_not,
     a_redriven_item_keeps_its_attempts_and_gets_a_fresh_budget,

@@ -31,6 +31,14 @@ const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// A ledger entry: (doc kind, source id, ERP id).
 type LedgerEntry = (String, String, String);
 
+/// What an attempt did in the ERP, recorded with its outcome: the ledger entries of the
+/// documents it created, and what a payment it created applied to bills.
+#[derive(Default)]
+struct Effects {
+    ledger: Vec<LedgerEntry>,
+    applications: Vec<store::BillApplication>,
+}
+
 enum Outcome {
     Succeeded {
         erp_id: String,
@@ -94,14 +102,15 @@ pub async fn process(ctx: &Ctx, conn: &std::sync::Arc<ConnectorShared>, delivery
     let span =
         tracing::info_span!("item", job_id = %env.job_id, item_id = %env.item_id, connection = %env.connection_id);
     async {
-        let mut ledger = Vec::new();
+        let mut effects = Effects::default();
         // The document's claim is held until the outcome is recorded: released earlier,
         // another task of this daemon could take it, read the ledger before this attempt's
-        // entry commits, and create the document a second time.
-        let mut claim = None;
-        let outcome = attempt(ctx, conn, &delivery, &mut ledger, &mut claim).await;
-        let disposition = finish(ctx, conn, &delivery, outcome, ledger).await;
-        drop(claim);
+        // entry commits, and create the document a second time. (A payment also claims
+        // its vendor's bills: see `export_payment`.)
+        let mut claims = Vec::new();
+        let outcome = attempt(ctx, conn, &delivery, &mut effects, &mut claims).await;
+        let disposition = finish(ctx, conn, &delivery, outcome, effects).await;
+        drop(claims);
         disposition
     }
     .instrument(span)
@@ -112,18 +121,18 @@ async fn attempt(
     ctx: &Ctx,
     conn: &std::sync::Arc<ConnectorShared>,
     d: &Delivery,
-    ledger: &mut Vec<LedgerEntry>,
-    claim: &mut Option<Claim>,
+    effects: &mut Effects,
+    claims: &mut Vec<Claim>,
 ) -> Outcome {
     let env = &d.envelope;
-    let (row, known) = match claim_and_begin(ctx, conn, d, claim).await {
-        Ok(Begun::Yes(row, known)) => (row, known),
+    let (row, document, known) = match claim_and_begin(ctx, conn, d, claims).await {
+        Ok(Begun::Yes(row, document, known)) => (row, document, known),
         Ok(Begun::No(row)) => return not_begun(ctx, &row),
         Err(outcome) => return outcome,
     };
     let payload = match &env.payload {
         Some(p) => Payload::Inline(p),
-        None => Payload::Stored(&row.payload),
+        None => Payload::Stored(&document),
     };
     // The attempt was counted (and the row marked in_progress) durably before the ERP can
     // see it, in the status writer's transaction: whether the next attempt looks the
@@ -136,15 +145,15 @@ async fn attempt(
     d.attempt.store(attempt, Ordering::Release);
     d.uncounted_before.store(store::uncounted_attempts(&row, attempt - 1), Ordering::Release);
     let result = match env.op {
-        Op::ExportInvoice => export_invoice(ctx, conn, d, payload, &known, ledger).await,
+        Op::ExportInvoice => export_invoice(ctx, conn, d, payload, &known, &mut effects.ledger).await,
         Op::ExportPurchaseOrder => match parse::<PurchaseOrder>(payload).and_then(|po| {
             po.validate().map_err(validation)?;
             Ok(po)
         }) {
-            Ok(po) => create(ctx, conn, d, Document::PurchaseOrder(po), &known, ledger).await,
+            Ok(po) => create(ctx, conn, d, Document::PurchaseOrder(po), &known, &mut effects.ledger).await,
             Err(o) => Err(o),
         },
-        Op::ExportPayment => export_payment(ctx, conn, d, payload, &known, ledger).await,
+        Op::ExportPayment => export_payment(ctx, conn, d, payload, &known, effects, claims).await,
     };
     match result {
         Ok(erp_id) => Outcome::Succeeded { erp_id },
@@ -169,8 +178,8 @@ fn unknown_item(d: &Delivery) -> Outcome {
 
 /// What [`claim_and_begin`] found.
 enum Begun {
-    /// The attempt began: the item's row (counting it) and the ledger's entry.
-    Yes(store::entities::job_item::Model, Known),
+    /// The attempt began: the item's row (counting it), its document and the ledger's entry.
+    Yes(store::entities::job_item::Model, String, Known),
     /// It did not: the item is terminal, or has used up its attempts.
     No(store::entities::job_item::Model),
 }
@@ -188,7 +197,7 @@ async fn claim_and_begin(
     ctx: &Ctx,
     conn: &std::sync::Arc<ConnectorShared>,
     d: &Delivery,
-    claim: &mut Option<Claim>,
+    claims: &mut Vec<Claim>,
 ) -> Result<Begun, Outcome> {
     let env = &d.envelope;
     let doc_kind = env.op.doc_kind();
@@ -199,7 +208,8 @@ async fn claim_and_begin(
         }
     };
     for _ in 0..2 {
-        *claim = Some(conn.claim(doc_kind, &source, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
+        claims.clear();
+        claims.push(conn.claim(doc_kind, &source, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
         let start = store::ItemStart {
             item_id: env.item_id,
             connection_id: conn.config.id.clone(),
@@ -213,7 +223,7 @@ async fn claim_and_begin(
             .ok_or_else(|| unknown_item(d))?;
         if found.begun {
             let known = Known { source: found.item.source_id.clone(), erp_id: found.erp_id };
-            return Ok(Begun::Yes(found.item, known));
+            return Ok(Begun::Yes(found.item, found.document, known));
         }
         if found.item.source_id == source {
             return Ok(Begun::No(found.item));
@@ -306,16 +316,26 @@ async fn export_invoice(
     Ok(bill_id)
 }
 
+/// Matches a payment against what its vendor's bills still have open, creates it, and
+/// keeps what it applied to each bill for the payments after it.
+///
+/// Balances are read under a claim on the vendor's bills, held (like the document's)
+/// until the outcome is recorded: two payments of one vendor read and spend the same
+/// balance one after the other, never at once. The claim is this daemon's; across a
+/// fleet the ERP itself refuses a payment beyond a bill's balance (the payment then fails
+/// with the ERP's reason rather than paying twice).
 async fn export_payment(
     ctx: &Ctx,
-    conn: &ConnectorShared,
+    conn: &std::sync::Arc<ConnectorShared>,
     d: &Delivery,
     payload: Payload<'_>,
     known: &Known,
-    ledger: &mut Vec<LedgerEntry>,
+    effects: &mut Effects,
+    claims: &mut Vec<Claim>,
 ) -> Result<String, Outcome> {
     let payment: Payment = parse(payload)?;
     payment.validate().map_err(validation)?;
+    claims.push(conn.claim(VENDOR_BILLS, &payment.vendor.id, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
     let open = open_bills(ctx, conn, &payment).await?;
     let missing = not_exported(&payment, &open);
     let matched = stages::call(ctx, stages::MATCHER, |r| MatcherMsg::Match(Box::new(payment.clone()), open, r)).await?;
@@ -333,8 +353,22 @@ async fn export_payment(
         }
         Err(e) => return Err(Outcome::Failed(err("matching", Some(e.kind().into()), e.to_string()))),
     };
-    create(ctx, conn, d, Document::Payment(payment, outcome), known, ledger).await
+    let applications: Vec<store::BillApplication> = outcome
+        .applied
+        .iter()
+        .map(|a| store::BillApplication {
+            payment_source_id: payment.source_id.clone(),
+            bill_erp_id: a.erp_id.clone(),
+            amount: a.amount,
+        })
+        .collect();
+    let erp_id = create(ctx, conn, d, Document::Payment(payment, outcome), known, &mut effects.ledger).await?;
+    effects.applications = applications;
+    Ok(erp_id)
 }
+
+/// The claim kind a payment takes on its vendor's bills (see [`export_payment`]).
+const VENDOR_BILLS: &str = "vendor_bills";
 
 /// The remittance's invoice numbers that name none of `open` (compared normalised, as the
 /// matcher does), in the remittance's order.
@@ -349,19 +383,22 @@ fn not_exported(payment: &Payment, open: &[OpenBill]) -> Vec<String> {
     missing
 }
 
-/// The vendor's bills exported through this connection (balances as exported).
+/// The vendor's bills exported through this connection, each with what it still has open:
+/// its total less what other recorded payments applied to it. (This payment's own
+/// applications, recorded if an earlier attempt of it got that far, are not subtracted:
+/// a retry matches as the first attempt did.)
 async fn open_bills(ctx: &Ctx, conn: &ConnectorShared, payment: &Payment) -> Result<Vec<OpenBill>, Outcome> {
-    let rows = store::exported_invoices(&ctx.db, &conn.config.id)
+    let rows = store::exported_invoices(&ctx.db, &conn.config.id, &payment.source_id)
         .await
         .map_err(|e| Outcome::Retry { error: err("store", None, e.to_string()), at_least: None })?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            let inv: Invoice = serde_json::from_str(&r.payload).ok()?;
+            let inv: Invoice = serde_json::from_str(&r.document).ok()?;
             (inv.vendor.id == payment.vendor.id).then(|| OpenBill {
                 erp_id: r.erp_id.unwrap_or_default(),
                 number: inv.number,
-                balance: inv.total,
+                balance: inv.total - r.paid,
                 currency: inv.currency,
                 due_date: inv.due_date,
             })
@@ -428,7 +465,7 @@ async fn record(
     state: ItemState,
     erp_id: Option<String>,
     error: Option<ItemError>,
-    ledger: Vec<LedgerEntry>,
+    effects: Effects,
     detail: Option<String>,
 ) -> bool {
     let attempt = d.attempt();
@@ -438,7 +475,8 @@ async fn record(
         attempt: (attempt > 0).then_some(attempt),
         erp_id,
         error,
-        ledger,
+        ledger: effects.ledger,
+        applications: effects.applications,
         connection_id: conn.config.id.clone(),
         detail,
     };
@@ -469,13 +507,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, at_least: Option<Dur
     jittered.max(at_least.unwrap_or_default()).min(Duration::from_secs(12 * 3600))
 }
 
-async fn finish(
-    ctx: &Ctx,
-    conn: &ConnectorShared,
-    d: &Delivery,
-    outcome: Outcome,
-    ledger: Vec<LedgerEntry>,
-) -> Disposition {
+async fn finish(ctx: &Ctx, conn: &ConnectorShared, d: &Delivery, outcome: Outcome, effects: Effects) -> Disposition {
     d.release_capacity();
     let q = &ctx.queue;
     let erp = conn.config.erp.as_str();
@@ -514,7 +546,7 @@ async fn finish(
             tracing::info!(error = %error.message, delay_ms = delay.as_millis() as u64, "attempt failed; retrying");
             let detail = format!("retry in {:.1} s", delay.as_secs_f64());
             // The ledger must be durable before the message comes back.
-            if record(ctx, conn, d, ItemState::Retrying, None, Some(error), ledger, Some(detail)).await {
+            if record(ctx, conn, d, ItemState::Retrying, None, Some(error), effects, Some(detail)).await {
                 return returned(ctx, d, delay, "retry").await;
             }
             // Not recorded: the message stays invisible until its visibility timeout.
@@ -522,7 +554,7 @@ async fn finish(
         }
     };
     let reason = error.as_ref().map(|e| e.message.clone());
-    if !record(ctx, conn, d, state, erp_id, error.clone(), ledger, detail).await {
+    if !record(ctx, conn, d, state, erp_id, error.clone(), effects, detail).await {
         // Not recorded: keep the message; it comes back after a short pause.
         tracing::warn!("outcome not recorded; the message will be redelivered");
         return returned(ctx, d, Duration::from_secs(5), "unrecorded").await;
@@ -598,6 +630,7 @@ pub async fn record_dead_letter(
         erp_id: None,
         error: Some(err("unprocessable", None, reason)),
         ledger: vec![],
+        applications: vec![],
         connection_id: connection,
         detail: None,
     };

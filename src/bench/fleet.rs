@@ -133,6 +133,7 @@ pub async fn store(args: StoreArgs) -> Result<()> {
                     erp_id: Some(format!("b-{id}")),
                     error: None,
                     ledger: vec![("bill".into(), id.to_string(), format!("b-{id}"))],
+                    applications: vec![],
                     connection_id: conn.clone(),
                     detail: None,
                 };

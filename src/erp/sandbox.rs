@@ -17,6 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -128,6 +129,30 @@ struct Books {
     ids: std::collections::HashSet<String>,
     keys: HashMap<(String, String), (String, Instant)>,
     rate_window: Option<(Instant, u32)>,
+    /// Bill id → its total and what payments have applied to it so far. Like a real ERP,
+    /// the sandbox refuses a payment that applies more to a bill than it has open.
+    bills: HashMap<String, (Decimal, Decimal)>,
+}
+
+/// Why a payment's `applied_to` cannot be booked: a bill it names is unknown, or would be
+/// paid beyond its balance. Checks every entry before booking any.
+fn overapplied(books: &Books, doc: &Value) -> Option<String> {
+    let mut owed: HashMap<&str, Decimal> = HashMap::new();
+    for a in doc["applied_to"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let bill = a["bill_id"].as_str().unwrap_or("");
+        let Some(&(total, paid)) = books.bills.get(bill) else {
+            return Some(format!("payment applies to bill {bill:?}, which does not exist"));
+        };
+        let Some(amount) = a["amount"].as_str().and_then(|t| t.parse::<Decimal>().ok()) else {
+            return Some(format!("payment applies an unreadable amount to bill {bill}"));
+        };
+        let sum = owed.entry(bill).or_insert(paid);
+        *sum += amount;
+        if *sum > total {
+            return Some(format!("bill {bill} has {} open; the payment applies {amount}", total - (*sum - amount)));
+        }
+    }
+    None
 }
 
 struct Sim {
@@ -377,11 +402,28 @@ async fn create(sim: Arc<Sim>, collection: &'static str, headers: HeaderMap, bod
                 format!("vendor {vendor} already has a document numbered {number}"),
             );
         }
+        let payment = collection == "bill-payments";
+        if payment && let Some(why) = overapplied(&books, &doc) {
+            c.rejected.fetch_add(1, SeqCst);
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "overapplied", why);
+        }
         if books.by_ref.contains_key(&(collection, external_ref.clone())) {
             c.duplicate_creates.fetch_add(1, SeqCst);
         }
         books.next_id += 1;
         let id = format!("{}-{}", &collection[..1], books.next_id);
+        if collection == "bills" {
+            let total = doc["total"].as_str().and_then(|t| t.parse().ok()).unwrap_or_default();
+            books.bills.insert(id.clone(), (total, Decimal::ZERO));
+        }
+        if payment {
+            for a in doc["applied_to"].as_array().cloned().unwrap_or_default() {
+                let amount: Decimal = a["amount"].as_str().and_then(|t| t.parse().ok()).unwrap_or_default();
+                if let Some((_, paid)) = a["bill_id"].as_str().and_then(|b| books.bills.get_mut(b)) {
+                    *paid += amount;
+                }
+            }
+        }
         let docs = books.docs.entry(collection).or_default();
         let at = docs.len();
         docs.push(Doc { id: id.clone(), external_ref: external_ref.clone(), body: doc });

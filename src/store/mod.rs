@@ -7,7 +7,7 @@ pub mod migration;
 
 use crate::domain::{ConnectionId, ItemId, ItemState, JobId, JobState, Op};
 use crate::util::now_ms;
-use entities::{erp_ref, item_event, job, job_item};
+use entities::{bill_application, erp_ref, item_event, job, job_item};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
@@ -330,9 +330,21 @@ pub struct ItemUpdate {
     pub error: Option<ItemError>,
     /// Ledger entries to record with this update: (doc kind, source id, ERP id).
     pub ledger: Vec<(String, String, String)>,
+    /// What a payment this update records applied to bills in the ERP.
+    pub applications: Vec<BillApplication>,
     pub connection_id: ConnectionId,
     /// A line for the item's timeline.
     pub detail: Option<String>,
+}
+
+/// An amount a payment applied to a bill, as the ERP was sent it. Like ledger entries a
+/// fact about the ERP, recorded even when the item was already terminal, once per
+/// (connection, payment, bill).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BillApplication {
+    pub payment_source_id: String,
+    pub bill_erp_id: String,
+    pub amount: rust_decimal::Decimal,
 }
 
 impl ItemUpdate {
@@ -602,30 +614,45 @@ pub(crate) fn push_job_insert(script: &mut Script, job: &NewJob, how: Enqueuing)
         );
     }
     let enqueued = how != Enqueuing::ByTheOutbox;
-    // Written by hand rather than through the entity: one statement per 200 items, with
+    // Written by hand rather than through the entity: two statements per 200 items, with
     // anonymous markers on SQLite (see `Marks`). What every item of the job shares is bound
     // once per statement, as a one-row table whose markers come first in the text, and
-    // each row binds only its own three values: a 200-invoice job bound 2,000 values
-    // here, each text copied by SQLite, and now binds 600. The `queued` event is not
-    // stored: it is the item's creation (see `item_events`).
+    // each row binds only its own values: a 200-invoice job bound 2,000 values here, each
+    // text copied by SQLite. The `queued` event is not stored: it is the item's creation
+    // (see `item_events`). The documents go to `item_documents` (see
+    // `migration::m0006_item_documents`); on PostgreSQL the item row keeps a copy for
+    // daemons of earlier releases in the fleet.
+    let legacy_copy = backend == sea_orm::DbBackend::Postgres;
+    let per_row = if legacy_copy { 3 } else { 2 };
     for chunk in job.items.chunks(200) {
         let mut marks = Marks::new(backend);
+        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(2))).collect();
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+        for it in chunk {
+            values.extend([it.id.to_string().into(), it.payload.clone().into()]);
+        }
+        script.push(&format!("INSERT INTO item_documents (item_id, payload) VALUES {}", rows.join(", ")), values);
+        let mut marks = Marks::new(backend);
         let shared = marks.row(4);
-        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(3))).collect();
-        let mut values: Vec<Value> = Vec::with_capacity(4 + chunk.len() * 3);
+        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(per_row))).collect();
+        let mut values: Vec<Value> = Vec::with_capacity(4 + chunk.len() * per_row);
         values.extend([job_id.clone().into(), connection.clone().into(), enqueued.into(), now.into()]);
         for it in chunk {
-            values.extend([it.id.to_string().into(), it.source_id.clone().into(), it.payload.clone().into()]);
+            values.extend([it.id.to_string().into(), it.source_id.clone().into()]);
+            if legacy_copy {
+                values.push(it.payload.clone().into());
+            }
         }
         // `op` and `state` are this program's own constants, written into the text. (An
         // anonymous SQLite marker binds once per appearance, and `now` is needed twice.)
         let sql = format!(
             "INSERT INTO job_items (id, job_id, connection_id, op, source_id, payload, state, enqueued, \
              created_at_ms, updated_at_ms, attempts) \
-             SELECT v.column1, s.column1, s.column2, '{op}', v.column2, v.column3, '{queued}', s.column3, \
+             SELECT v.column1, s.column1, s.column2, '{op}', v.column2, {payload}, '{queued}', s.column3, \
                s.column4, s.column4, 0 \
              FROM (VALUES ({shared})) AS s CROSS JOIN (VALUES {}) AS v",
             rows.join(", "),
+            payload = if legacy_copy { "v.column3" } else { "''" },
             queued = ItemState::Queued.as_str(),
         );
         script.push(&sql, values);
@@ -851,6 +878,7 @@ pub async fn apply_batch(
         }
     }
     let mut refs = Vec::new();
+    let mut applications = Vec::new();
     let mut events: Vec<Event> = Vec::new();
     let mut applied = Vec::with_capacity(updates.len());
     for u in updates {
@@ -864,6 +892,16 @@ pub async fn apply_batch(
                 doc_kind: Set(kind.clone()),
                 source_id: Set(source.clone()),
                 erp_id: Set(erp_id.clone()),
+                item_id: Set(u.item_id.to_string()),
+                created_at_ms: Set(now),
+            });
+        }
+        for a in &u.applications {
+            applications.push(bill_application::ActiveModel {
+                connection_id: Set(u.connection_id.to_string()),
+                payment_source_id: Set(a.payment_source_id.clone()),
+                bill_erp_id: Set(a.bill_erp_id.clone()),
+                amount: Set(a.amount.to_string()),
                 item_id: Set(u.item_id.to_string()),
                 created_at_ms: Set(now),
             });
@@ -885,6 +923,16 @@ pub async fn apply_batch(
                 erp_ref::Column::ConnectionId,
                 erp_ref::Column::DocKind,
                 erp_ref::Column::SourceId,
+            ])
+            .exec(&txn)
+            .await?;
+    }
+    if !applications.is_empty() {
+        bill_application::Entity::insert_many(applications)
+            .on_conflict_do_nothing_on([
+                bill_application::Column::ConnectionId,
+                bill_application::Column::PaymentSourceId,
+                bill_application::Column::BillErpId,
             ])
             .exec(&txn)
             .await?;
@@ -945,6 +993,7 @@ pub struct ItemStart {
 #[derive(Debug, Clone)]
 pub struct Started {
     pub item: job_item::Model,
+    pub document: String,
     pub erp_id: Option<String>,
     pub begun: bool,
 }
@@ -1003,7 +1052,9 @@ async fn begin_attempts(
     let found = items_with_ledger(txn, &reads).await?;
     Ok(found
         .into_iter()
-        .map(|f| f.map(|(item, erp_id)| Started { begun: begun.remove(&item.id), item, erp_id }))
+        .map(|f| {
+            f.map(|Found { item, document, erp_id }| Started { begun: begun.remove(&item.id), item, document, erp_id })
+        })
         .collect())
 }
 
@@ -1030,9 +1081,22 @@ fn item_columns() -> &'static str {
 /// ledger entry it needs.
 pub type ItemRead = (ItemId, ConnectionId, &'static str);
 
-/// An item's row with the ledger's entry (the ERP id) for its document; None if the item
-/// is unknown.
-pub type ItemWithLedger = Option<(job_item::Model, Option<String>)>;
+/// An item's row, its document, and the ledger's entry (the ERP id) for the document.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub item: job_item::Model,
+    /// The document as JSON text.
+    pub document: String,
+    pub erp_id: Option<String>,
+}
+
+/// An item as [`items_with_ledger`] found it; None if the item is unknown.
+pub type ItemWithLedger = Option<Found>;
+
+/// The document of the `job_items` row in a statement that joins `item_documents`: its
+/// own row, or the copy in the item row of an earlier release (see
+/// `migration::m0006_item_documents`).
+const DOCUMENT: &str = "COALESCE(item_documents.payload, job_items.payload)";
 
 /// Items' rows with the ledger's entries for their documents, in one statement (per 256):
 /// the two reads every attempt starts with, for many attempts at once. Answers in
@@ -1044,16 +1108,17 @@ pub async fn items_with_ledger(
     use sea_orm::FromQueryResult;
     use std::collections::HashMap;
     let backend = db.get_database_backend();
-    let mut found: HashMap<(String, String, String), (job_item::Model, Option<String>)> = HashMap::new();
+    let mut found: HashMap<(String, String, String), Found> = HashMap::new();
     // Padded like the status writer's statements (a repeated read is answered twice).
     for chunk in padded(reads, ROWS_PER_STATEMENT, None) {
         let mut marks = Marks::new(backend);
         let rows: Vec<String> = chunk.iter().map(|_| format!("({})", marks.row(3))).collect();
         let sql = format!(
             "SELECT v.column1 AS read_item, v.column2 AS read_connection, v.column3 AS read_kind, {}, \
-               erp_refs.erp_id AS ledger_erp_id \
+               {DOCUMENT} AS document, erp_refs.erp_id AS ledger_erp_id \
              FROM (VALUES {}) AS v \
              JOIN job_items ON job_items.id = v.column1 \
+             LEFT JOIN item_documents ON item_documents.item_id = job_items.id \
              LEFT JOIN erp_refs ON erp_refs.connection_id = v.column2 AND erp_refs.doc_kind = v.column3 \
                AND erp_refs.source_id = job_items.source_id",
             item_columns(),
@@ -1069,7 +1134,8 @@ pub async fn items_with_ledger(
             let key =
                 (row.try_get("", "read_item")?, row.try_get("", "read_connection")?, row.try_get("", "read_kind")?);
             let item = job_item::Model::from_query_result(&row, "")?;
-            found.insert(key, (item, row.try_get::<Option<String>>("", "ledger_erp_id")?));
+            let (document, erp_id) = (row.try_get("", "document")?, row.try_get("", "ledger_erp_id")?);
+            found.insert(key, Found { item, document, erp_id });
         }
     }
     Ok(reads
@@ -1092,17 +1158,58 @@ pub async fn ledger_lookup(
         .map(|r| r.erp_id))
 }
 
-/// Exported invoices of one vendor on one connection: the open bills a payment can pay.
+/// An invoice exported through a connection: a bill a payment can pay.
+#[derive(Debug, Clone)]
+pub struct ExportedInvoice {
+    pub erp_id: Option<String>,
+    /// The invoice as JSON text.
+    pub document: String,
+    /// What recorded payments have applied to the bill so far.
+    pub paid: rust_decimal::Decimal,
+}
+
+/// The invoices exported through one connection: the bills a payment can pay, with what
+/// recorded payments other than `except_payment` (a payment's source id) applied to each.
 pub async fn exported_invoices(
     db: &DatabaseConnection,
     connection: &ConnectionId,
-) -> Result<Vec<job_item::Model>, StoreError> {
-    Ok(job_item::Entity::find()
-        .filter(job_item::Column::ConnectionId.eq(connection.to_string()))
-        .filter(job_item::Column::Op.eq(Op::ExportInvoice.as_str()))
-        .filter(job_item::Column::State.eq(ItemState::Succeeded.as_str()))
+    except_payment: &str,
+) -> Result<Vec<ExportedInvoice>, StoreError> {
+    let backend = db.get_database_backend();
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "SELECT job_items.erp_id, {DOCUMENT} AS document FROM job_items \
+         LEFT JOIN item_documents ON item_documents.item_id = job_items.id \
+         WHERE job_items.connection_id = {} AND job_items.op = '{}' AND job_items.state = '{}'",
+        marks.next(),
+        Op::ExportInvoice.as_str(),
+        ItemState::Succeeded.as_str(),
+    );
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [connection.to_string().into()]))
+        .await?;
+    let mut paid: std::collections::HashMap<String, rust_decimal::Decimal> = Default::default();
+    let applied = bill_application::Entity::find()
+        .filter(bill_application::Column::ConnectionId.eq(connection.to_string()))
+        .filter(bill_application::Column::PaymentSourceId.ne(except_payment))
         .all(db)
-        .await?)
+        .await?;
+    for a in applied {
+        let amount = a.amount.parse::<rust_decimal::Decimal>().map_err(|e| {
+            StoreError::Corrupt(format!(
+                "payment {} applied {:?} to bill {}: {e}",
+                a.payment_source_id, a.amount, a.bill_erp_id
+            ))
+        })?;
+        *paid.entry(a.bill_erp_id).or_default() += amount;
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let erp_id: Option<String> = row.try_get("", "erp_id")?;
+        let paid = erp_id.as_ref().and_then(|id| paid.get(id)).copied().unwrap_or_default();
+        out.push(ExportedInvoice { erp_id, document: row.try_get("", "document")?, paid });
+    }
+    Ok(out)
 }
 
 /// Items recorded but never sent to the queue, older than `age` (the outbox).
@@ -1219,14 +1326,17 @@ pub async fn state_counts(db: &DatabaseConnection) -> Result<Vec<(ItemState, u64
 
 /// The stored documents of a job, in item order.
 pub async fn job_payloads(db: &DatabaseConnection, id: &JobId) -> Result<Vec<String>, StoreError> {
-    Ok(job_item::Entity::find()
-        .filter(job_item::Column::JobId.eq(id.to_string()))
-        .order_by_asc(job_item::Column::Id)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|i| i.payload)
-        .collect())
+    let backend = db.get_database_backend();
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "SELECT {DOCUMENT} AS document FROM job_items \
+         LEFT JOIN item_documents ON item_documents.item_id = job_items.id \
+         WHERE job_items.job_id = {} ORDER BY job_items.id",
+        marks.next()
+    );
+    let rows =
+        db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [id.to_string().into()])).await?;
+    Ok(rows.iter().map(|r| r.try_get("", "document")).collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]

@@ -114,11 +114,14 @@ pub fn match_payment(payment: &Payment, open: &[OpenBill]) -> Result<MatchOutcom
     }
     // Oldest due first, so "first" means "oldest" everywhere below; ties by number and id
     // keep the order independent of how the ERP listed the bills.
-    let mut bills: Vec<&OpenBill> = open.iter().filter(|b| b.balance > Decimal::ZERO).collect();
+    let mut bills: Vec<&OpenBill> = open.iter().collect();
     bills.sort_by(|a, b| (a.due_date, &a.number, &a.erp_id).cmp(&(b.due_date, &b.number, &b.erp_id)));
+    // A remittance may name a bill already paid in full: it is still the bill meant (not
+    // an unknown one), and the money stays as credit with the reason.
     if !payment.applications.is_empty() {
         return remittance::apply(payment, &bills);
     }
+    bills.retain(|b| b.balance > Decimal::ZERO);
     let (same, other): (Vec<&OpenBill>, Vec<&OpenBill>) = bills.iter().partition(|b| b.currency == payment.currency);
     // A vendor with open bills, none in the payment's currency: refuse rather than
     // book the whole payment as credit in a currency the vendor is not billed in.

@@ -189,3 +189,21 @@ proptest! {
         prop_assert!(o.applied.len() <= idx.len());
     }
 }
+
+#[test]
+fn a_remittance_naming_a_bill_paid_in_full_leaves_the_money_as_credit_and_says_so() {
+    let bills = [bill("b1", "INV-1", dec!(0), 1), bill("b2", "INV-2", dec!(30), 2)];
+    let o = match_payment(&payment(dec!(100), &[("INV-1", dec!(70)), ("INV-2", dec!(30))]), &bills).unwrap();
+    assert_eq!(paid(&o), [("INV-2", dec!(30))]);
+    assert_eq!(o.unapplied, dec!(70));
+    assert!(o.reason.contains("remittance names invoice INV-1 but nothing is left to apply to it"), "{}", o.reason);
+}
+
+#[test]
+fn without_a_remittance_a_bill_paid_in_full_is_not_a_candidate() {
+    // The paid bill had the payment's exact amount: it must not be chosen again.
+    let bills = [bill("b1", "INV-1", dec!(0), 1), bill("b2", "INV-2", dec!(40), 2), bill("b3", "INV-3", dec!(60), 3)];
+    let o = match_payment(&payment(dec!(100), &[]), &bills).unwrap();
+    assert_eq!(o.strategy, MatchStrategy::AllOpenBills, "{o:?}");
+    assert_eq!(paid(&o), [("INV-2", dec!(40)), ("INV-3", dec!(60))]);
+}

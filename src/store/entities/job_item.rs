@@ -9,9 +9,6 @@ pub struct Model {
     pub connection_id: String,
     pub op: String,
     pub source_id: String,
-    /// The document as JSON.
-    #[sea_orm(column_type = "Text")]
-    pub payload: String,
     pub state: String,
     /// Attempts counted in `attempts`, including those the ERP throttled.
     pub attempts: i32,

@@ -2,7 +2,9 @@
 //! table is driven by hand-written SQL in `queue::embedded` (it needs `RETURNING` and row
 //! locking), so it has no entity here.
 
+pub mod bill_application;
 pub mod erp_ref;
+pub mod item_document;
 pub mod item_event;
 pub mod job;
 pub mod job_item;

@@ -5,6 +5,8 @@ mod m0002_erp_leases;
 mod m0003_pending_outbox_index;
 mod m0004_job_outbox;
 mod m0005_item_throttles;
+mod m0006_item_documents;
+mod m0007_bill_applications;
 
 use sea_orm_migration::prelude::*;
 
@@ -19,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_pending_outbox_index::Migration),
             Box::new(m0004_job_outbox::Migration),
             Box::new(m0005_item_throttles::Migration),
+            Box::new(m0006_item_documents::Migration),
+            Box::new(m0007_bill_applications::Migration),
         ]
     }
 }
