@@ -50,15 +50,7 @@ async fn pools_on_one_database_never_exceed_the_limit() {
 /// A slot held past its TTL stays ours while renewed, and is free once renewals stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_slots_outlive_their_ttl_and_dead_ones_expire() {
-    let url = erpsync::testdb::fresh_postgres().await;
-    let mut pools = Vec::new();
-    for d in 0..2 {
-        let db = erpsync::store::connect(&url, 4).await.unwrap();
-        erpsync::store::migrate(&db).await.unwrap();
-        let pool = Arc::new(LeasePool::new(db, "acme", "acme".into(), 1, &format!("d{d}"), Duration::from_millis(900)));
-        pool.ensure_slots().await.unwrap();
-        pools.push(pool);
-    }
+    let pools = two_daemons_sharing_one_slot(Duration::from_millis(900)).await;
     let held = pools[0].acquire(Duration::from_secs(1)).await.unwrap();
     let renewing = pools[0].clone();
     let renewer = tokio::spawn(async move {
@@ -75,4 +67,36 @@ async fn renewed_slots_outlive_their_ttl_and_dead_ones_expire() {
     assert!(started.elapsed() < Duration::from_millis(1500));
     assert!(other.lease.token > held.lease.token, "fencing tokens grow");
     std::mem::forget(held);
+}
+
+/// A slot let go is kept for the next local call a while (no round trip, no new grant:
+/// the same token), long enough to bridge the status-writer commits between one call on
+/// a connection and the next; unused, it goes back for other daemons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_let_go_is_kept_for_the_next_local_call_then_given_back() {
+    let pools = two_daemons_sharing_one_slot(Duration::from_secs(30)).await;
+    let first = pools[0].acquire(Duration::from_secs(1)).await.unwrap().lease;
+    // Two commits' worth of pause before the next call (the guard is dropped at once).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let again = pools[0].acquire(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(again.lease, first, "the same grant, kept locally");
+    drop(again);
+    let started = std::time::Instant::now();
+    let other = pools[1].acquire(Duration::from_secs(5)).await.expect("given back once idle");
+    assert!(other.lease.token > first.token);
+    assert!(started.elapsed() < Duration::from_secs(1), "given back after the grace, not at expiry");
+}
+
+/// Two daemons' pools of connection `acme`, limit 1, on a fresh database.
+async fn two_daemons_sharing_one_slot(ttl: Duration) -> Vec<Arc<LeasePool>> {
+    let url = erpsync::testdb::fresh_postgres().await;
+    let mut pools = Vec::new();
+    for d in 0..2 {
+        let db = erpsync::store::connect(&url, 4).await.unwrap();
+        erpsync::store::migrate(&db).await.unwrap();
+        let pool = Arc::new(LeasePool::new(db, "acme", "acme".into(), 1, &format!("d{d}"), ttl));
+        pool.ensure_slots().await.unwrap();
+        pools.push(pool);
+    }
+    pools
 }

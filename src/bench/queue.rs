@@ -211,6 +211,12 @@ pub struct DrainArgs {
     /// admin URL, instead of a scratch SQLite file.
     #[arg(long)]
     pub postgres_admin_url: Option<String>,
+    /// The store's pool size (`database.max_connections`).
+    #[arg(long, default_value_t = 8)]
+    pub db_connections: u32,
+    /// Cluster leases (`cluster.leases`; unset: on with PostgreSQL).
+    #[arg(long)]
+    pub leases: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -278,6 +284,9 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         None => None,
     };
     let receive_loops = std::num::NonZeroU32::new(args.receive_loops).context("--receive-loops must be at least 1")?;
+    let db_connections =
+        std::num::NonZeroU32::new(args.db_connections).context("--db-connections must be at least 1")?;
+    let leases = args.leases;
     let rig = Rig::start(RigSpec {
         queue: args.backend.queue()?,
         limits: vec![args.limit; args.connections.max(1)],
@@ -285,6 +294,8 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         tune: Box::new(move |c| {
             c.log.level = "warn".into();
             c.queue.receive_loops = receive_loops;
+            c.database.max_connections = db_connections;
+            c.cluster.leases = leases;
             for conn in &mut c.connections {
                 // One ERP call per item: the queue path is what is measured.
                 conn.attach_pdf = false;
