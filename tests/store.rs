@@ -674,3 +674,60 @@ on_sqlite_and_postgres!(
     a_redriven_item_keeps_its_attempts_and_gets_a_fresh_budget,
     an_attempt_begins_counted_and_read_in_the_status_transaction,
 );
+
+/// On PostgreSQL the StatusActor writes two transactions at once: one held up (here by a
+/// row lock another connection holds on its item) does not hold up the next batch, whose
+/// callers get their answers meanwhile; the first commits once the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_transaction_held_up_on_postgres_does_not_hold_up_the_next() {
+    use erpsync::actors::status::StatusMsg;
+    use erpsync::domain::{ConnectionId, ItemState, JobId, Op};
+    use erpsync::harness::{Rig, RigSpec};
+    use erpsync::store::{ItemUpdate, NewItem, NewJob};
+    let url = erpsync::testdb::fresh_postgres().await;
+    let rig =
+        Rig::start(RigSpec { limits: vec![1], database_url: Some(url.clone()), ..Default::default() }).await.unwrap();
+    let ctx = rig.daemon().ctx().clone();
+    let (held, free) = (ItemId::new(), ItemId::new());
+    let conn = ConnectionId::new("acme");
+    let items = [held, free].map(|id| NewItem { id, source_id: format!("inv-{id}"), payload: "{}".into() });
+    let job = NewJob { id: JobId::new(), connection_id: conn.clone(), op: Op::ExportInvoice, items: items.into() };
+    // Not queued (the outbox would send them only after 10 s): only these writes touch them.
+    erpsync::store::insert_job(&ctx.db, &job, Enqueuing::ByTheOutbox).await.unwrap();
+    let locker = erpsync::store::connect(&url, 1).await.unwrap();
+    let lock = sea_orm::TransactionTrait::begin(&locker).await.unwrap();
+    lock.execute_unprepared(&format!("SELECT 1 FROM job_items WHERE id = '{held}' FOR UPDATE")).await.unwrap();
+    let status = ctx.lookup::<StatusMsg>("status").expect("the status actor runs");
+    let update = |item| ItemUpdate {
+        item_id: item,
+        state: ItemState::Failed,
+        attempt: None,
+        erp_id: None,
+        error: None,
+        ledger: vec![],
+        applications: vec![],
+        connection_id: conn.clone(),
+        detail: None,
+    };
+    let ask = |item| {
+        let (status, update) = (status.clone(), update(item));
+        tokio::spawn(async move {
+            match status.call(|r| StatusMsg::Update(update, Some(r)), Some(Duration::from_secs(30))).await {
+                Ok(ractor::rpc::CallResult::Success(answer)) => answer,
+                other => panic!("the status writer did not answer: {other:?}"),
+            }
+        })
+    };
+    let first = ask(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!first.is_finished(), "the held-up transaction waits for the row lock");
+    let second = tokio::time::timeout(Duration::from_secs(5), ask(free))
+        .await
+        .expect("the next batch is written while the first waits")
+        .unwrap();
+    assert_eq!(second, Ok(true));
+    assert!(!first.is_finished(), "still held up");
+    lock.commit().await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), first).await.unwrap().unwrap(), Ok(true));
+    rig.shutdown().await;
+}

@@ -11,6 +11,13 @@
 //! its document's ledger entry in the transaction of the updates beside it, so the write
 //! that must be durable before the ERP sees the attempt and the reads it starts with cost
 //! the item task one wait for one commit.
+//!
+//! On PostgreSQL two transactions may be in flight at once (the next batch gathers and is
+//! written while the last commits); SQLite admits one writer, so there it is one. Every
+//! caller waits for its answer before it sends the next request about the same item (and
+//! a document's requests come from the task holding its claim), so no item is in two
+//! transactions at once: their order is the order of the requests, and their rows never
+//! lock each other.
 
 use super::Ctx;
 use crate::store::{self, ItemStart, ItemUpdate, Started};
@@ -36,6 +43,8 @@ pub enum StatusMsg {
         unsent: Vec<crate::domain::ItemId>,
     },
     Flush,
+    /// A transaction has ended (its task's last act): another may start.
+    Written(u64),
     /// Flushes, then answers: everything sent before is durable.
     Sync(RpcReplyPort<()>),
 }
@@ -53,49 +62,55 @@ pub struct StatusState {
     starts: Vec<PendingStart>,
     /// Size of the last batch written: above one, we are under load.
     last_batch: usize,
+    /// Transactions being written (each answers its callers once it commits), by number.
+    /// A number leaves when its `Written` arrives, or when [`settle`](Self::settle) has
+    /// seen its task end (a `Written` arriving later then finds nothing to remove).
+    in_flight: std::collections::HashSet<u64>,
+    tasks: tokio::task::JoinSet<()>,
+    next_batch: u64,
+    /// How many may be: 2 on PostgreSQL, 1 on SQLite.
+    max_in_flight: usize,
 }
 
 impl StatusState {
-    async fn flush(&mut self) {
-        while !self.is_empty() {
+    /// Hands what is buffered to new transactions while fewer than `max_in_flight` are
+    /// being written. Never waits: a transaction that ends sends `Written`, and whatever
+    /// gathered meanwhile goes into the next (group commit).
+    fn write_what_fits(&mut self, myself: &ActorRef<StatusMsg>) {
+        while let Some(ended) = self.tasks.try_join_next() {
+            log_panic(ended);
+        }
+        while !self.is_empty() && self.in_flight.len() < self.max_in_flight {
             let take = self.buffer.len().min(MAX_BATCH);
             let take_starts = self.starts.len().min(MAX_BATCH - take);
             self.last_batch = take + take_starts;
-            let (updates, replies): (Vec<ItemUpdate>, Vec<_>) = self.buffer.drain(..take).unzip();
-            let (starts, start_replies): (Vec<ItemStart>, Vec<_>) = self.starts.drain(..take_starts).unzip();
-            let started = Instant::now();
-            let result = store::apply_batch(&self.ctx.db, &updates, &starts).await;
-            metrics::histogram!(telemetry::STATUS_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
-            metrics::histogram!(telemetry::STATUS_BATCH_SIZE).record(self.last_batch as f64);
-            match result {
-                Ok((applied, found)) => {
-                    self.ctx.mark_progress(&self.ctx.status_progress);
-                    for (reply, ok) in replies.into_iter().zip(applied) {
-                        if let Some(r) = reply {
-                            let _ = r.send(Ok(ok));
-                        }
-                    }
-                    for (reply, found) in start_replies.into_iter().zip(found) {
-                        let _ = reply.send(Ok(found));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, batch = self.last_batch, "status write failed");
-                    let msg = e.to_string();
-                    for r in replies.into_iter().flatten() {
-                        let _ = r.send(Err(msg.clone()));
-                    }
-                    for r in start_replies {
-                        let _ = r.send(Err(msg.clone()));
-                    }
-                }
-            }
+            let buffer = self.buffer.drain(..take).collect();
+            let starts = self.starts.drain(..take_starts).collect();
+            self.next_batch += 1;
+            self.in_flight.insert(self.next_batch);
+            self.tasks.spawn(write(self.ctx.clone(), self.next_batch, buffer, starts, myself.clone()));
         }
     }
 
-    async fn flush_if_full(&mut self) {
+    /// Writes everything buffered and waits until every transaction has ended.
+    async fn settle(&mut self, myself: &ActorRef<StatusMsg>) {
+        loop {
+            self.write_what_fits(myself);
+            match self.tasks.join_next().await {
+                Some(ended) => log_panic(ended),
+                None => break,
+            }
+            // Which one ended is not known here: the numbers go once none runs.
+            if self.tasks.is_empty() {
+                self.in_flight.clear();
+            }
+        }
+        self.in_flight.clear();
+    }
+
+    fn flush_if_full(&mut self, myself: &ActorRef<StatusMsg>) {
         if self.buffer.len() + self.starts.len() >= MAX_BATCH {
-            self.flush().await;
+            self.write_what_fits(myself);
         }
     }
 
@@ -125,11 +140,21 @@ impl Actor for StatusActor {
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, ctx: Arc<Ctx>) -> Result<Self::State, ActorProcessingErr> {
         ctx.mark_progress(&ctx.status_progress);
-        Ok(StatusState { ctx, buffer: Vec::new(), starts: Vec::new(), last_batch: 0 })
+        let max_in_flight = if ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres { 2 } else { 1 };
+        Ok(StatusState {
+            ctx,
+            buffer: Vec::new(),
+            starts: Vec::new(),
+            last_batch: 0,
+            in_flight: Default::default(),
+            tasks: tokio::task::JoinSet::new(),
+            next_batch: 0,
+            max_in_flight,
+        })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        state.flush().await;
+    async fn post_stop(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.settle(&myself).await;
         Ok(())
     }
 
@@ -143,12 +168,12 @@ impl Actor for StatusActor {
             StatusMsg::Update(update, reply) => {
                 state.schedule_flush(&myself)?;
                 state.buffer.push((update, reply));
-                state.flush_if_full().await;
+                state.flush_if_full(&myself);
             }
             StatusMsg::Start(start, reply) => {
                 state.schedule_flush(&myself)?;
                 state.starts.push((start, reply));
-                state.flush_if_full().await;
+                state.flush_if_full(&myself);
             }
             StatusMsg::JobSent { job, unsent } => {
                 if let Err(e) = store::job_sent(&state.ctx.db, &job, &unsent).await {
@@ -157,12 +182,71 @@ impl Actor for StatusActor {
                     tracing::warn!(error = %e, %job, "could not record what was sent of a job");
                 }
             }
-            StatusMsg::Flush => state.flush().await,
+            StatusMsg::Flush => state.write_what_fits(&myself),
+            StatusMsg::Written(batch) => {
+                state.in_flight.remove(&batch);
+                if state.last_batch > 1 && !state.is_empty() {
+                    // Under load, the callers the commit just answered join the next one.
+                    myself.send_after(LINGER, || StatusMsg::Flush);
+                } else {
+                    state.write_what_fits(&myself);
+                }
+            }
             StatusMsg::Sync(reply) => {
-                state.flush().await;
+                state.settle(&myself).await;
                 let _ = reply.send(());
             }
         }
         Ok(())
     }
+}
+
+/// A transaction that panicked has dropped its callers' reply ports, so they see the write
+/// fail (and keep or retry their messages).
+fn log_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        tracing::error!(error = %e, "a status transaction panicked");
+    }
+}
+
+/// Writes one batch in one transaction, answers its callers once it has committed, and
+/// has the actor write what gathered meanwhile.
+async fn write(
+    ctx: Arc<Ctx>,
+    batch: u64,
+    buffer: Vec<Pending>,
+    starts: Vec<PendingStart>,
+    myself: ActorRef<StatusMsg>,
+) {
+    let size = buffer.len() + starts.len();
+    let (updates, replies): (Vec<ItemUpdate>, Vec<_>) = buffer.into_iter().unzip();
+    let (starts, start_replies): (Vec<ItemStart>, Vec<_>) = starts.into_iter().unzip();
+    let started = Instant::now();
+    let result = store::apply_batch(&ctx.db, &updates, &starts).await;
+    metrics::histogram!(telemetry::STATUS_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(telemetry::STATUS_BATCH_SIZE).record(size as f64);
+    match result {
+        Ok((applied, found)) => {
+            ctx.mark_progress(&ctx.status_progress);
+            for (reply, ok) in replies.into_iter().zip(applied) {
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(ok));
+                }
+            }
+            for (reply, found) in start_replies.into_iter().zip(found) {
+                let _ = reply.send(Ok(found));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batch = size, "status write failed");
+            let msg = e.to_string();
+            for r in replies.into_iter().flatten() {
+                let _ = r.send(Err(msg.clone()));
+            }
+            for r in start_replies {
+                let _ = r.send(Err(msg.clone()));
+            }
+        }
+    }
+    let _ = myself.send_message(StatusMsg::Written(batch));
 }
