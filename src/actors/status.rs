@@ -44,7 +44,7 @@ pub enum StatusMsg {
     },
     Flush,
     /// A transaction has ended (its task's last act): another may start.
-    Written(u64),
+    Written,
     /// Flushes, then answers: everything sent before is durable.
     Sync(RpcReplyPort<()>),
 }
@@ -62,33 +62,26 @@ pub struct StatusState {
     starts: Vec<PendingStart>,
     /// Size of the last batch written: above one, we are under load.
     last_batch: usize,
-    /// Transactions being written (each answers its callers once it commits), by number.
-    /// A number leaves when its `Written` arrives, or when [`settle`](Self::settle) has
-    /// seen its task end (a `Written` arriving later then finds nothing to remove).
-    in_flight: std::collections::HashSet<u64>,
-    tasks: tokio::task::JoinSet<()>,
-    next_batch: u64,
-    /// How many may be: 2 on PostgreSQL, 1 on SQLite.
-    max_in_flight: usize,
+    /// One permit per transaction that may be written at once: 2 on PostgreSQL, 1 on
+    /// SQLite. A writing task holds one and gives it back before it sends `Written`.
+    slots: Arc<tokio::sync::Semaphore>,
+    max_in_flight: u32,
 }
 
 impl StatusState {
-    /// Hands what is buffered to new transactions while fewer than `max_in_flight` are
-    /// being written. Never waits: a transaction that ends sends `Written`, and whatever
-    /// gathered meanwhile goes into the next (group commit).
+    /// Hands what is buffered to new transactions while a slot is free. Never waits: a
+    /// transaction that ends sends `Written`, and whatever gathered meanwhile goes into the
+    /// next (group commit).
     fn write_what_fits(&mut self, myself: &ActorRef<StatusMsg>) {
-        while let Some(ended) = self.tasks.try_join_next() {
-            log_panic(ended);
-        }
-        while !self.is_empty() && self.in_flight.len() < self.max_in_flight {
+        while !self.is_empty() {
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
             let take = self.buffer.len().min(MAX_BATCH);
             let take_starts = self.starts.len().min(MAX_BATCH - take);
             self.last_batch = take + take_starts;
             let buffer = self.buffer.drain(..take).collect();
             let starts = self.starts.drain(..take_starts).collect();
-            self.next_batch += 1;
-            self.in_flight.insert(self.next_batch);
-            self.tasks.spawn(write(self.ctx.clone(), self.next_batch, buffer, starts, myself.clone()));
+            let done = Done { slot: Some(slot), myself: myself.clone(), finished: false };
+            tokio::spawn(write(self.ctx.clone(), buffer, starts, done));
         }
     }
 
@@ -96,16 +89,12 @@ impl StatusState {
     async fn settle(&mut self, myself: &ActorRef<StatusMsg>) {
         loop {
             self.write_what_fits(myself);
-            match self.tasks.join_next().await {
-                Some(ended) => log_panic(ended),
-                None => break,
-            }
-            // Which one ended is not known here: the numbers go once none runs.
-            if self.tasks.is_empty() {
-                self.in_flight.clear();
+            // Every slot free: nothing is being written.
+            drop(self.slots.acquire_many(self.max_in_flight).await.expect("the slots are never closed"));
+            if self.is_empty() {
+                return;
             }
         }
-        self.in_flight.clear();
     }
 
     fn flush_if_full(&mut self, myself: &ActorRef<StatusMsg>) {
@@ -140,15 +129,13 @@ impl Actor for StatusActor {
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, ctx: Arc<Ctx>) -> Result<Self::State, ActorProcessingErr> {
         ctx.mark_progress(&ctx.status_progress);
-        let max_in_flight = if ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres { 2 } else { 1 };
+        let max_in_flight: u32 = if ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres { 2 } else { 1 };
         Ok(StatusState {
             ctx,
             buffer: Vec::new(),
             starts: Vec::new(),
             last_batch: 0,
-            in_flight: Default::default(),
-            tasks: tokio::task::JoinSet::new(),
-            next_batch: 0,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight as usize)),
             max_in_flight,
         })
     }
@@ -183,8 +170,7 @@ impl Actor for StatusActor {
                 }
             }
             StatusMsg::Flush => state.write_what_fits(&myself),
-            StatusMsg::Written(batch) => {
-                state.in_flight.remove(&batch);
+            StatusMsg::Written => {
                 if state.last_batch > 1 && !state.is_empty() {
                     // Under load, the callers the commit just answered join the next one.
                     myself.send_after(LINGER, || StatusMsg::Flush);
@@ -201,23 +187,30 @@ impl Actor for StatusActor {
     }
 }
 
-/// A transaction that panicked has dropped its callers' reply ports, so they see the write
-/// fail (and keep or retry their messages).
-fn log_panic(ended: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = ended {
-        tracing::error!(error = %e, "a status transaction panicked");
+/// A writing task's slot, given back when the task ends however it ends, and then the
+/// `Written` that has the actor write what gathered meanwhile. A transaction that
+/// panicked has dropped its callers' reply ports, so they see the write fail (and keep or
+/// retry their messages).
+struct Done {
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    myself: ActorRef<StatusMsg>,
+    finished: bool,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if !self.finished {
+            tracing::error!("a status transaction ended without finishing (it panicked)");
+        }
+        // The slot first: the actor may act on `Written` at once.
+        drop(self.slot.take());
+        let _ = self.myself.send_message(StatusMsg::Written);
     }
 }
 
 /// Writes one batch in one transaction, answers its callers once it has committed, and
 /// has the actor write what gathered meanwhile.
-async fn write(
-    ctx: Arc<Ctx>,
-    batch: u64,
-    buffer: Vec<Pending>,
-    starts: Vec<PendingStart>,
-    myself: ActorRef<StatusMsg>,
-) {
+async fn write(ctx: Arc<Ctx>, buffer: Vec<Pending>, starts: Vec<PendingStart>, mut done: Done) {
     let size = buffer.len() + starts.len();
     let (updates, replies): (Vec<ItemUpdate>, Vec<_>) = buffer.into_iter().unzip();
     let (starts, start_replies): (Vec<ItemStart>, Vec<_>) = starts.into_iter().unzip();
@@ -248,5 +241,5 @@ async fn write(
             }
         }
     }
-    let _ = myself.send_message(StatusMsg::Written(batch));
+    done.finished = true;
 }
