@@ -134,25 +134,28 @@ struct Books {
     bills: HashMap<String, (Decimal, Decimal)>,
 }
 
-/// Why a payment's `applied_to` cannot be booked: a bill it names is unknown, or would be
-/// paid beyond its balance. Checks every entry before booking any.
-fn overapplied(books: &Books, doc: &Value) -> Option<String> {
+/// A payment's `applied_to` as (bill id, amount), if the books can take it all; else why
+/// not: a bill it names is unknown, or would be paid beyond its balance. Checks every
+/// entry before any is booked.
+fn applications(books: &Books, doc: &Value) -> Result<Vec<(String, Decimal)>, String> {
     let mut owed: HashMap<&str, Decimal> = HashMap::new();
+    let mut out = Vec::new();
     for a in doc["applied_to"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let bill = a["bill_id"].as_str().unwrap_or("");
         let Some(&(total, paid)) = books.bills.get(bill) else {
-            return Some(format!("payment applies to bill {bill:?}, which does not exist"));
+            return Err(format!("payment applies to bill {bill:?}, which does not exist"));
         };
         let Some(amount) = a["amount"].as_str().and_then(|t| t.parse::<Decimal>().ok()) else {
-            return Some(format!("payment applies an unreadable amount to bill {bill}"));
+            return Err(format!("payment applies an unreadable amount to bill {bill}"));
         };
         let sum = owed.entry(bill).or_insert(paid);
         *sum += amount;
         if *sum > total {
-            return Some(format!("bill {bill} has {} open; the payment applies {amount}", total - (*sum - amount)));
+            return Err(format!("bill {bill} has {} open; the payment applies {amount}", total - (*sum - amount)));
         }
+        out.push((bill.to_owned(), amount));
     }
-    None
+    Ok(out)
 }
 
 struct Sim {
@@ -402,11 +405,16 @@ async fn create(sim: Arc<Sim>, collection: &'static str, headers: HeaderMap, bod
                 format!("vendor {vendor} already has a document numbered {number}"),
             );
         }
-        let payment = collection == "bill-payments";
-        if payment && let Some(why) = overapplied(&books, &doc) {
-            c.rejected.fetch_add(1, SeqCst);
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "overapplied", why);
-        }
+        let applied = match collection {
+            "bill-payments" => match applications(&books, &doc) {
+                Ok(applied) => applied,
+                Err(why) => {
+                    c.rejected.fetch_add(1, SeqCst);
+                    return error(StatusCode::UNPROCESSABLE_ENTITY, "overapplied", why);
+                }
+            },
+            _ => Vec::new(),
+        };
         if books.by_ref.contains_key(&(collection, external_ref.clone())) {
             c.duplicate_creates.fetch_add(1, SeqCst);
         }
@@ -416,12 +424,9 @@ async fn create(sim: Arc<Sim>, collection: &'static str, headers: HeaderMap, bod
             let total = doc["total"].as_str().and_then(|t| t.parse().ok()).unwrap_or_default();
             books.bills.insert(id.clone(), (total, Decimal::ZERO));
         }
-        if payment {
-            for a in doc["applied_to"].as_array().cloned().unwrap_or_default() {
-                let amount: Decimal = a["amount"].as_str().and_then(|t| t.parse().ok()).unwrap_or_default();
-                if let Some((_, paid)) = a["bill_id"].as_str().and_then(|b| books.bills.get_mut(b)) {
-                    *paid += amount;
-                }
+        for (bill, amount) in applied {
+            if let Some((_, paid)) = books.bills.get_mut(&bill) {
+                *paid += amount;
             }
         }
         let docs = books.docs.entry(collection).or_default();
