@@ -1093,10 +1093,13 @@ pub struct Found {
 /// An item as [`items_with_ledger`] found it; None if the item is unknown.
 pub type ItemWithLedger = Option<Found>;
 
-/// The document of the `job_items` row in a statement that joins `item_documents`: its
-/// own row, or the copy in the item row of an earlier release (see
+/// The document of the `job_items` row in a statement that joins [`DOCUMENTS`]: its own
+/// row, or the copy in the item row of an earlier release (see
 /// `migration::m0006_item_documents`).
 const DOCUMENT: &str = "COALESCE(item_documents.payload, job_items.payload)";
+
+/// The join that [`DOCUMENT`] reads.
+const DOCUMENTS: &str = "LEFT JOIN item_documents ON item_documents.item_id = job_items.id";
 
 /// Items' rows with the ledger's entries for their documents, in one statement (per 256):
 /// the two reads every attempt starts with, for many attempts at once. Answers in
@@ -1117,8 +1120,7 @@ pub async fn items_with_ledger(
             "SELECT v.column1 AS read_item, v.column2 AS read_connection, v.column3 AS read_kind, {}, \
                {DOCUMENT} AS document, erp_refs.erp_id AS ledger_erp_id \
              FROM (VALUES {}) AS v \
-             JOIN job_items ON job_items.id = v.column1 \
-             LEFT JOIN item_documents ON item_documents.item_id = job_items.id \
+             JOIN job_items ON job_items.id = v.column1 {DOCUMENTS} \
              LEFT JOIN erp_refs ON erp_refs.connection_id = v.column2 AND erp_refs.doc_kind = v.column3 \
                AND erp_refs.source_id = job_items.source_id",
             item_columns(),
@@ -1178,8 +1180,7 @@ pub async fn exported_invoices(
     let backend = db.get_database_backend();
     let mut marks = Marks::new(backend);
     let sql = format!(
-        "SELECT job_items.erp_id, {DOCUMENT} AS document FROM job_items \
-         LEFT JOIN item_documents ON item_documents.item_id = job_items.id \
+        "SELECT job_items.erp_id, {DOCUMENT} AS document FROM job_items {DOCUMENTS} \
          WHERE job_items.connection_id = {} AND job_items.op = '{}' AND job_items.state = '{}'",
         marks.next(),
         Op::ExportInvoice.as_str(),
@@ -1329,8 +1330,7 @@ pub async fn job_payloads(db: &DatabaseConnection, id: &JobId) -> Result<Vec<Str
     let backend = db.get_database_backend();
     let mut marks = Marks::new(backend);
     let sql = format!(
-        "SELECT {DOCUMENT} AS document FROM job_items \
-         LEFT JOIN item_documents ON item_documents.item_id = job_items.id \
+        "SELECT {DOCUMENT} AS document FROM job_items {DOCUMENTS} \
          WHERE job_items.job_id = {} ORDER BY job_items.id",
         marks.next()
     );
