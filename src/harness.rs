@@ -72,7 +72,7 @@ pub struct Rig {
 }
 
 /// A scratch directory under the system temp dir, removed when the rig is dropped.
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("erpsync-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir is writable");
     dir

@@ -140,6 +140,8 @@ enum Bench {
     Enqueue(erpsync::bench::queue::EnqueueArgs),
     /// End-to-end drain throughput with the embedded or the SQS queue.
     Drain(erpsync::bench::queue::DrainArgs),
+    /// The least CPU per item a consumer keeping erpsync's promises could spend on SQS.
+    Floor(erpsync::bench::floor::FloorArgs),
 }
 
 fn load(path: &Option<PathBuf>) -> Result<Config> {
@@ -252,6 +254,7 @@ fn main() -> Result<()> {
             }
             Command::Bench { what: Bench::Enqueue(args) } => erpsync::bench::queue::enqueue(args).await,
             Command::Bench { what: Bench::Drain(args) } => erpsync::bench::queue::drain(args).await,
+            Command::Bench { what: Bench::Floor(args) } => erpsync::bench::floor::floor(args).await,
         }
     })
 }

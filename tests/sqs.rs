@@ -350,3 +350,25 @@ async fn a_job_recorded_but_never_sent_is_sent_by_the_outbox() {
     assert_eq!((stats.creates, stats.duplicate_creates), (25, 0), "{stats:?}");
     rig.shutdown().await;
 }
+
+/// `bench floor` drains what it filled: every item created in the sandbox ERP once, and
+/// its CPU figures read for both sides (the queue server found by its port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_benchmark_creates_every_item_once_and_reads_both_sides_cpu() {
+    use erpsync::bench::floor::{FloorArgs, measure};
+    let args = FloorArgs {
+        endpoint_url: erpsync::harness::fauxqs_endpoint(),
+        invoices: 120,
+        loops: 4,
+        without_erp: false,
+        without_store: false,
+        emulator_pid: None,
+        json: true,
+    };
+    let report = measure(&args).await.expect("the floor drains");
+    assert_eq!(report.created_in_erp, 120);
+    assert_eq!(report.duplicates, 0);
+    assert!(report.without.is_empty());
+    assert!(report.items_per_sec > 0.0);
+    assert!(report.emulator_us_per_item.is_some(), "the queue server's CPU is read");
+}

@@ -5,8 +5,11 @@
 //! - `fairness`, `store`, `fleet`: one connection's backlog against another's item, status
 //!   writes per second, several daemon processes on one PostgreSQL.
 //! - `enqueue`, `drain` (in [`queue`]): the queue backends compared.
+//! - `floor` (in [`floor`]): the least CPU per item any consumer keeping erpsync's promises
+//!   could spend on the SQS path, beside the queue server's.
 
 mod fleet;
+pub mod floor;
 pub mod queue;
 pub mod render;
 mod slots;

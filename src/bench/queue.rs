@@ -266,7 +266,7 @@ fn sqs_requests() -> BTreeMap<&'static str, u64> {
 const JOB_SIZE: usize = 200;
 
 /// Thread name of the runtime the benchmark's sandbox ERPs run on.
-const SANDBOX_THREADS: &str = "bench-sandbox";
+pub(super) const SANDBOX_THREADS: &str = "bench-sandbox";
 
 pub async fn drain(args: DrainArgs) -> Result<()> {
     let hooks = crate::daemon::TestHooks::default();
@@ -459,7 +459,7 @@ fn fmt_cpu(v: Option<f64>) -> String {
 }
 
 /// User + system CPU seconds of a process (this one when `pid` is None), from /proc.
-fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
+pub(super) fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".into(),
@@ -468,7 +468,7 @@ fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
 }
 
 /// User + system CPU seconds of this process's threads whose name starts with `prefix`.
-fn threads_cpu_secs(prefix: &str) -> Option<f64> {
+pub(super) fn threads_cpu_secs(prefix: &str) -> Option<f64> {
     let mut total = 0.0;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -491,7 +491,7 @@ fn stat_cpu_secs(stat: &str) -> Option<f64> {
 }
 
 /// The process listening on a local TCP port (for the queue server's CPU figure).
-fn listener_pid(port: u16) -> Option<u32> {
+pub(super) fn listener_pid(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
