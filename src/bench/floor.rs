@@ -14,7 +14,7 @@
 //! principle outrun it on shared cores; if not, none can, and the drain is bound by the
 //! consumer's own necessary work whatever its design.
 
-use super::queue::{SANDBOX_THREADS, listener_pid, process_cpu_secs, threads_cpu_secs};
+use super::queue::{SANDBOX_THREADS, fmt_cpu, listener_pid, process_cpu_secs, threads_cpu_secs};
 use crate::config::{QueueBackend, QueueConfig};
 use crate::domain::{ConnectionId, ErpKind, ItemId, JobId, Op};
 use crate::erp::sandbox::{Sandbox, SandboxOptions};
@@ -118,7 +118,7 @@ pub async fn floor(args: FloorArgs) -> Result<()> {
             "cpu (cores)    floor consumer {:.2}, sandbox ERP {:.2}, queue server {}",
             report.consumer_cores,
             report.sandbox_cores,
-            report.emulator_cores.map(|c| format!("{c:.2}")).unwrap_or_else(|| "n/a".into())
+            fmt_cpu(report.emulator_cores)
         );
         println!(
             "cpu per item   floor consumer {:.0} µs, sandbox ERP {:.0} µs, queue server {} µs",

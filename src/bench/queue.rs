@@ -454,7 +454,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn fmt_cpu(v: Option<f64>) -> String {
+pub(super) fn fmt_cpu(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into())
 }
 
