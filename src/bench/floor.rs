@@ -38,7 +38,7 @@ pub struct FloorArgs {
     #[arg(long, default_value_t = 10_000)]
     pub invoices: usize,
     /// Receive loops, each with up to ten items in flight.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 64)]
     pub loops: usize,
     /// Leave out the ERP call (the items succeed without one): what the rest costs.
     #[arg(long)]
