@@ -71,7 +71,8 @@ pub struct Rig {
     sqs: Option<(aws_sdk_sqs::Client, String, String)>,
 }
 
-/// A scratch directory under the system temp dir, removed when the rig is dropped.
+/// A fresh scratch directory under the system temp dir; its user removes it (a rig does
+/// when dropped).
 pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("erpsync-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir is writable");

@@ -14,13 +14,15 @@
 //! principle outrun it on shared cores; if not, none can, and the drain is bound by the
 //! consumer's own necessary work whatever its design.
 
-use super::queue::{SANDBOX_THREADS, fmt_cpu, listener_pid, process_cpu_secs, threads_cpu_secs};
+use super::queue::{CpuSample, SANDBOX_THREADS, emulator_pid, fmt_cpu};
 use crate::config::{QueueBackend, QueueConfig};
 use crate::domain::{ConnectionId, ErpKind, ItemId, JobId, Op};
 use crate::erp::sandbox::{Sandbox, SandboxOptions};
 use crate::queue::Envelope;
-use crate::queue::sqs::wire::{DeleteEntry, ReceiveMessage, SendEntry};
+use crate::queue::sqs::batch::delete_batch;
+use crate::queue::sqs::wire::{ReceiveMessage, SendEntry};
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use sea_orm::sqlx;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -157,15 +159,11 @@ async fn run(args: &FloorArgs, sandbox_rt: &tokio::runtime::Handle) -> Result<Fl
 
     let bodies = Arc::new(fill(&pool, &wire, &queue_url, args.invoices).await?);
 
-    let emulator = args.emulator_pid.or_else(|| {
-        let url = reqwest::Url::parse(&args.endpoint_url).ok()?;
-        listener_pid(url.port_or_known_default()?)
-    });
+    let emulator = emulator_pid(args.emulator_pid, &args.endpoint_url);
     let steps = Steps { erp: !args.without_erp, store: !args.without_store };
     let erp = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(1024).build()?;
     let done = Arc::new(AtomicUsize::new(0));
-    let cpu0 =
-        (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
+    let cpu0 = CpuSample::take(emulator);
     let started = Instant::now();
     let (writes, requests) = mpsc::channel(args.loops * 2);
     let writer = tokio::spawn(writer(pool.clone(), requests));
@@ -189,11 +187,7 @@ async fn run(args: &FloorArgs, sandbox_rt: &tokio::runtime::Handle) -> Result<Fl
     drop(writes);
     writer.await??;
     let secs = started.elapsed().as_secs_f64();
-    let cpu1 =
-        (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
-    let delta = |a: Option<f64>, b: Option<f64>| b.zip(a).map(|(b, a)| b - a);
-    let (process, sandbox_cpu) = (delta(cpu0.0, cpu1.0).unwrap_or(0.0), delta(cpu0.1, cpu1.1).unwrap_or(0.0));
-    let emulator_cpu = delta(cpu0.2, cpu1.2);
+    let cpu = CpuSample::take(emulator).since(&cpu0);
     let succeeded = if steps.store {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM floor_items WHERE state = 'succeeded'")
             .fetch_one(&pool)
@@ -213,12 +207,12 @@ async fn run(args: &FloorArgs, sandbox_rt: &tokio::runtime::Handle) -> Result<Fl
         without: [(!steps.erp).then_some("erp"), (!steps.store).then_some("store")].into_iter().flatten().collect(),
         drain_secs: secs,
         items_per_sec: succeeded as f64 / secs,
-        consumer_cores: (process - sandbox_cpu) / secs,
-        consumer_us_per_item: per_item(process - sandbox_cpu),
-        sandbox_cores: sandbox_cpu / secs,
-        sandbox_us_per_item: per_item(sandbox_cpu),
-        emulator_cores: emulator_cpu.map(|c| c / secs),
-        emulator_us_per_item: emulator_cpu.map(per_item),
+        consumer_cores: (cpu.process - cpu.sandbox) / secs,
+        consumer_us_per_item: per_item(cpu.process - cpu.sandbox),
+        sandbox_cores: cpu.sandbox / secs,
+        sandbox_us_per_item: per_item(cpu.sandbox),
+        emulator_cores: cpu.emulator.map(|c| c / secs),
+        emulator_us_per_item: cpu.emulator.map(per_item),
         created_in_erp: stats.creates,
         duplicates: stats.duplicate_creates,
     };
@@ -236,7 +230,7 @@ async fn fill(
     wire: &crate::queue::sqs::wire::Wire,
     queue_url: &str,
     n: usize,
-) -> Result<HashMap<String, Vec<u8>>> {
+) -> Result<HashMap<String, Bytes>> {
     let connection = ConnectionId::new("floor");
     let job = JobId::new();
     let now = crate::util::now_ms();
@@ -261,7 +255,7 @@ async fn fill(
             .await?;
         let envelope = Envelope::by_ref(job, item, connection.clone(), Op::ExportInvoice, &source_id);
         envelopes.push(serde_json::to_string(&envelope)?);
-        bodies.insert(item.to_string(), payload.body);
+        bodies.insert(item.to_string(), Bytes::from(payload.body));
     }
     tx.commit().await?;
     let batches: Vec<&[String]> = envelopes.chunks(10).collect();
@@ -286,8 +280,14 @@ async fn fill(
 /// A request to the one writer: begin these items (answered with their ERP bodies), or
 /// record these outcomes (answered once committed).
 enum Write {
-    Begin(Vec<String>, oneshot::Sender<Vec<(String, Vec<u8>)>>),
+    Begin(Vec<String>, oneshot::Sender<Vec<(String, Bytes)>>),
     Finish(Vec<(String, String)>, oneshot::Sender<()>),
+}
+
+/// A request's answer, held until its transaction commits.
+enum Answer {
+    Begun(oneshot::Sender<Vec<(String, Bytes)>>, Vec<(String, Bytes)>),
+    Finished(oneshot::Sender<()>),
 }
 
 /// Writers to one SQLite file wait on its lock (busy-spinning), so, like the daemon's
@@ -298,7 +298,7 @@ async fn writer(pool: sqlx::SqlitePool, mut requests: mpsc::Receiver<Write>) -> 
     while requests.recv_many(&mut batch, 64).await > 0 {
         let now = crate::util::now_ms();
         let mut tx = pool.begin().await?;
-        let mut replies = Vec::with_capacity(batch.len());
+        let mut answers = Vec::with_capacity(batch.len());
         for request in batch.drain(..) {
             match request {
                 Write::Begin(ids, reply) => {
@@ -314,13 +314,14 @@ async fn writer(pool: sqlx::SqlitePool, mut requests: mpsc::Receiver<Write>) -> 
                     for id in &ids {
                         begin = begin.bind(id);
                     }
-                    let begun: std::collections::HashSet<String> =
-                        begin.fetch_all(&mut *tx).await?.into_iter().collect();
-                    for id in begun.iter() {
-                        read = read.bind(id.as_str());
+                    let begun = begin.fetch_all(&mut *tx).await?;
+                    for id in &begun {
+                        read = read.bind(id);
                     }
-                    let bodies = if begun.is_empty() { Vec::new() } else { read.fetch_all(&mut *tx).await? };
-                    replies.push(Box::new(move || drop(reply.send(bodies))) as Box<dyn FnOnce() + Send>);
+                    let bodies: Vec<(String, Vec<u8>)> =
+                        if begun.is_empty() { Vec::new() } else { read.fetch_all(&mut *tx).await? };
+                    let bodies = bodies.into_iter().map(|(id, body)| (id, Bytes::from(body))).collect();
+                    answers.push(Answer::Begun(reply, bodies));
                 }
                 Write::Finish(outcomes, reply) => {
                     let marks = vec!["?"; outcomes.len()].join(",");
@@ -340,14 +341,18 @@ async fn writer(pool: sqlx::SqlitePool, mut requests: mpsc::Receiver<Write>) -> 
                     if !outcomes.is_empty() {
                         finish.execute(&mut *tx).await?;
                     }
-                    replies.push(Box::new(move || {
-                        let _ = reply.send(());
-                    }));
+                    answers.push(Answer::Finished(reply));
                 }
             }
         }
         tx.commit().await?;
-        replies.into_iter().for_each(|reply| reply());
+        // A loop that has gone away no longer needs its answer.
+        for answer in answers {
+            let _ = match answer {
+                Answer::Begun(reply, bodies) => reply.send(bodies).map_err(drop),
+                Answer::Finished(reply) => reply.send(()),
+            };
+        }
     }
     Ok(())
 }
@@ -362,7 +367,7 @@ struct Steps {
 /// One receive and everything its messages need; the number of items finished.
 async fn consume_once(
     steps: Steps,
-    bodies: &HashMap<String, Vec<u8>>,
+    bodies: &HashMap<String, Bytes>,
     writes: &mpsc::Sender<Write>,
     wire: &crate::queue::sqs::wire::Wire,
     erp: &reqwest::Client,
@@ -424,14 +429,11 @@ async fn consume_once(
         writes.send(Write::Finish(created, reply)).await.context("the writer stopped")?;
         committed.await.context("the writer stopped")?;
     }
-    let entries: Vec<DeleteEntry<'_>> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| DeleteEntry { id: i.to_string(), receipt_handle: &m.receipt_handle })
-        .collect();
-    let answer = wire.delete_message_batch(queue_url, &entries).await?;
-    if !answer.failed.is_empty() {
-        bail!("{} deletes failed: {:?}", answer.failed.len(), answer.failed[0]);
+    let receipts = messages.into_iter().map(|m| m.receipt_handle).collect();
+    for deleted in delete_batch(wire, queue_url, receipts).await {
+        if !deleted? {
+            bail!("a message was no longer ours to delete (its visibility ran out)");
+        }
     }
     Ok(finished)
 }

@@ -51,10 +51,7 @@ impl BackendArgs {
         if self.backend != "sqs" {
             return None;
         }
-        self.emulator_pid.or_else(|| {
-            let url = reqwest::Url::parse(self.endpoint_url.as_deref()?).ok()?;
-            listener_pid(url.port_or_known_default()?)
-        })
+        emulator_pid(self.emulator_pid, self.endpoint_url.as_deref()?)
     }
 }
 
@@ -327,8 +324,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         }
     }
     let emulator = args.backend.emulator_pid();
-    let cpu0 =
-        (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
+    let cpu0 = CpuSample::take(emulator);
     let received0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_RECEIVED);
     let requests0 = sqs_requests();
     let deleted0 = crate::telemetry::sample_total(crate::telemetry::QUEUE_DELETED);
@@ -369,15 +365,12 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         rig.daemon().ctx().connectors.values().map(|c| c.limit() + c.config.prefetch() as usize).sum();
     stop_sampling.cancel();
     let (free, samples) = sampler.await.unwrap_or((0, 0));
-    let cpu1 =
-        (process_cpu_secs(None), threads_cpu_secs(SANDBOX_THREADS), emulator.and_then(|p| process_cpu_secs(Some(p))));
+    let cpu = CpuSample::take(emulator).since(&cpu0);
     let finished_ms = crate::store::last_update_ms(&rig.daemon().ctx().db).await?.unwrap_or(started_ms);
     let secs = ((finished_ms - started_ms) as f64 / 1000.0).max(0.001);
     // CPU is read at the poll that saw the end, up to 250 ms after it: spread over that
     // window too.
     let cpu_window = started.elapsed().as_secs_f64().max(secs);
-    let delta = |a: Option<f64>, b: Option<f64>| b.zip(a).map(|(b, a)| (b - a) / cpu_window);
-    let (process, sandbox) = (delta(cpu0.0, cpu1.0).unwrap_or(0.0), delta(cpu0.1, cpu1.1).unwrap_or(0.0));
     let stats = rig.stats();
     let succeeded = count(&counts, ItemState::Succeeded);
     let stat = crate::telemetry::sample;
@@ -404,9 +397,9 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         items_per_sec: succeeded as f64 / secs,
         succeeded,
         duplicates: stats.iter().map(|s| s.duplicate_creates).sum(),
-        daemon_cores: process - sandbox,
-        sandbox_cores: sandbox,
-        emulator_cores: delta(cpu0.2, cpu1.2),
+        daemon_cores: (cpu.process - cpu.sandbox) / cpu_window,
+        sandbox_cores: cpu.sandbox / cpu_window,
+        emulator_cores: cpu.emulator.map(|c| c / cpu_window),
         status_writes: writes as u64,
         status_batch_mean: status_batch,
         status_write_ms_mean: status_ms,
@@ -458,8 +451,43 @@ pub(super) fn fmt_cpu(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into())
 }
 
+/// CPU seconds used so far by this process, by its sandbox ERP threads (a part of it),
+/// and by the queue server when its process is known; or, from [`CpuSample::since`],
+/// used between two samples.
+pub(super) struct CpuSample {
+    pub process: f64,
+    pub sandbox: f64,
+    pub emulator: Option<f64>,
+}
+
+impl CpuSample {
+    pub fn take(emulator: Option<u32>) -> CpuSample {
+        CpuSample {
+            process: process_cpu_secs(None).unwrap_or(0.0),
+            sandbox: threads_cpu_secs(SANDBOX_THREADS).unwrap_or(0.0),
+            emulator: emulator.and_then(|p| process_cpu_secs(Some(p))),
+        }
+    }
+
+    pub fn since(&self, earlier: &CpuSample) -> CpuSample {
+        CpuSample {
+            process: self.process - earlier.process,
+            sandbox: self.sandbox - earlier.sandbox,
+            emulator: self.emulator.zip(earlier.emulator).map(|(b, a)| b - a),
+        }
+    }
+}
+
+/// The queue server's process: the one given, else the one listening on the endpoint's port.
+pub(super) fn emulator_pid(explicit: Option<u32>, endpoint_url: &str) -> Option<u32> {
+    explicit.or_else(|| {
+        let url = reqwest::Url::parse(endpoint_url).ok()?;
+        listener_pid(url.port_or_known_default()?)
+    })
+}
+
 /// User + system CPU seconds of a process (this one when `pid` is None), from /proc.
-pub(super) fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
+fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".into(),
@@ -468,7 +496,7 @@ pub(super) fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
 }
 
 /// User + system CPU seconds of this process's threads whose name starts with `prefix`.
-pub(super) fn threads_cpu_secs(prefix: &str) -> Option<f64> {
+fn threads_cpu_secs(prefix: &str) -> Option<f64> {
     let mut total = 0.0;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -491,7 +519,7 @@ fn stat_cpu_secs(stat: &str) -> Option<f64> {
 }
 
 /// The process listening on a local TCP port (for the queue server's CPU figure).
-pub(super) fn listener_pid(port: u16) -> Option<u32> {
+fn listener_pid(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
