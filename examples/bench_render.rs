@@ -4,8 +4,9 @@
 //! Run: `cargo run --release --example bench_render` (target: ≥ 1,000 invoices/s on 2 cores).
 
 use erpsync::domain::{ErpKind, Invoice, samples};
+use erpsync::erp::registry;
+use erpsync::pipeline::Document;
 use erpsync::pipeline::render::{csv, pdf};
-use erpsync::pipeline::{Document, serialize};
 use std::time::Instant;
 
 const PER_THREAD: usize = 200;
@@ -22,7 +23,7 @@ fn ten_line_invoice() -> Invoice {
 fn work(erp: ErpKind, inv: &Invoice, n: usize) {
     for _ in 0..n {
         let doc = Document::Invoice(inv.clone());
-        std::hint::black_box(serialize::serialize(erp, &doc).expect("serializes"));
+        std::hint::black_box(registry::serialize(erp, &doc).expect("serializes"));
         std::hint::black_box(pdf::invoice_pdf(inv).expect("renders"));
         std::hint::black_box(csv::bills(std::slice::from_ref(inv)).expect("csv"));
     }

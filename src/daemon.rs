@@ -8,8 +8,7 @@ use crate::actors::status::StatusActor;
 use crate::actors::supervisor::{ChildSpec, RestartPolicy, SpawnFn, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{Ctx, status::StatusMsg};
 use crate::config::Config;
-use crate::erp::ErpClient;
-use crate::erp::generic_rest::GenericRestClient;
+use crate::erp::registry;
 use crate::erp::sandbox::{Sandbox, SandboxOptions};
 use crate::limits::lease::LeasePool;
 use crate::queue::{Queue, QueueError};
@@ -89,7 +88,11 @@ impl Daemon {
                 ..SandboxOptions::default()
             };
             let addr = config.sandbox.listen;
-            let sb = Sandbox::start(addr, opts).await.map_err(|source| DaemonError::Sandbox { addr, source })?;
+            let dialect =
+                registry::module(crate::config::SANDBOX_ERP).sandbox().expect("the sandbox ERP has a dialect");
+            let sb = Sandbox::start_speaking(dialect, addr, opts)
+                .await
+                .map_err(|source| DaemonError::Sandbox { addr, source })?;
             tracing::info!(addr = %sb.addr, "sandbox ERP listening");
             Some(sb)
         } else {
@@ -104,16 +107,8 @@ impl Daemon {
         for (i, c) in config.connections.iter().enumerate() {
             let err = |message: String| DaemonError::Connection { id: c.id.to_string(), message };
             let token = c.resolve_token().map_err(err)?;
-            let client: Arc<dyn ErpClient> = Arc::new(
-                GenericRestClient::new(
-                    &c.base_url,
-                    token,
-                    c.request_timeout(),
-                    c.connect_timeout(),
-                    c.max_concurrency() as usize,
-                )
-                .map_err(err)?,
-            );
+            let client = registry::module(c.erp).client(c, token).map_err(err)?;
+            let limits = registry::limits(c);
             let label = telemetry::connection_label(&config, i, c.id.as_str());
             let pool = if leases {
                 let ttl = Duration::from_secs(config.cluster.lease_ttl_secs.get().into());
@@ -121,7 +116,7 @@ impl Daemon {
                     db.clone(),
                     c.id.as_str(),
                     label.clone(),
-                    c.max_concurrency(),
+                    limits.max_concurrency,
                     &instance,
                     ttl,
                 ));
@@ -132,7 +127,8 @@ impl Daemon {
                 None
             };
             let wait = Duration::from_secs(config.cluster.slot_wait_secs.get().into());
-            connectors.insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), client, label, pool, wait)));
+            connectors
+                .insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), limits, client, label, pool, wait)));
         }
         let ctx = Arc::new(Ctx {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),

@@ -7,10 +7,11 @@
 //! Everything here is pure but [`write`]; the CLI only parses flags and prints.
 
 use crate::domain::{ErpKind, Invoice, Payment, PurchaseOrder, ValidationErrors, samples};
+use crate::erp::registry;
 use crate::pipeline::Document;
 use crate::pipeline::matching::{self, MatchError, OpenBill};
 use crate::pipeline::render::{RenderError, csv, pdf};
-use crate::pipeline::serialize::{self, SerializeError, quickbooks_online};
+use crate::pipeline::serialize::{self, SerializeError};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
@@ -133,10 +134,8 @@ pub fn preview(
             let inv: Invoice = document(source, kind, samples::invoice)?;
             inv.validate().map_err(PreviewError::Invalid)?;
             files.push(file(serialize::attachment_file_name(&inv), pdf::invoice_pdf(&inv)?));
-            if erp == ErpKind::QuickbooksOnline {
-                // The bill's id is only known once QuickBooks has created it.
-                let meta = quickbooks_online::attachable_metadata("<bill id>", &inv)?;
-                files.push(file("attachable.json".into(), meta.body));
+            for (name, bytes) in registry::module(erp).attachment_files(&inv)? {
+                files.push(file(name, bytes));
             }
             files.push(file("bills.csv".into(), csv::bills(std::slice::from_ref(&inv))?.into_bytes()));
             Document::Invoice(inv)
@@ -162,7 +161,7 @@ pub fn preview(
             Document::Payment(payment, outcome)
         }
     };
-    let payload = serialize::serialize(erp, &doc)?;
+    let payload = registry::serialize(erp, &doc)?;
     let name = if payload.content_type == "application/xml" { "payload.xml" } else { "payload.json" };
     files.insert(0, file(name.into(), payload.body));
     Ok(files)

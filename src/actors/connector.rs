@@ -13,6 +13,7 @@ use super::Ctx;
 use super::item;
 use super::supervisor::ChildSpec;
 use crate::config::ConnectionConfig;
+use crate::erp::registry::Limits;
 use crate::erp::{ErpClient, ErpError};
 use crate::limits::rate::RateLimiter;
 use crate::queue::{Envelope, ReceiptHandle, Received};
@@ -34,6 +35,8 @@ const MAX_OVERFLOW: usize = 200;
 
 pub struct ConnectorShared {
     pub config: ConnectionConfig,
+    /// The limits in force: the connection's settings, else its ERP kind's profile.
+    pub limits: Limits,
     pub client: Arc<dyn ErpClient>,
     gate: Semaphore,
     rate: Option<RateLimiter>,
@@ -99,13 +102,14 @@ impl Turnstile {
 impl ConnectorShared {
     pub fn new(
         config: ConnectionConfig,
+        limits: Limits,
         client: Arc<dyn ErpClient>,
         label: String,
         lease: Option<Arc<crate::limits::lease::LeasePool>>,
         slot_wait: std::time::Duration,
     ) -> Self {
-        let limit = config.max_concurrency() as usize;
-        let rate = config.rate_limit_per_min().map(RateLimiter::per_minute);
+        let limit = limits.max_concurrency as usize;
+        let rate = limits.rate_limit_per_min.map(RateLimiter::per_minute);
         let limit_gauge = metrics::gauge!(telemetry::CONNECTION_LIMIT, "connection" => label.clone());
         if label == telemetry::OTHER_CONNECTIONS {
             // Connections sharing the `other` label add up.
@@ -116,6 +120,7 @@ impl ConnectorShared {
         metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => label.clone()).increment(0.0);
         ConnectorShared {
             config,
+            limits,
             client,
             gate: Semaphore::new(limit),
             rate,
@@ -198,12 +203,12 @@ impl ConnectorShared {
     }
 
     pub fn limit(&self) -> usize {
-        self.config.max_concurrency() as usize
+        self.limits.max_concurrency as usize
     }
 
     /// How many more items the poller may hand over.
     pub fn room(&self) -> usize {
-        (self.limit() + self.config.prefetch() as usize).saturating_sub(self.outstanding.load(Ordering::Acquire))
+        (self.limit() + self.limits.prefetch as usize).saturating_sub(self.outstanding.load(Ordering::Acquire))
     }
 
     /// Whether a received message may still be handed over although `room()` is 0.
@@ -213,7 +218,7 @@ impl ConnectorShared {
     /// returned messages back in bursts. Up to [`Self::overflow`] beyond the room wait
     /// here for a slot (visibility extended by heartbeats) instead of going back.
     pub fn can_take(&self) -> bool {
-        self.outstanding() < self.limit() + self.config.prefetch() as usize + self.overflow()
+        self.outstanding() < self.limit() + self.limits.prefetch as usize + self.overflow()
     }
 
     pub fn outstanding(&self) -> usize {
@@ -257,7 +262,7 @@ impl ConnectorShared {
         let erp = self.config.erp.as_str();
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(e) => e.kind(),
+            Err(e) => e.kind().as_str(),
         };
         metrics::histogram!(telemetry::ERP_REQUEST_SECONDS, "erp" => erp, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());

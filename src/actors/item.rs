@@ -75,7 +75,7 @@ impl From<ErpError> for Outcome {
             ErpError::Auth { .. } => {
                 Outcome::Retry { error: err("auth", None, e.to_string()), at_least: Some(Duration::from_secs(60)) }
             }
-            other => Outcome::Retry { error: err(other.kind(), None, other.to_string()), at_least: None },
+            other => Outcome::Retry { error: err(other.kind().as_str(), None, other.to_string()), at_least: None },
         }
     }
 }

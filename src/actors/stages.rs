@@ -8,10 +8,11 @@
 use super::Ctx;
 use super::supervisor::{ChildSpec, SpawnFn};
 use crate::domain::{ErpKind, Invoice, Payment};
+use crate::erp::registry;
 use crate::pipeline::Document;
 use crate::pipeline::matching::{self, MatchError, MatchOutcome, OpenBill};
 use crate::pipeline::render::{RenderError, pdf};
-use crate::pipeline::serialize::{self, Payload, SerializeError};
+use crate::pipeline::serialize::{Payload, SerializeError};
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
@@ -122,7 +123,7 @@ macro_rules! stage_actor {
 stage_actor!(SerializerActor, SerializerMsg, |ctx, m| {
     let SerializerMsg::Serialize(erp, doc, reply) = m;
     let source = doc.source_id().to_owned();
-    let out = run_stage(ctx, SERIALIZER, &source, Runs::Inline, move || serialize::serialize(erp, &doc)).await;
+    let out = run_stage(ctx, SERIALIZER, &source, Runs::Inline, move || registry::serialize(erp, &doc)).await;
     let _ = reply.send(out);
 });
 

@@ -241,7 +241,7 @@ async fn fill(
         let invoice = crate::samples::invoice("floor", k);
         let source_id = invoice.source_id.clone();
         let payload =
-            crate::pipeline::serialize::serialize(ErpKind::GenericRest, &crate::pipeline::Document::Invoice(invoice))?;
+            crate::erp::registry::serialize(ErpKind::GenericRest, &crate::pipeline::Document::Invoice(invoice))?;
         let item = ItemId::new();
         sqlx::query("INSERT INTO floor_items (id, state, updated_ms) VALUES (?, 'queued', ?)")
             .bind(item.to_string())

@@ -361,8 +361,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let capacity: usize =
-        rig.daemon().ctx().connectors.values().map(|c| c.limit() + c.config.prefetch() as usize).sum();
+    let capacity: usize = rig.daemon().ctx().connectors.values().map(|c| c.limit() + c.limits.prefetch as usize).sum();
     stop_sampling.cancel();
     let (free, samples) = sampler.await.unwrap_or((0, 0));
     let cpu = CpuSample::take(emulator).since(&cpu0);

@@ -6,7 +6,6 @@
 use crate::domain::{ErpKind, Invoice, InvoiceLine};
 use crate::pipeline::Document;
 use crate::pipeline::render::{csv, pdf};
-use crate::pipeline::serialize;
 use anyhow::{Context, Result};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -101,7 +100,7 @@ pub fn invoice(n: usize, lines: usize) -> Invoice {
 /// What an export of one invoice computes; returns the PDF's size.
 fn work(erp: ErpKind, doc: &Document) -> Result<usize> {
     let Document::Invoice(inv) = doc else { unreachable!("the benchmark renders invoices") };
-    serialize::serialize(erp, doc).with_context(|| format!("serializing for {}", erp.as_str()))?;
+    crate::erp::registry::serialize(erp, doc).with_context(|| format!("serializing for {}", erp.as_str()))?;
     let bytes = pdf::invoice_pdf(inv)?;
     csv::bills(std::slice::from_ref(inv))?;
     Ok(bytes.len())

@@ -1,13 +1,60 @@
-//! Client of the generic REST ERP protocol (DESIGN.md), which `erpsync sandbox-erp` serves.
+//! The generic REST ERP protocol (README, "Generic REST protocol"), for custom ERPs and
+//! gateways: its module and its client. `erpsync sandbox-erp` serves it.
 
-use super::{Created, ErpClient, ErpError};
-use crate::domain::Op;
-use crate::pipeline::serialize::Payload;
+use super::registry::{BatchCapacity, ErpModule, ErpProfile, limits};
+use super::{Created, ErpClient, ErpError, sandbox};
+use crate::config::connection::ConnectionConfig;
+use crate::domain::{ErpKind, Op};
+use crate::pipeline::Document;
+use crate::pipeline::serialize::{Payload, SerializeError, generic_rest as serializer};
 use async_trait::async_trait;
 use reqwest::{StatusCode, Url, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A custom ERP documents no limits of its own: 4 calls at once is a cautious default,
+/// and its one-document endpoints take no batches.
+const PROFILE: ErpProfile = ErpProfile {
+    max_concurrency: 4,
+    rate_limit_per_min: None,
+    daily_limit: None,
+    batch: BatchCapacity::ONE,
+    accepts_purchase_orders: true,
+};
+
+pub struct GenericRest;
+
+impl ErpModule for GenericRest {
+    fn kind(&self) -> ErpKind {
+        ErpKind::GenericRest
+    }
+
+    fn profile(&self) -> &'static ErpProfile {
+        &PROFILE
+    }
+
+    fn serialize(&self, doc: &Document) -> Result<Payload, SerializeError> {
+        serializer::serialize(doc)
+    }
+
+    fn check(&self, _conn: &ConnectionConfig) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    fn client(&self, conn: &ConnectionConfig, token: Option<SecretString>) -> Result<Arc<dyn ErpClient>, String> {
+        // One idle connection per concurrent call, so a busy connection never reconnects.
+        let max_idle = limits(conn).max_concurrency as usize;
+        let client =
+            GenericRestClient::new(&conn.base_url, token, conn.request_timeout(), conn.connect_timeout(), max_idle)?;
+        Ok(Arc::new(client))
+    }
+
+    fn sandbox(&self) -> Option<&'static sandbox::Dialect> {
+        Some(&sandbox::GENERIC_REST)
+    }
+}
 
 pub struct GenericRestClient {
     http: reqwest::Client,

@@ -1,11 +1,17 @@
-//! ERP clients. Each client turns its ERP's answers into one closed set of error classes
+//! ERP kinds (one module each, listed in [`registry`]) and their clients. Each client turns its ERP's answers into one closed set of error classes
 //! so the connector can decide: retry (transient, throttled, ambiguous), give up on the
 //! document (rejected), or stop calling the connection for a while (auth).
 
+pub mod business_central;
 pub mod generic_rest;
+pub mod netsuite;
+pub mod quickbooks_online;
+pub mod registry;
+pub mod sage_intacct;
 pub mod sandbox;
+pub mod xero;
 
-use crate::domain::Op;
+use crate::domain::{ErrorKind, Op};
 use crate::pipeline::serialize::Payload;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -41,15 +47,15 @@ pub enum ErpError {
 }
 
 impl ErpError {
-    /// Stable name: a metric label and the status API's error kind.
-    pub fn kind(&self) -> &'static str {
+    /// Stable kind: a metric label and the status API's error kind.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ErpError::Throttled { .. } => "throttled",
-            ErpError::Transient(_) => "transient",
-            ErpError::Ambiguous(_) => "ambiguous",
-            ErpError::Rejected { .. } => "rejected",
-            ErpError::Auth { .. } => "auth",
-            ErpError::Saturated(_) => "saturated",
+            ErpError::Throttled { .. } => ErrorKind::Throttled,
+            ErpError::Transient(_) => ErrorKind::Transient,
+            ErpError::Ambiguous(_) => ErrorKind::Ambiguous,
+            ErpError::Rejected { .. } => ErrorKind::Rejected,
+            ErpError::Auth { .. } => ErrorKind::Auth,
+            ErpError::Saturated(_) => ErrorKind::Saturated,
         }
     }
 

@@ -1,7 +1,8 @@
-//! Document → ERP request body, one module per ERP.
+//! Document → ERP request body, one module per ERP (each ERP kind's module in
+//! `erp::registry` names its serializer).
 //!
-//! Every serializer validates the document first, so an ERP never sees a document that
-//! erpsync already knows is wrong, and refuses what its ERP cannot express (a number too
+//! Documents reach a serializer validated (`erp::registry::serialize`), so an ERP never
+//! sees a document that erpsync already knows is wrong; each serializer also refuses what its ERP cannot express (a number too
 //! long for the field, a payment method the ERP has no name for) with an error naming the
 //! field: a permanent item failure a person can act on, instead of an ERP 400 later.
 //! JSON bodies are pretty-printed: they are what `erpsync preview` shows support staff,
@@ -14,14 +15,11 @@ pub mod quickbooks_online;
 pub mod sage_intacct;
 pub mod xero;
 
-#[cfg(test)]
-mod golden;
 mod json;
 mod xml;
 
-use super::Document;
 use super::matching::MatchOutcome;
-use crate::domain::{ErpKind, Invoice, ValidationErrors};
+use crate::domain::{Invoice, ValidationErrors};
 use rust_decimal::Decimal;
 
 /// A serialized request body and its media type.
@@ -63,19 +61,6 @@ impl SerializeError {
             SerializeError::UnappliedCredit { .. } => "unapplied_credit",
             SerializeError::Encode(_) => "encode",
         }
-    }
-}
-
-/// Serializes `doc` for an ERP of kind `erp`.
-pub fn serialize(erp: ErpKind, doc: &Document) -> Result<Payload, SerializeError> {
-    doc.validate()?;
-    match erp {
-        ErpKind::GenericRest => generic_rest::serialize(doc),
-        ErpKind::QuickbooksOnline => quickbooks_online::serialize(doc),
-        ErpKind::Xero => xero::serialize(doc),
-        ErpKind::Netsuite => netsuite::serialize(doc),
-        ErpKind::BusinessCentral => business_central::serialize(doc),
-        ErpKind::SageIntacct => sage_intacct::serialize(doc),
     }
 }
 
@@ -147,21 +132,6 @@ mod tests {
     use crate::domain::samples;
 
     #[test]
-    fn invalid_documents_are_refused_with_every_field() {
-        let mut inv = samples::invoice();
-        inv.currency = "EURO".into();
-        inv.number.clear();
-        for erp in ErpKind::ALL {
-            let err = serialize(erp, &Document::Invoice(inv.clone())).unwrap_err();
-            assert_eq!(err.kind(), "validation");
-            assert_eq!(
-                err.to_string(),
-                "invalid document: number: is required; currency: unknown currency code \"EURO\""
-            );
-        }
-    }
-
-    #[test]
     fn free_text_is_clipped_but_identifiers_are_refused() {
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(clip("Ōsaka", 5), "Ōsaka");
@@ -175,81 +145,5 @@ mod tests {
         let mut inv = samples::invoice();
         inv.number = "RE 2026/117 ü".into();
         assert_eq!(attachment_file_name(&inv), "RE_2026_117__.pdf");
-    }
-
-    fn sample_payment(unapplied: Decimal, applied: bool) -> Document {
-        use crate::pipeline::matching::Applied;
-        let p = samples::payment();
-        let outcome = MatchOutcome {
-            applied: if applied {
-                vec![Applied {
-                    erp_id: "1187".into(),
-                    number: "RE-2026-000117".into(),
-                    amount: p.amount - unapplied,
-                    reason: "test".into(),
-                }]
-            } else {
-                Vec::new()
-            },
-            unapplied: if applied { unapplied } else { p.amount },
-            ..Default::default()
-        };
-        Document::Payment(p, outcome)
-    }
-
-    #[test]
-    fn payments_the_erp_cannot_express_are_refused_by_name() {
-        let kinds = |credit| -> Vec<(&str, &str)> {
-            ErpKind::ALL
-                .iter()
-                .map(|&erp| {
-                    let r = serialize(erp, &sample_payment(credit, true));
-                    (erp.as_str(), r.err().map(|e| e.kind()).unwrap_or("ok"))
-                })
-                .collect()
-        };
-        let with_credit = kinds(Decimal::new(100, 0));
-        assert_eq!(
-            with_credit,
-            [
-                ("generic_rest", "ok"),
-                ("quickbooks_online", "ok"),
-                ("xero", "unapplied_credit"),
-                ("netsuite", "unapplied_credit"),
-                ("business_central", "ok"),
-                ("sage_intacct", "unapplied_credit"),
-            ]
-        );
-        for erp in [
-            ErpKind::QuickbooksOnline,
-            ErpKind::Xero,
-            ErpKind::Netsuite,
-            ErpKind::BusinessCentral,
-            ErpKind::SageIntacct,
-        ] {
-            let e = serialize(erp, &sample_payment(Decimal::ZERO, false)).unwrap_err();
-            assert_eq!(e.kind(), "nothing_applied", "{}", erp.as_str());
-        }
-        let Document::Payment(mut p, o) = sample_payment(Decimal::ZERO, true) else { unreachable!() };
-        p.bank_account = None;
-        let e = serialize(ErpKind::Xero, &Document::Payment(p.clone(), o.clone())).unwrap_err();
-        assert_eq!(e.to_string(), "bank_account is required for xero");
-        p.bank_account = Some("1010".into());
-        p.method = "barter".into();
-        let e = serialize(ErpKind::SageIntacct, &Document::Payment(p, o)).unwrap_err();
-        assert_eq!(e.to_string(), "method \"barter\" has no equivalent in sage_intacct");
-    }
-
-    #[test]
-    fn identifiers_too_long_for_the_erp_are_refused() {
-        let mut inv = samples::invoice();
-        inv.number = "RE-2026-000117-CORRECTION-2".into();
-        let e = serialize(ErpKind::QuickbooksOnline, &Document::Invoice(inv.clone())).unwrap_err();
-        assert_eq!(e.to_string(), "number is 27 characters, quickbooks_online allows at most 21");
-        serialize(ErpKind::Xero, &Document::Invoice(inv)).unwrap();
-        let mut inv = samples::invoice();
-        inv.lines[0].tax_code = None;
-        let e = serialize(ErpKind::SageIntacct, &Document::Invoice(inv)).unwrap_err();
-        assert_eq!(e.to_string(), "lines[0].tax_code is required for sage_intacct");
     }
 }

@@ -3,7 +3,11 @@
 //! Label values are bounded: ERP kinds, ops, stages, outcomes, error kinds, actor kinds and
 //! configured connection ids — never document ids or error text.
 
+pub mod events;
+
 use crate::config::{LogConfig, LogFormat};
+use crate::domain::ErrorKind;
+use events::{QueueOp, ReturnReason};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -37,8 +41,6 @@ pub const LEASE_WAIT_SECONDS: &str = "erpsync_connection_lease_wait_seconds";
 
 /// The closed sets of label values, so every series known at start-up exists from the start.
 pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead_lettered"];
-pub const RETRY_KINDS: [&str; 7] =
-    ["throttled", "transient", "ambiguous", "auth", "stage_failed", "store", "bill_not_exported"];
 pub const ACTOR_KINDS: [&str; 6] = ["status", "supervisor", "serializer", "renderer", "matcher", "connector"];
 pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "item",
@@ -51,9 +53,6 @@ pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "no_payload",
     "too_large",
 ];
-/// Why a received message went back to the queue instead of being deleted.
-/// Queue calls whose failures `erpsync_queue_errors_total` counts (its `op` label).
-pub const QUEUE_OPS: [&str; 6] = ["send", "receive", "delete", "heartbeat", "return", "depth"];
 /// The SQS APIs the daemon calls while running: `erpsync_sqs_requests_total`'s `api`
 /// label (any other API, such as those of `erpsync queue create`, counts as `other`).
 pub const SQS_APIS: [&str; 6] = [
@@ -64,8 +63,6 @@ pub const SQS_APIS: [&str; 6] = [
     "SendMessage",
     "GetQueueAttributes",
 ];
-pub const RETURN_REASONS: [&str; 6] =
-    ["retry", "busy", "unrecorded", "connector_restarting", "saturated", "behind_returned"];
 /// Connections past this many (in config order) share the label value `other`.
 pub const OTHER_CONNECTIONS: &str = "other";
 
@@ -82,8 +79,8 @@ pub fn zero_init(config: &crate::config::Config) {
                 counter!(ITEMS, "erp" => *erp, "op" => op.as_str(), "outcome" => outcome).absolute(0);
             }
         }
-        for kind in RETRY_KINDS {
-            counter!(RETRIES, "erp" => *erp, "error_kind" => kind).absolute(0);
+        for kind in ErrorKind::retried() {
+            counter!(RETRIES, "erp" => *erp, "error_kind" => kind.as_str()).absolute(0);
         }
         counter!(THROTTLED, "erp" => *erp).absolute(0);
     }
@@ -92,8 +89,8 @@ pub fn zero_init(config: &crate::config::Config) {
         for outcome in OUTCOMES {
             counter!(CONNECTION_ITEMS, "connection" => label.clone(), "outcome" => outcome).absolute(0);
         }
-        for kind in RETRY_KINDS {
-            counter!(CONNECTION_RETRIES, "connection" => label.clone(), "error_kind" => kind).absolute(0);
+        for kind in ErrorKind::retried() {
+            counter!(CONNECTION_RETRIES, "connection" => label.clone(), "error_kind" => kind.as_str()).absolute(0);
         }
     }
     for actor in ACTOR_KINDS {
@@ -102,11 +99,11 @@ pub fn zero_init(config: &crate::config::Config) {
     for reason in DEAD_LETTER_REASONS {
         counter!(QUEUE_DEAD_LETTERED, "reason" => reason).absolute(0);
     }
-    for reason in RETURN_REASONS {
-        counter!(QUEUE_RETURNED, "reason" => reason).absolute(0);
+    for reason in ReturnReason::ALL {
+        counter!(QUEUE_RETURNED, "reason" => reason.as_str()).absolute(0);
     }
-    for op in QUEUE_OPS {
-        counter!(QUEUE_ERRORS, "op" => op, "error_kind" => "service").absolute(0);
+    for op in QueueOp::ALL {
+        counter!(QUEUE_ERRORS, "op" => op.as_str(), "error_kind" => "service").absolute(0);
     }
     counter!(QUEUE_RECEIVED).absolute(0);
     counter!(QUEUE_DELETED).absolute(0);

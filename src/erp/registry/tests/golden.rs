@@ -2,10 +2,11 @@
 //! samples, must equal the checked-in payload byte for byte. `UPDATE_GOLDEN=1 cargo test`
 //! rewrites the files; review the diff, because the files are the contract.
 
-use super::{Payload, serialize};
 use crate::domain::{ErpKind, samples};
+use crate::erp::registry::serialize;
 use crate::pipeline::Document;
 use crate::pipeline::matching::match_payment;
+use crate::pipeline::serialize::Payload;
 use std::path::PathBuf;
 
 fn documents() -> Vec<(&'static str, Document)> {
@@ -73,7 +74,8 @@ fn every_erp_matches_its_golden_files() {
 
 #[test]
 fn quickbooks_attachable_matches_its_golden_file() {
-    let payload = super::quickbooks_online::attachable_metadata("1187", &samples::invoice()).unwrap();
+    let payload =
+        crate::pipeline::serialize::quickbooks_online::attachable_metadata("1187", &samples::invoice()).unwrap();
     assert_well_formed(&payload);
     check("quickbooks_online", "attachable.json", &payload);
 }

@@ -1,0 +1,136 @@
+//! `[[connections]]`: one ERP connection, its settings and where its credentials come from.
+//!
+//! What depends on the connection's ERP kind (default limits, kind-specific checks) is
+//! asked of the kind's module (`erp::registry`), not decided here.
+
+use super::problem::{Problems, nz};
+use crate::domain::{ConnectionId, ErpKind};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Stable id; work items name their connection by it.
+    pub id: ConnectionId,
+    pub erp: ErpKind,
+    /// Base URL of the ERP API (for `generic_rest`: the protocol root).
+    pub base_url: String,
+    /// Where the API token comes from: `env:VAR`, `file:/path`, or `credential:NAME`
+    /// (systemd `LoadCredential=`, read from `$CREDENTIALS_DIRECTORY`).
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// Most ERP calls in flight at once; defaults to the ERP kind's documented limit.
+    #[serde(default)]
+    pub max_concurrency: Option<NonZeroU32>,
+    /// Requests per minute; defaults to the ERP kind's documented rate, if any.
+    #[serde(default)]
+    pub rate_limit_per_min: Option<NonZeroU32>,
+    /// Timeout of one ERP request.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: NonZeroU32,
+    /// Timeout of establishing a connection to the ERP.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: NonZeroU32,
+    /// Items held ready beyond the concurrency limit, so a freed slot is refilled at once
+    /// (default: the limit, at least 10).
+    #[serde(default)]
+    pub prefetch: Option<u32>,
+    /// Attach the rendered invoice PDF to each exported bill.
+    #[serde(default = "default_true")]
+    pub attach_pdf: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_request_timeout_ms() -> NonZeroU32 {
+    nz(30_000)
+}
+fn default_connect_timeout_ms() -> NonZeroU32 {
+    nz(5_000)
+}
+
+impl ConnectionConfig {
+    /// A connection with the defaults of its ERP kind.
+    pub fn new(id: &str, erp: ErpKind, base_url: &str) -> Self {
+        ConnectionConfig {
+            id: ConnectionId::new(id),
+            erp,
+            base_url: base_url.to_owned(),
+            credentials: None,
+            max_concurrency: None,
+            rate_limit_per_min: None,
+            request_timeout_ms: default_request_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            prefetch: None,
+            attach_pdf: true,
+        }
+    }
+
+    /// The most concurrent calls a connection may be configured for (every kind's
+    /// documented default is within it).
+    pub const MAX_CONCURRENCY: u32 = 100;
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.get().into())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.get().into())
+    }
+
+    /// Resolves the credentials reference to the secret token.
+    pub fn resolve_token(&self) -> Result<Option<SecretString>, String> {
+        let Some(reference) = &self.credentials else { return Ok(None) };
+        let (scheme, rest) = reference.split_once(':').ok_or_else(|| {
+            format!("{reference:?} is not a credentials reference (env:VAR, file:/path or credential:NAME)")
+        })?;
+        let read_file = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let token = match scheme {
+            "env" => std::env::var(rest).map_err(|_| format!("environment variable {rest} is not set"))?,
+            "file" => read_file(Path::new(rest))?,
+            "credential" => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or("CREDENTIALS_DIRECTORY is not set (is LoadCredential= configured?)")?;
+                read_file(&Path::new(&dir).join(rest))?
+            }
+            other => return Err(format!("unknown credentials scheme {other:?} (use env:, file: or credential:)")),
+        };
+        Ok(Some(SecretString::from(token)))
+    }
+
+    /// Every problem of the connection that does not depend on its ERP kind; `index` is its
+    /// place in `connections`, `seen` the ids of those before it.
+    pub fn validate(&self, index: usize, seen: &mut HashSet<ConnectionId>, p: &mut Problems) {
+        let key = |field: &str| format!("connections[{index}].{field}");
+        if self.id.as_str().is_empty()
+            || !self.id.as_str().chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            p.add(key("id"), format!("{:?} must be non-empty and use only letters, digits, - _ .", self.id.as_str()));
+        }
+        if !seen.insert(self.id.clone()) {
+            p.add(key("id"), format!("{:?} is declared twice", self.id.as_str()));
+        }
+        match reqwest::Url::parse(&self.base_url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            Ok(u) => p.add(key("base_url"), format!("scheme {:?} is not http or https", u.scheme())),
+            Err(e) => p.add(key("base_url"), format!("{:?} is not a URL: {e}", self.base_url)),
+        }
+        if self.max_concurrency.is_some_and(|n| n.get() > Self::MAX_CONCURRENCY) {
+            p.add(key("max_concurrency"), format!("must be at most {}", Self::MAX_CONCURRENCY));
+        }
+        if let Err(e) = self.resolve_token() {
+            p.add(key("credentials"), e);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The smaller sections: `[database]`, `[http]`, `[retry]`, `[shutdown]`, `[log]`,
+//! `[metrics]`, `[cluster]` and `[sandbox]`.
+
+use super::problem::{Problems, nz};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`; defaults to
+    /// `sqlite://<data_dir>/erpsync.db?mode=rwc`.
+    pub url: Option<String>,
+    /// Upper bound on pooled connections.
+    pub max_connections: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the API, /metrics and health endpoints. Loopback by default: put a
+    /// reverse proxy in front to expose it.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First backoff after a transient failure; doubles each attempt, with full jitter.
+    pub base_delay_ms: NonZeroU32,
+    /// Backoff cap.
+    pub max_delay_secs: NonZeroU32,
+    /// Attempts before a transiently failing item is dead-lettered. Attempts the ERP
+    /// throttled (429) do not count; such an item is bounded by `queue.max_receives`.
+    pub max_attempts: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, how long in-flight items may take to finish before their messages are
+    /// left to reappear on the queue.
+    pub drain_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for terminals, `json` for journald and log shippers.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `erpsync=debug,sea_orm=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Hold per-connection concurrency slots in the database, so every daemon sharing it
+    /// together stays within each connection's limit. Unset means: on with PostgreSQL.
+    pub leases: Option<bool>,
+    /// A slot not renewed for this long is free again (a dead daemon's slots come back).
+    pub lease_ttl_secs: NonZeroU32,
+    /// How long an item waits for a slot before going back to the queue with a delay.
+    pub slot_wait_secs: NonZeroU32,
+    /// This daemon's name in the slot table; default `<hostname>:<pid>:<random>`.
+    pub instance_id: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { leases: None, lease_ttl_secs: nz(30), slot_wait_secs: nz(30), instance_id: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Connections (in config order) that get their own `connection` label; the rest are
+    /// summed under `other`, which bounds the series count.
+    pub per_connection_max: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_connection_max: 100 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Start an in-process sandbox ERP and a `sandbox` connection to it. Unset means: on
+    /// when no connections are configured.
+    pub enabled: Option<bool>,
+    pub listen: SocketAddr,
+    /// The sandbox's concurrency limit (it answers 429 past it).
+    pub concurrency: NonZeroU32,
+    /// Simulated processing time of each ERP call.
+    pub latency_ms: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: None, max_connections: nz(8) }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { base_delay_ms: nz(1_000), max_delay_secs: nz(600), max_attempts: nz(12) }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { drain_timeout_secs: 30 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
+            concurrency: nz(4),
+            latency_ms: 50,
+        }
+    }
+}
+
+impl LogConfig {
+    pub fn validate(&self, p: &mut Problems) {
+        if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
+            p.add("log.level", format!("{:?} is not a valid filter", self.level));
+        }
+    }
+}
