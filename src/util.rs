@@ -9,12 +9,11 @@ pub fn now_ms() -> i64 {
 
 /// Turns Nagle's algorithm off on every TCP socket this process holds.
 ///
-/// sqlx 0.9.0 stopped setting TCP_NODELAY on its database sockets (sqlx#4335, fixed
-/// upstream but not yet released), so a batched statement written in two pieces waits for
-/// the server's delayed ACK: 40 ms per status transaction over TCP, 14× slower than over
-/// the Unix socket on the same machine. The pool calls this after each new connection;
-/// every socket here wants NODELAY anyway (hyper sets it on its own). Remove once sqlx
-/// sets it again.
+/// sqlx 0.9.0 does not set TCP_NODELAY on its database sockets (sqlx#4335), so a batched
+/// statement written in two pieces waits for the server's delayed ACK (tens of
+/// milliseconds per status transaction over TCP). The pool calls this after each new
+/// connection; every socket here wants NODELAY anyway (hyper sets it on its own). Remove
+/// once a released sqlx sets it again.
 pub fn set_tcp_nodelay_on_all_sockets() {
     let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
     for entry in fds.flatten() {
@@ -42,9 +41,9 @@ pub fn set_tcp_nodelay_on_all_sockets() {
 ///
 /// mimalloc asks for transparent huge pages on its arenas, and the daemon's heap churns: a
 /// fault then zeroes a whole 2 MiB page, and freed memory goes back to the kernel and comes
-/// again. Draining 10,000 invoices, zeroing pages was 7.5 % of the daemon's CPU and the
-/// resident set 265 MB; without huge pages the drain ran 6–10 % faster in 200 MB. Called
-/// first thing in `main`; the setting holds for every later page fault of the process.
+/// again, so zeroing pages costs CPU and the resident set grows; on small pages the drain
+/// is faster and smaller (BENCHMARKS.md). Called first thing in `main`; the setting holds
+/// for every later page fault of the process.
 pub fn no_transparent_huge_pages() {
     // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) takes integer arguments only and
     // changes a flag of this process; failure (an old kernel) leaves the default.

@@ -63,7 +63,7 @@ enum Runs {
     /// On tokio's blocking pool: a PDF takes milliseconds of CPU.
     Blocking,
     /// In the actor's task: serializing a document takes tens of microseconds, less than
-    /// the two thread hand-offs of the blocking pool (which were 2 % of a drain's CPU).
+    /// the two thread hand-offs a trip through the blocking pool costs.
     Inline,
 }
 
@@ -142,7 +142,7 @@ stage_actor!(PaymentMatcherActor, MatcherMsg, |ctx, m| {
 });
 
 /// Worker count per stage: the cores this process may use, read once (on Linux the answer
-/// comes from cgroup files, three file opens a call, which once cost every item).
+/// comes from cgroup files, three file opens a call: too dear to ask per item).
 pub fn workers() -> usize {
     static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *WORKERS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))

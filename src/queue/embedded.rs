@@ -401,9 +401,9 @@ impl Queue for EmbeddedQueue {
         let now = now_ms();
         // Counted from the ready index alone, one range each, and the oldest message found
         // by id (ids are in send order; a redriven message keeps its id and send time): one
-        // pass over the table to sum by state cost 90 ms of a core per sample at 200,000
-        // queued messages — beside a burst of `POST /v1/jobs` on two cores, 30 requests'
-        // worth of the other core every 5 s. Now about 12 ms (the visible range's count).
+        // pass over the whole table to sum by state costs a core for tens of milliseconds
+        // per sample when hundreds of thousands of messages are queued, taken from the
+        // `POST /v1/jobs` burst that queued them.
         // On SQLite the oldest is read in rowid order (`NOT INDEXED`), stopping at the
         // first live message; its planner would otherwise sort the ready index's range.
         let by_id = if self.backend_kind() == DbBackend::Sqlite { "NOT INDEXED" } else { "" };

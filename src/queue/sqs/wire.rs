@@ -4,11 +4,11 @@
 //! with SigV4 by `aws-sigv4`, with credentials from the same standard AWS chain as the
 //! SDK client and the endpoint the SDK's own resolver names.
 //!
-//! Why not the SDK for these: measured on the enqueue benchmark, the SDK's orchestrator
-//! (its config bag and interceptor layers, the stalled-stream wrappers, a per-call
-//! serializer) spent ≈ 300 µs of CPU per SendMessageBatch, 20 of which a 200-invoice job
-//! makes: 38 % of the daemon's CPU. Everything else (creating queues, attributes, the
-//! dead-letter queue's listing and redrive) stays on the SDK.
+//! Why not the SDK for these: its orchestrator (the config bag and interceptor layers, the
+//! stalled-stream wrappers, a per-call serializer) costs hundreds of microseconds of CPU
+//! per call, and a 200-invoice job makes twenty SendMessageBatch calls: on the hot paths
+//! that was most of the daemon's CPU (BENCHMARKS.md). Everything else (creating queues,
+//! attributes, the dead-letter queue's listing and redrive) stays on the SDK.
 //!
 //! Like the SDK's standard retry mode, a call is tried up to three times when SQS
 //! throttles, fails on its side (5xx) or cannot be reached, with full-jitter exponential

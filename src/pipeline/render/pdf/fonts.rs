@@ -106,8 +106,8 @@ impl Fonts {
     /// A font holding only the glyphs for `chars`, to embed in one document.
     ///
     /// printpdf subsets fonts only with its heavy `text_layout` feature and otherwise
-    /// embeds (and deflates) the whole file on every save: 0.4 MB and 50 ms per PDF for
-    /// DejaVu, 2 MB and 400 ms with the CJK font. Subsetting here keeps a PDF at tens of
+    /// embeds (and deflates) the whole font file on every save, megabytes and hundreds of
+    /// milliseconds per PDF with the CJK font. Subsetting here keeps a PDF at tens of
     /// kilobytes and a few milliseconds.
     pub fn subset(&self, face: Face, chars: &BTreeSet<char>) -> Result<ParsedFont, String> {
         use allsorts::binary::read::ReadScope;
