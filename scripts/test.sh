@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's: installs what the tests
 # need when it is missing, starts the services they use, runs every test once with
-# cargo-nextest (one process per test, one shared build), and stops what it started.
+# cargo-nextest (one process per test, one shared build) after rustfmt and clippy, and
+# stops what it started.
 #
 # SQS-compatible servers: fauxqs (npm fauxqs@2.4.1, which needs Node >= 22.5: the npm
 # package node@22 provides it next to an older system Node) and moto_server (PyPI
@@ -166,4 +167,6 @@ export AWS_EC2_METADATA_DISABLED=true
 
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 cargo fmt --all -- --check
+# Lints run on the same dev profile as the tests, so the dependencies are checked once.
+cargo clippy --workspace --all-targets -- -D warnings
 cargo nextest run --workspace --profile ci "$@"
