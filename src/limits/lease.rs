@@ -2,32 +2,27 @@
 //! database: a counting semaphore of `limit` rows in `erp_leases`.
 //!
 //! A daemon takes a free or expired slot with one `UPDATE … RETURNING` (row-locked with
-//! `SKIP LOCKED` on PostgreSQL), renews what it holds every third of the TTL, and gives a
-//! slot back when its local work runs dry. A slot that frees while another local call
-//! waits is handed over in memory, so a busy daemon keeps its slots hot instead of paying
-//! two round trips per call. A daemon that dies simply stops renewing: its slots expire and
-//! are taken by others, no clean-up needed. Every grant bumps the slot's `token`; a renewal
-//! that no longer finds our token means the slot lapsed and may now be someone else's, so
-//! the call that held it is treated as ambiguous (see `ConnectorShared::call`).
+//! `SKIP LOCKED` on PostgreSQL; the statements are in `store::leases`), renews what it
+//! holds every third of the TTL, and gives a slot back when its local work runs dry. A
+//! slot that frees while another local call waits is handed over in memory, so a busy
+//! daemon keeps its slots hot instead of paying two round trips per call. A daemon that
+//! dies simply stops renewing: its slots expire and are taken by others, no clean-up
+//! needed. Every grant bumps the slot's `token`; a renewal that no longer finds our token
+//! means the slot lapsed and may now be someone else's, so the call that held it is
+//! treated as ambiguous (see `ConnectorShared::call`).
 //!
 //! On PostgreSQL, releases are announced with `pg_notify('erpsync_leases', connection)` so
 //! waiting daemons retry at once instead of on their next poll.
 
+use crate::store::leases;
 use crate::telemetry;
-use crate::util::now_ms;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use sea_orm::{DatabaseConnection, DbErr};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-pub const NOTIFY_CHANNEL: &str = "erpsync_leases";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Lease {
-    pub slot: i32,
-    pub token: i64,
-}
+pub use crate::store::leases::{Lease, NOTIFY_CHANNEL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -40,9 +35,9 @@ pub enum LeaseError {
 /// An unused slot is kept this long for the next local call before it is given back: a
 /// busy daemon then pays no round trips per call. Between one call on a connection and
 /// the next lie two status-writer commits (the outcome, and the next attempt's start),
-/// each up to ≈ 100 ms on a loaded PostgreSQL: at 50 ms the slot was mostly given back
-/// and taken again for every call, two round trips and a `pg_notify` per item, half the
-/// drain's throughput on PostgreSQL.
+/// each of which can take on the order of 100 ms on a loaded PostgreSQL: a grace much
+/// shorter than that gives the slot back and takes it again for nearly every call, two
+/// round trips and a `pg_notify` per item.
 const IDLE_GRACE: Duration = Duration::from_millis(250);
 /// A slot held this long (through back-to-back local calls) is given back once, so other
 /// daemons get their turn.
@@ -74,10 +69,6 @@ pub struct LeasePool {
     pub wake: Notify,
 }
 
-fn stmt(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(db.get_database_backend(), sql, values)
-}
-
 impl LeasePool {
     pub fn new(
         db: DatabaseConnection,
@@ -101,47 +92,7 @@ impl LeasePool {
 
     /// Creates the connection's slot rows (idempotent).
     pub async fn ensure_slots(&self) -> Result<(), DbErr> {
-        for slot in 0..self.limit as i32 {
-            self.db
-                .execute_raw(stmt(
-                    &self.db,
-                    "INSERT INTO erp_leases (connection_id, slot, holder, token, expires_at_ms) VALUES ($1, $2, NULL, 0, 0) \
-                     ON CONFLICT (connection_id, slot) DO NOTHING",
-                    vec![self.connection.clone().into(), slot.into()],
-                ))
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn try_take(&self) -> Result<Option<Lease>, DbErr> {
-        let now = now_ms();
-        let lock = if self.db.get_database_backend() == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE erp_leases SET holder = $1, token = token + 1, expires_at_ms = $2 \
-             WHERE connection_id = $3 AND slot = (SELECT slot FROM erp_leases \
-                 WHERE connection_id = $3 AND slot < $4 AND (holder IS NULL OR expires_at_ms < $5) \
-                 ORDER BY slot LIMIT 1{lock}) \
-             RETURNING slot, token"
-        );
-        let row = self
-            .db
-            .query_one_raw(stmt(
-                &self.db,
-                &sql,
-                vec![
-                    self.holder.clone().into(),
-                    (now + self.ttl.as_millis() as i64).into(),
-                    self.connection.clone().into(),
-                    (self.limit as i32).into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
-        Ok(match row {
-            Some(r) => Some(Lease { slot: r.try_get_by_index(0)?, token: r.try_get_by_index(1)? }),
-            None => None,
-        })
+        leases::ensure_slots(&self.db, &self.connection, self.limit).await
     }
 
     /// Waits up to `max_wait` for a slot.
@@ -153,7 +104,7 @@ impl LeasePool {
             if let Some((lease, _)) = self.state.lock().unwrap().idle.pop() {
                 return Ok(self.guard(lease, started));
             }
-            if let Some(lease) = self.try_take().await? {
+            if let Some(lease) = leases::take(&self.db, &self.connection, &self.holder, self.limit, self.ttl).await? {
                 let mut st = self.state.lock().unwrap();
                 st.held.insert(lease);
                 st.granted.insert(lease, Instant::now());
@@ -252,23 +203,7 @@ impl LeasePool {
     }
 
     async fn give_back(&self, lease: Lease) -> Result<(), DbErr> {
-        self.db
-            .execute_raw(stmt(
-                &self.db,
-                "UPDATE erp_leases SET holder = NULL, expires_at_ms = 0 \
-                 WHERE connection_id = $1 AND slot = $2 AND token = $3 AND holder = $4",
-                vec![self.connection.clone().into(), lease.slot.into(), lease.token.into(), self.holder.clone().into()],
-            ))
-            .await?;
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            self.db
-                .execute_raw(stmt(
-                    &self.db,
-                    "SELECT pg_notify($1, $2)",
-                    vec![NOTIFY_CHANNEL.into(), self.connection.clone().into()],
-                ))
-                .await?;
-        }
+        leases::release(&self.db, &self.connection, &self.holder, lease).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -281,27 +216,7 @@ impl LeasePool {
         if held.is_empty() {
             return Ok(());
         }
-        let pairs: Vec<String> =
-            (0..held.len()).map(|i| format!("(slot = ${} AND token = ${})", 4 + 2 * i, 5 + 2 * i)).collect();
-        let sql = format!(
-            "UPDATE erp_leases SET expires_at_ms = $1 WHERE connection_id = $2 AND holder = $3 AND ({}) \
-             RETURNING slot, token",
-            pairs.join(" OR ")
-        );
-        let mut values: Vec<Value> = vec![
-            (now_ms() + self.ttl.as_millis() as i64).into(),
-            self.connection.clone().into(),
-            self.holder.clone().into(),
-        ];
-        for l in &held {
-            values.push(l.slot.into());
-            values.push(l.token.into());
-        }
-        let rows = self.db.query_all_raw(stmt(&self.db, &sql, values)).await?;
-        let ours: HashSet<Lease> = rows
-            .iter()
-            .filter_map(|r| Some(Lease { slot: r.try_get_by_index(0).ok()?, token: r.try_get_by_index(1).ok()? }))
-            .collect();
+        let ours = leases::renew(&self.db, &self.connection, &self.holder, self.ttl, &held).await?;
         let mut st = self.state.lock().unwrap();
         // Among the leases we asked about and still hold (not released meanwhile).
         let gone: Vec<Lease> = held.iter().filter(|l| !ours.contains(l) && st.held.contains(l)).copied().collect();
