@@ -3,7 +3,7 @@
 
 use crate::domain::{ItemState, JobId};
 use crate::erp::sandbox::SandboxOptions;
-use crate::harness::{Rig, RigSpec};
+use crate::rig::{Rig, RigSpec};
 use crate::store;
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};

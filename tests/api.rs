@@ -1,6 +1,6 @@
 //! The HTTP API of a running daemon: answers, error bodies, health.
 
-use erpsync::harness::{Rig, RigSpec};
+use erpsync::rig::{Rig, RigSpec};
 use serde_json::{Value, json};
 use std::time::Duration;
 

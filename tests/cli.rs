@@ -155,7 +155,7 @@ fn enqueue_without_a_daemon_says_how_to_fix_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_create_and_dlq_redrive_on_sqs() {
     use erpsync::queue::{Envelope, Outgoing, Queue, ReceiveRequest};
-    let endpoint = erpsync::harness::fauxqs_endpoint();
+    let endpoint = common::fauxqs_endpoint();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sqs.toml");
     let name = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

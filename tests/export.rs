@@ -2,9 +2,11 @@
 //! each queue backend — the embedded queue, and SQS as served by fauxqs (started by
 //! `scripts/test.sh`; without it the SQS variants fail, saying how to start it).
 
+mod common;
+
 use erpsync::domain::ItemState;
 use erpsync::erp::sandbox::SandboxOptions;
-use erpsync::harness::{Rig, RigQueue, RigSpec, count};
+use erpsync::rig::{Rig, RigQueue, RigSpec, count};
 use erpsync::samples;
 use std::time::Duration;
 
@@ -350,7 +352,7 @@ async fn attempts_the_erp_throttled_do_not_use_up_the_retry_budget(db: Option<St
 }
 
 fn fauxqs() -> RigQueue {
-    RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: false }
+    RigQueue::Sqs { endpoint_url: common::fauxqs_endpoint(), fifo: false }
 }
 
 /// Every scenario above runs on SQLite and on PostgreSQL with the embedded queue, and on
@@ -361,7 +363,7 @@ macro_rules! backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(None, erpsync::harness::RigQueue::Embedded).await;
+                    super::$name(None, erpsync::rig::RigQueue::Embedded).await;
                 }
             )*
         }
@@ -369,7 +371,7 @@ macro_rules! backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(Some(erpsync::testdb::fresh_postgres().await), erpsync::harness::RigQueue::Embedded).await;
+                    super::$name(Some(crate::common::fresh_postgres().await), erpsync::rig::RigQueue::Embedded).await;
                 }
             )*
         }

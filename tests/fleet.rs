@@ -27,7 +27,7 @@ async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, limit: Duration, mut f: F
 
 async fn start_fleet(daemons: usize, limit: u32) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let db_url = erpsync::testdb::fresh_postgres().await;
+    let db_url = common::fresh_postgres().await;
     let erp = free_port();
     let sandbox = Proc(
         Command::new(BIN)

@@ -1,6 +1,8 @@
 //! Cluster slots under contention: several pools (daemons) on one PostgreSQL database,
 //! many tasks each, never more than `limit` slots in use at once.
 
+mod common;
+
 use erpsync::limits::lease::LeasePool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pools_on_one_database_never_exceed_the_limit() {
-    let url = erpsync::testdb::fresh_postgres().await;
+    let url = common::fresh_postgres().await;
     let limit = 5;
     let in_use = Arc::new(AtomicUsize::new(0));
     let max_seen = Arc::new(AtomicUsize::new(0));
@@ -89,7 +91,7 @@ async fn a_slot_let_go_is_kept_for_the_next_local_call_then_given_back() {
 
 /// Two daemons' pools of connection `acme`, limit 1, on a fresh database.
 async fn two_daemons_sharing_one_slot(ttl: Duration) -> Vec<Arc<LeasePool>> {
-    let url = erpsync::testdb::fresh_postgres().await;
+    let url = common::fresh_postgres().await;
     let mut pools = Vec::new();
     for d in 0..2 {
         let db = erpsync::store::connect(&url, 4).await.unwrap();

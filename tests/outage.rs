@@ -4,7 +4,7 @@
 
 use erpsync::domain::ItemState;
 use erpsync::erp::sandbox::SandboxOptions;
-use erpsync::harness::{Rig, RigSpec, count};
+use erpsync::rig::{Rig, RigSpec, count};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

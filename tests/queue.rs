@@ -4,6 +4,8 @@
 //! that no behaviour is an artefact of one emulator. The SQS servers are started by
 //! `scripts/test.sh`; without them these tests fail, saying how to start them.
 
+mod common;
+
 use erpsync::config::{QueueBackend, QueueConfig};
 use erpsync::queue::embedded::EmbeddedQueue;
 use erpsync::queue::sqs::{SqsQueue, admin};
@@ -30,7 +32,7 @@ async fn embedded_fifo() -> Made {
 }
 
 async fn embedded_postgres_fifo() -> Made {
-    embedded_fifo_on(Some(erpsync::testdb::fresh_postgres().await)).await
+    embedded_fifo_on(Some(common::fresh_postgres().await)).await
 }
 
 /// The embedded queue in FIFO mode, on SQLite or on the PostgreSQL database `url`.
@@ -44,7 +46,7 @@ async fn embedded_fifo_on(url: Option<String>) -> Made {
 }
 
 async fn embedded_postgres() -> Made {
-    let url = erpsync::testdb::fresh_postgres().await;
+    let url = common::fresh_postgres().await;
     let db = erpsync::store::connect(&url, 4).await.unwrap();
     erpsync::store::migrate(&db).await.unwrap();
     (Arc::new(EmbeddedQueue::new(db, "conformance", MAX_RECEIVES, Duration::from_millis(20))), Box::new(()))
@@ -67,16 +69,16 @@ async fn sqs(endpoint: String, fifo: bool) -> Made {
 }
 
 async fn sqs_fauxqs() -> Made {
-    sqs(erpsync::harness::fauxqs_endpoint(), false).await
+    sqs(common::fauxqs_endpoint(), false).await
 }
 async fn sqs_fauxqs_fifo() -> Made {
-    sqs(erpsync::harness::fauxqs_endpoint(), true).await
+    sqs(common::fauxqs_endpoint(), true).await
 }
 async fn sqs_moto() -> Made {
-    sqs(erpsync::harness::moto_endpoint(), false).await
+    sqs(common::moto_endpoint(), false).await
 }
 async fn sqs_moto_fifo() -> Made {
-    sqs(erpsync::harness::moto_endpoint(), true).await
+    sqs(common::moto_endpoint(), true).await
 }
 
 fn msg(body: &str) -> Outgoing {
@@ -433,7 +435,7 @@ standard_conformance!(embedded_postgres, embedded_postgres);
 /// its visibility lasts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_receivers_never_share_a_message() {
-    let url = erpsync::testdb::fresh_postgres().await;
+    let url = common::fresh_postgres().await;
     let mut queues = Vec::new();
     for _ in 0..4 {
         let db = erpsync::store::connect(&url, 4).await.unwrap();
@@ -549,7 +551,7 @@ fn xml_field(xml: &str, tag: &str) -> String {
 async fn sqs_accepts_the_signature_of_every_call_and_refuses_a_wrong_secret() {
     use aws_credential_types::Credentials;
     use aws_credential_types::provider::SharedCredentialsProvider;
-    let endpoint = erpsync::harness::moto_auth_endpoint();
+    let endpoint = common::moto_auth_endpoint();
     // The four requests moto takes without checking.
     iam(&endpoint, &[("Action", "CreateUser"), ("UserName", "erpsync")]).await;
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:*","Resource":"*"}]}"#;

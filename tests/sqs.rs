@@ -8,14 +8,16 @@
 //!   twice.
 //! - A FIFO queue, end to end: each connection's invoices are created in queue order.
 
+mod common;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use erpsync::domain::{ItemState, Op};
 use erpsync::erp::sandbox::SandboxOptions;
-use erpsync::harness::{Rig, RigQueue, RigSpec, count};
 use erpsync::jobs::{self, JobRequest};
+use erpsync::rig::{Rig, RigQueue, RigSpec, count};
 use erpsync::samples;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -149,7 +151,7 @@ async fn wait_for(rig: &Rig, what: &str, deadline: Duration, done: impl Fn(&[(It
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_throttling_and_outage_are_ridden_out_losing_nothing_and_creating_nothing_twice() {
-    let (proxy, endpoint) = FaultyProxy::start(erpsync::harness::fauxqs_endpoint()).await;
+    let (proxy, endpoint) = FaultyProxy::start(common::fauxqs_endpoint()).await;
     let rig = Rig::start(RigSpec {
         queue: RigQueue::Sqs { endpoint_url: endpoint, fifo: false },
         limits: vec![4, 10],
@@ -266,8 +268,7 @@ async fn fifo_creates_in_queue_order(queue: RigQueue, per_connection: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_queue_creates_each_connections_invoices_in_queue_order_through_faults() {
-    fifo_creates_in_queue_order(RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: true }, 60)
-        .await;
+    fifo_creates_in_queue_order(RigQueue::Sqs { endpoint_url: common::fauxqs_endpoint(), fifo: true }, 60).await;
 }
 
 /// The same on the embedded queue in FIFO mode, which hands out several messages of a
@@ -287,7 +288,7 @@ async fn messages_a_long_poll_brings_while_the_daemon_stops_go_back_at_once() {
     use erpsync::domain::{ItemId, JobId};
     use erpsync::queue::{Envelope, GroupFilter, ReceiveRequest};
     let mut rig = Rig::start(RigSpec {
-        queue: RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: false },
+        queue: RigQueue::Sqs { endpoint_url: common::fauxqs_endpoint(), fifo: false },
         limits: vec![4],
         tune: Box::new(|c| {
             c.queue.visibility_timeout_secs = NonZeroU32::new(60).unwrap();
@@ -335,7 +336,7 @@ async fn messages_a_long_poll_brings_while_the_daemon_stops_go_back_at_once() {
 async fn a_job_recorded_but_never_sent_is_sent_by_the_outbox() {
     use erpsync::store::Enqueuing;
     let rig = Rig::start(RigSpec {
-        queue: RigQueue::Sqs { endpoint_url: erpsync::harness::fauxqs_endpoint(), fifo: false },
+        queue: RigQueue::Sqs { endpoint_url: common::fauxqs_endpoint(), fifo: false },
         limits: vec![4],
         ..Default::default()
     })
@@ -357,7 +358,7 @@ async fn a_job_recorded_but_never_sent_is_sent_by_the_outbox() {
 async fn the_floor_benchmark_creates_every_item_once_and_reads_both_sides_cpu() {
     use erpsync::bench::floor::{FloorArgs, measure};
     let args = FloorArgs {
-        endpoint_url: erpsync::harness::fauxqs_endpoint(),
+        endpoint_url: common::fauxqs_endpoint(),
         invoices: 120,
         loops: 4,
         without_erp: false,

@@ -1,5 +1,7 @@
 //! The store's SQLite upkeep against a real SQLite file.
 
+mod common;
+
 use erpsync::domain::ItemId;
 use erpsync::store::{Enqueuing, NewJob};
 use sea_orm::ConnectionTrait;
@@ -658,7 +660,7 @@ macro_rules! on_sqlite_and_postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(&erpsync::testdb::fresh_postgres().await).await;
+                    super::$name(&crate::common::fresh_postgres().await).await;
                 }
             )*
         }
@@ -682,9 +684,9 @@ on_sqlite_and_postgres!(
 async fn a_status_transaction_held_up_on_postgres_does_not_hold_up_the_next() {
     use erpsync::actors::status::StatusMsg;
     use erpsync::domain::{ConnectionId, ItemState, JobId, Op};
-    use erpsync::harness::{Rig, RigSpec};
+    use erpsync::rig::{Rig, RigSpec};
     use erpsync::store::{ItemUpdate, NewItem, NewJob};
-    let url = erpsync::testdb::fresh_postgres().await;
+    let url = common::fresh_postgres().await;
     let rig =
         Rig::start(RigSpec { limits: vec![1], database_url: Some(url.clone()), ..Default::default() }).await.unwrap();
     let ctx = rig.daemon().ctx().clone();

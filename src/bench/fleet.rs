@@ -3,7 +3,7 @@
 
 use crate::domain::ItemState;
 use crate::erp::sandbox::SandboxOptions;
-use crate::harness::{Rig, RigSpec, count};
+use crate::rig::{Rig, RigSpec, count};
 use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
 
@@ -204,7 +204,7 @@ impl Drop for Child {
 /// Fleet efficiency: N `erpsync run` processes on one PostgreSQL and one connection.
 pub async fn fleet(args: FleetArgs) -> Result<()> {
     use crate::erp::sandbox::Sandbox;
-    let admin = args.admin_url.clone().unwrap_or_else(crate::testdb::admin_url);
+    let admin = args.admin_url.clone().unwrap_or_else(crate::bench::scratch_db::admin_url);
     let exe = std::env::current_exe()?;
     let ideal = args.invoices as f64 * args.latency_ms as f64 / 1000.0 / args.limit as f64;
     let mut results = Vec::new();
@@ -214,7 +214,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
             SandboxOptions { concurrency: args.limit.into(), latency_ms: args.latency_ms, ..Default::default() },
         )
         .await?;
-        let db_url = crate::testdb::fresh_postgres_on(&admin).await;
+        let db_url = crate::bench::scratch_db::fresh_postgres_on(&admin).await.map_err(anyhow::Error::msg)?;
         let dir = std::env::temp_dir().join(format!("erpsync-fleet-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         let mut children = Vec::new();

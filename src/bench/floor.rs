@@ -138,7 +138,7 @@ async fn run(args: &FloorArgs, sandbox_rt: &tokio::runtime::Handle) -> Result<Fl
         sandbox_rt.spawn(Sandbox::start("127.0.0.1:0".parse()?, opts)).await?.context("starting the sandbox ERP")?;
     let bills = reqwest::Url::parse(&sandbox.base_url())?.join("bills")?.to_string();
 
-    let scratch = crate::harness::scratch_dir();
+    let scratch = crate::rig::scratch_dir();
     let url = format!("sqlite://{}?mode=rwc", scratch.join("floor.db").display());
     let db = crate::store::connect(&url, 8).await?;
     let pool = db.get_sqlite_connection_pool().clone();

@@ -12,6 +12,7 @@ mod fleet;
 pub mod floor;
 pub mod queue;
 pub mod render;
+pub mod scratch_db;
 mod slots;
 
 pub use fleet::{FairnessArgs, FleetArgs, StoreArgs, fairness, fleet, store};

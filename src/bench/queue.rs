@@ -11,7 +11,7 @@
 
 use crate::domain::ItemState;
 use crate::erp::sandbox::SandboxOptions;
-use crate::harness::{Rig, RigQueue, RigSpec, count};
+use crate::rig::{Rig, RigQueue, RigSpec, count};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -277,7 +277,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let database_url = match &args.postgres_admin_url {
-        Some(admin) => Some(crate::testdb::fresh_postgres_on(admin).await),
+        Some(admin) => Some(crate::bench::scratch_db::fresh_postgres_on(admin).await.map_err(anyhow::Error::msg)?),
         None => None,
     };
     let receive_loops = std::num::NonZeroU32::new(args.receive_loops).context("--receive-loops must be at least 1")?;

@@ -4,7 +4,7 @@
 
 use crate::domain::ItemState;
 use crate::erp::sandbox::SandboxOptions;
-use crate::harness::{Rig, RigSpec, count};
+use crate::rig::{Rig, RigSpec, count};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! A self-contained rig: sandbox ERPs over HTTP plus a daemon on a scratch database, all
-//! in this process. The demo, the benchmarks and the integration tests run on it, so what
-//! they measure is the real daemon against a real HTTP ERP.
+//! in this process. `erpsync demo` and `erpsync bench` run on it (and so do the
+//! integration tests), so what they show is the real daemon against a real HTTP ERP.
 
 use crate::config::{Config, ConnectionConfig, QueueBackend};
 use crate::daemon::{Daemon, DaemonError, TestHooks};
@@ -235,49 +235,6 @@ impl Drop for Rig {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// The endpoint of an SQS-compatible server for tests, from environment variable `var`
-/// (`scripts/test.sh` starts the servers and sets it). Panics, saying how to start one,
-/// when it is unset or nothing listens there: a test that needs a server never skips.
-pub fn emulator_endpoint(var: &str, how_to_start: &str) -> String {
-    let fail = |why: String| -> ! {
-        panic!(
-            "{why}. These tests need a real SQS-compatible server: run `scripts/test.sh`, which installs and \
-             starts fauxqs and moto_server, or start it yourself ({how_to_start}) and export {var}=http://127.0.0.1:PORT \
-             (and dummy AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-        )
-    };
-    let Ok(url) = std::env::var(var) else { fail(format!("{var} is not set")) };
-    let Ok(parsed) = reqwest::Url::parse(&url) else { fail(format!("{var}={url:?} is not a URL")) };
-    let addr = format!("{}:{}", parsed.host_str().unwrap_or("127.0.0.1"), parsed.port_or_known_default().unwrap_or(80));
-    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&addr)
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
-    if !reachable {
-        fail(format!("nothing answers at {url} ({var})"));
-    }
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        fail("AWS_ACCESS_KEY_ID is not set".into());
-    }
-    url
-}
-
-/// fauxqs's endpoint for tests (`FAUXQS_URL`), see [`emulator_endpoint`].
-pub fn fauxqs_endpoint() -> String {
-    emulator_endpoint("FAUXQS_URL", "FAUXQS_PORT=4566 npx fauxqs@2.4.1, on Node >= 22.5")
-}
-
-/// moto_server's endpoint for tests (`MOTO_URL`), see [`emulator_endpoint`].
-pub fn moto_endpoint() -> String {
-    emulator_endpoint("MOTO_URL", "pip install 'moto[server]' && moto_server -p 5000")
-}
-
-/// A moto_server that checks signatures (`MOTO_AUTH_URL`: started with
-/// `INITIAL_NO_AUTH_ACTION_COUNT=4`, fresh for each run), see [`emulator_endpoint`].
-pub fn moto_auth_endpoint() -> String {
-    emulator_endpoint("MOTO_AUTH_URL", "INITIAL_NO_AUTH_ACTION_COUNT=4 moto_server -p 5001 (a fresh one)")
 }
 
 /// Count of items in `state`.
