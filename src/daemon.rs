@@ -1,7 +1,8 @@
 //! Assembling and running one daemon: storage, queue, connectors, the actor tree and the
 //! HTTP server; and taking it down, gracefully (drain) or abruptly (crash simulation).
 
-use crate::actors::connector::{self, ConnectorShared};
+use crate::actors::connection::Connection;
+use crate::actors::connector;
 use crate::actors::poller::QueuePoller;
 use crate::actors::stages::{self, StageFaults};
 use crate::actors::status::StatusActor;
@@ -127,8 +128,7 @@ impl Daemon {
                 None
             };
             let wait = Duration::from_secs(config.cluster.slot_wait_secs.get().into());
-            connectors
-                .insert(c.id.clone(), Arc::new(ConnectorShared::new(c.clone(), limits, client, label, pool, wait)));
+            connectors.insert(c.id.clone(), Arc::new(Connection::new(c.clone(), limits, client, label, pool, wait)));
         }
         let ctx = Arc::new(Ctx {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),

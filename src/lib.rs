@@ -4,7 +4,6 @@
 //! benchmarks can run the daemon in-process.
 
 pub mod actors;
-pub mod batcher;
 pub mod bench;
 pub mod cli;
 pub mod config;

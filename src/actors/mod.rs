@@ -8,17 +8,36 @@
 //! └─ QueuePoller          receives only what connectors have room for
 //! ```
 //!
+//! A work item's trip, a file for each step:
+//!
+//! ```text
+//! poller/         receive (receive.rs), route to a connector (route.rs)
+//! delivery.rs     the received message with its lease on the queue, until it is done
+//! connector.rs    one task per item, or per ordered run
+//! attempt/        begin.rs (claim, count the attempt), export.rs (the ERP work),
+//!                 finish.rs (record the outcome, then delete or return the message)
+//! connection/     per connection: gate.rs around each ERP call, claims.rs on documents,
+//!                 pacer.rs for returned messages, turnstile.rs for ordered runs
+//! status/         the StatusActor (mod.rs) and what is asked of it (client.rs)
+//! visibility.rs   heartbeats and every return of a message to the queue
+//! outbox.rs       the sweep that sends items recorded but never sent
+//! ```
+//!
 //! Actors find each other by registered name (`<daemon prefix>.<name>`), so a restarted
 //! actor is found again without anyone holding a stale reference. Everything that must
 //! survive a restart — a connection's concurrency gate above all — lives in [`Ctx`] and
-//! [`connector::ConnectorShared`], never in actor state.
+//! [`connection::Connection`], never in actor state.
 
+pub mod attempt;
+pub mod connection;
 pub mod connector;
-pub mod item;
+pub mod delivery;
+pub mod outbox;
 pub mod poller;
 pub mod stages;
 pub mod status;
 pub mod supervisor;
+pub mod visibility;
 
 use crate::config::Config;
 use crate::domain::ConnectionId;
@@ -44,7 +63,7 @@ pub struct Ctx {
     /// The connection new jobs are recorded on (SQLite).
     pub job_writer: crate::store::JobWriter,
     pub queue: Arc<dyn Queue>,
-    pub connectors: HashMap<ConnectionId, Arc<connector::ConnectorShared>>,
+    pub connectors: HashMap<ConnectionId, Arc<connection::Connection>>,
     /// Fired whenever an item finishes, i.e. a connector may have room again.
     pub capacity: Notify,
     /// Receipts of messages being worked on, with when they were received (heartbeats).

@@ -9,7 +9,7 @@
 //! dies simply stops renewing: its slots expire and are taken by others, no clean-up
 //! needed. Every grant bumps the slot's `token`; a renewal that no longer finds our token
 //! means the slot lapsed and may now be someone else's, so the call that held it is
-//! treated as ambiguous (see `ConnectorShared::call`).
+//! treated as ambiguous (see `actors::connection::gate`).
 //!
 //! On PostgreSQL, releases are announced with `pg_notify('erpsync_leases', connection)` so
 //! waiting daemons retry at once instead of on their next poll.

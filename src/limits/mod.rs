@@ -1,5 +1,5 @@
 //! Limits on calls to an ERP: the per-connection rate limiter (the concurrency gate lives
-//! with the connector, see `actors::connector`).
+//! with each connection, see `actors::connection::gate`).
 
 pub mod lease;
 pub mod rate;

@@ -8,10 +8,10 @@
 //! while its visibility lasts. SQLite serialises writers, which gives the same guarantee.
 
 use super::GroupFilter;
+use super::batcher::Batcher;
 use super::{
     DeadLetter, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest, Received,
 };
-use crate::batcher::Batcher;
 use crate::util::now_ms;
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value};

@@ -6,6 +6,7 @@
 //! room for, so a connection with a huge backlog cannot starve another one. Backends that
 //! cannot filter (SQS) receive everything and the poller returns what it cannot place.
 
+pub mod batcher;
 pub mod embedded;
 pub mod envelope;
 pub mod sqs;

@@ -21,11 +21,11 @@ pub mod admin;
 pub mod batch;
 pub mod wire;
 
+use super::batcher::Batcher;
 use super::{
     DeadLetter, Envelope, Outgoing, Queue, QueueDepth, QueueError, ReceiptHandle, ReceiveBatch, ReceiveRequest,
     Received,
 };
-use crate::batcher::Batcher;
 use crate::config::QueueConfig;
 use crate::util::now_ms;
 use async_trait::async_trait;

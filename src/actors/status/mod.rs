@@ -18,6 +18,10 @@
 //! a document's requests come from the task holding its claim), so no item is in two
 //! transactions at once: their order is the order of the requests, and their rows never
 //! lock each other.
+//!
+//! [`client`] is the other half: what item tasks and the poller ask of the actor.
+
+pub mod client;
 
 use super::Ctx;
 use crate::store::{self, ItemStart, ItemUpdate, Started};

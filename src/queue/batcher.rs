@@ -8,12 +8,10 @@
 //! call is in flight: an idle daemon still sends each entry at once, and a busy one sends
 //! full batches instead of as many small ones as there are calls allowed in flight (which,
 //! on SQS, are billed and cost CPU per request, not per entry). SQS's
-//! deletes and visibility changes use it (ten per call), the embedded queue's deletes
-//! (one statement per batch instead of one write transaction per message), and the item
-//! reads every attempt starts with (one statement, and one hand-off to the database's
-//! thread, per batch instead of per item).
+//! deletes and visibility changes use it (ten per call), and the embedded queue's deletes
+//! (one statement per batch instead of one write transaction per message).
 
-use crate::queue::QueueError;
+use super::QueueError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,72 @@
+//! What an attempt came to, and what it did in the ERP on the way.
+
+use crate::actors::stages::StageError;
+use crate::erp::ErpError;
+use crate::store::{self, ItemError};
+use std::time::Duration;
+
+/// A ledger entry: (doc kind, source id, ERP id).
+pub type LedgerEntry = (String, String, String);
+
+/// What an attempt did in the ERP, recorded with its outcome: the ledger entries of the
+/// documents it created, and what a payment it created applied to bills.
+#[derive(Default)]
+pub struct Effects {
+    pub ledger: Vec<LedgerEntry>,
+    pub applications: Vec<store::BillApplication>,
+}
+
+pub enum Outcome {
+    Succeeded {
+        erp_id: String,
+    },
+    Failed(ItemError),
+    Retry {
+        error: ItemError,
+        at_least: Option<Duration>,
+    },
+    DeadLetter(String),
+    /// Already terminal: nothing to do but delete the message.
+    AlreadyDone,
+    /// Not now, and not an attempt: another task of this daemon is exporting the same
+    /// document (`"busy"`), or every cluster slot of the connection stayed taken for the
+    /// slot wait (`"saturated"`). The reason labels the returned-message count.
+    NotNow(&'static str),
+}
+
+pub fn err(kind: &str, code: Option<String>, message: impl Into<String>) -> ItemError {
+    ItemError { kind: kind.to_owned(), code, message: message.into() }
+}
+
+impl From<ErpError> for Outcome {
+    fn from(e: ErpError) -> Self {
+        match e {
+            ErpError::Rejected { status, code, message } => {
+                Outcome::Failed(err("rejected", Some(code), format!("ERP answered {status}: {message}")))
+            }
+            ErpError::Throttled { retry_after } => {
+                Outcome::Retry { error: err(ItemError::THROTTLED, None, e.to_string()), at_least: retry_after }
+            }
+            ErpError::Saturated(_) => Outcome::NotNow("saturated"),
+            // Bad credentials do not fix themselves quickly: wait at least a minute.
+            ErpError::Auth { .. } => {
+                Outcome::Retry { error: err("auth", None, e.to_string()), at_least: Some(Duration::from_secs(60)) }
+            }
+            other => Outcome::Retry { error: err(other.kind().as_str(), None, other.to_string()), at_least: None },
+        }
+    }
+}
+
+impl From<StageError> for Outcome {
+    fn from(e: StageError) -> Self {
+        Outcome::Retry { error: err("stage_failed", None, e.to_string()), at_least: None }
+    }
+}
+
+/// How a dead-letter reason mentions the earlier attempts that did not count.
+pub fn uncounted_note(uncounted: u32) -> String {
+    match uncounted {
+        0 => String::new(),
+        n => format!(", not counting {n} the ERP throttled or made before a redrive"),
+    }
+}

@@ -1,0 +1,83 @@
+//! The gate around one ERP call: the connection's rate limit, its concurrency permits
+//! and, when several daemons share the database, a cluster-wide slot.
+
+use crate::domain::ErpKind;
+use crate::erp::ErpError;
+use crate::limits::lease::{LeaseError, LeasePool};
+use crate::limits::rate::RateLimiter;
+use crate::telemetry;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+pub struct Gate {
+    permits: Semaphore,
+    rate: Option<RateLimiter>,
+    /// Cluster-wide slots, when several daemons share the database.
+    lease: Option<Arc<LeasePool>>,
+    slot_wait: Duration,
+    /// The `connection` metric label.
+    label: String,
+    erp: ErpKind,
+}
+
+impl Gate {
+    pub(super) fn new(
+        limit: usize,
+        rate: Option<RateLimiter>,
+        lease: Option<Arc<LeasePool>>,
+        slot_wait: Duration,
+        label: String,
+        erp: ErpKind,
+    ) -> Self {
+        Gate { permits: Semaphore::new(limit), rate, lease, slot_wait, label, erp }
+    }
+
+    /// Runs one ERP call under the connection's rate limit and concurrency gate.
+    pub async fn call<T>(&self, fut: impl Future<Output = Result<T, ErpError>>) -> Result<T, ErpError> {
+        if let Some(rate) = &self.rate {
+            rate.acquire().await;
+        }
+        let _permit = self.permits.acquire().await.expect("the gate is never closed");
+        // Across the fleet: a slot in the database, after the local permit so a daemon never
+        // holds more slots than it can use.
+        let slot = match &self.lease {
+            Some(pool) => match pool.acquire(self.slot_wait).await {
+                Ok(guard) => Some(guard),
+                Err(LeaseError::Timeout(d)) => {
+                    return Err(ErpError::Saturated(format!("no slot free within {} s", d.as_secs())));
+                }
+                Err(e) => return Err(ErpError::Transient(e.to_string())),
+            },
+            None => None,
+        };
+        let in_flight = metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => self.label.clone());
+        in_flight.increment(1.0);
+        let started = Instant::now();
+        let mut result = fut.await;
+        in_flight.decrement(1.0);
+        if let (Some(pool), Some(guard)) = (&self.lease, &slot) {
+            // Fencing: a slot that lapsed mid-call may have been granted to another daemon,
+            // so this call's answer cannot be trusted as the only one; the retry looks the
+            // document up before creating anything.
+            if pool.is_lost(guard.lease) {
+                result = Err(ErpError::Ambiguous("the cluster concurrency slot lapsed during the call".into()));
+            }
+        }
+        drop(slot);
+        metrics::histogram!(telemetry::CONNECTION_ERP_SECONDS, "connection" => self.label.clone())
+            .record(started.elapsed().as_secs_f64());
+        let erp = self.erp.as_str();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind().as_str(),
+        };
+        metrics::histogram!(telemetry::ERP_REQUEST_SECONDS, "erp" => erp, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        if matches!(result, Err(ErpError::Throttled { .. })) {
+            metrics::counter!(telemetry::THROTTLED, "erp" => erp).increment(1);
+        }
+        result
+    }
+}
