@@ -10,6 +10,7 @@ use crate::domain::{ConnectionId, Invoice, ItemId, JobId, Op, Payment, PurchaseO
 use crate::queue::{Envelope, Outgoing};
 use crate::store::{self, NewItem, NewJob, StoreError};
 use crate::telemetry;
+use crate::telemetry::events::{QueueCallFailed, QueueOp};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -137,14 +138,25 @@ pub async fn submit(ctx: &Ctx, req: JobRequest) -> Result<JobAccepted, SubmitErr
         Ok(Ok(())) => Vec::new(),
         // Some may have gone: the outbox sends them again, and a duplicate is harmless.
         Err(_) => {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => "timeout").increment(1);
-            tracing::warn!(job_id = %accepted.job_id, ?deadline, "enqueue timed out; the outbox will send the items");
+            QueueCallFailed {
+                op: QueueOp::Send,
+                error_kind: "timeout",
+                error: &format_args!("no answer within {deadline:?} for job {}", accepted.job_id),
+                consequence: "the outbox will send the items",
+            }
+            .emit();
             ids
         }
         Ok(Err(e)) => {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
+            let (kind, message) = (e.kind(), e.to_string());
             let (_, unsent) = e.split_sent(ids);
-            tracing::warn!(job_id = %accepted.job_id, unsent = unsent.len(), error = %e, "enqueue incomplete; the outbox will send the rest");
+            QueueCallFailed {
+                op: QueueOp::Send,
+                error_kind: kind,
+                error: &format_args!("job {}: {} message(s) unsent: {message}", accepted.job_id, unsent.len()),
+                consequence: "the outbox will send the rest",
+            }
+            .emit();
             unsent
         }
     };

@@ -486,7 +486,7 @@ async fn payments_apply_to_exported_bills_and_wait_for_bills_not_exported_yet() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let e = item.error.expect("a waiting payment says why");
-    assert_eq!(e.kind, "bill_not_exported", "{e:?}");
+    assert_eq!(e.kind.as_str(), "bill_not_exported", "{e:?}");
     let named = invoices[3].number.to_lowercase().replace('-', " ");
     assert!(e.message.contains(&named), "names the missing invoice: {}", e.message);
     assert!(!e.message.contains(&invoices[1].number.to_lowercase().replace('-', " ")), "{}", e.message);

@@ -6,7 +6,8 @@ use super::Ctx;
 use crate::domain::{ConnectionId, Op};
 use crate::queue::Envelope;
 use crate::store;
-use crate::telemetry;
+
+use crate::telemetry::events::{QueueCallFailed, QueueOp};
 use std::time::Duration;
 
 /// How old an unsent item (or an unreported job) is before the outbox sweep sends it: far
@@ -53,8 +54,13 @@ async fn resend_unsent_batch(ctx: &Ctx) -> usize {
     let sent = match ctx.queue.send(out).await {
         Ok(()) => ids,
         Err(e) => {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "send", "error_kind" => e.kind()).increment(1);
-            tracing::warn!(error = %e, "outbox re-send incomplete; the rest is tried again later");
+            QueueCallFailed {
+                op: QueueOp::Send,
+                error_kind: e.kind(),
+                error: &e,
+                consequence: "the outbox sends the rest at its next sweep",
+            }
+            .emit();
             e.split_sent(ids).0
         }
     };

@@ -7,7 +7,7 @@
 use super::Ctx;
 use super::delivery::{Delivery, Disposition};
 use crate::queue::ReceiptHandle;
-use crate::telemetry;
+use crate::telemetry::events::{MessagesReturned, QueueCallFailed, QueueOp, ReturnReason};
 use std::time::{Duration, Instant};
 
 pub fn visibility_timeout(ctx: &Ctx) -> Duration {
@@ -32,20 +32,29 @@ pub async fn heartbeat(ctx: &Ctx) {
                 tracing::warn!(lost, "heartbeat found messages no longer ours");
             }
         }
-        Err(e) => {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "heartbeat", "error_kind" => e.kind()).increment(1);
-            tracing::warn!(error = %e, "heartbeat failed")
+        Err(e) => QueueCallFailed {
+            op: QueueOp::Heartbeat,
+            error_kind: e.kind(),
+            error: &e,
+            consequence: "the messages are extended at the next heartbeat, or reappear after their visibility timeout",
         }
+        .emit(),
     }
 }
 
 /// Puts the message back on the queue, visible again after `delay`.
-pub async fn returned(ctx: &Ctx, d: &Delivery, delay: Duration, reason: &'static str) -> Disposition {
-    metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => reason).increment(1);
+pub async fn returned(ctx: &Ctx, d: &Delivery, delay: Duration, reason: ReturnReason) -> Disposition {
+    MessagesReturned { reason, count: 1 }.emit();
     match ctx.queue.change_visibility(&[(d.receipt.clone(), delay)]).await {
         Ok(_) => Disposition::Returned(delay),
         Err(e) => {
-            tracing::warn!(error = %e, "could not reschedule the message; it reappears after its visibility timeout");
+            QueueCallFailed {
+                op: QueueOp::Return,
+                error_kind: e.kind(),
+                error: &e,
+                consequence: "the message reappears after its visibility timeout",
+            }
+            .emit();
             Disposition::Returned(visibility_timeout(ctx))
         }
     }
@@ -57,10 +66,15 @@ pub async fn return_behind(ctx: &Ctx, rest: impl Iterator<Item = Delivery>, dela
     if rest.is_empty() {
         return;
     }
-    metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "behind_returned").increment(rest.len() as u64);
+    MessagesReturned { reason: ReturnReason::BehindReturned, count: rest.len() }.emit();
     if let Err(e) = ctx.queue.change_visibility(&rest).await {
-        metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "return", "error_kind" => e.kind()).increment(1);
-        tracing::warn!(error = %e, "could not return the rest of an ordered run; it reappears after its visibility timeout");
+        QueueCallFailed {
+            op: QueueOp::Return,
+            error_kind: e.kind(),
+            error: &e,
+            consequence: "the rest of the ordered run reappears after its visibility timeout",
+        }
+        .emit();
     }
 }
 
@@ -68,10 +82,15 @@ pub async fn return_behind(ctx: &Ctx, rest: impl Iterator<Item = Delivery>, dela
 /// restarting, or the daemon stopping), each visible again after its delay.
 pub async fn return_unplaced(ctx: &Ctx, returned: &[(ReceiptHandle, Duration)]) {
     if !returned.is_empty() {
-        metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "saturated").increment(returned.len() as u64);
+        MessagesReturned { reason: ReturnReason::Saturated, count: returned.len() }.emit();
         if let Err(e) = ctx.queue.change_visibility(returned).await {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "return", "error_kind" => e.kind()).increment(1);
-            tracing::debug!(error = %e, "could not return messages early; they reappear after the visibility timeout");
+            QueueCallFailed {
+                op: QueueOp::Return,
+                error_kind: e.kind(),
+                error: &e,
+                consequence: "they reappear after their visibility timeout",
+            }
+            .emit();
         }
     }
 }

@@ -4,22 +4,23 @@
 use super::StoreError;
 use super::entities::{bill_application, erp_ref, item_event, job, job_item};
 use super::sql::{Marks, ROWS_PER_STATEMENT, padded};
-use crate::domain::{ConnectionId, ItemId, ItemState, JobId, JobState, Op};
+use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState, JobId, JobState, Op};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 /// What went wrong with an item's latest attempt, as recorded with its state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemError {
-    pub kind: String,
+    pub kind: ErrorKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub message: String,
 }
 
 impl ItemError {
-    /// The kind of an attempt the ERP throttled.
-    pub const THROTTLED: &'static str = "throttled";
+    pub fn new(kind: ErrorKind, code: Option<String>, message: impl Into<String>) -> ItemError {
+        ItemError { kind, code, message: message.into() }
+    }
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -254,11 +255,15 @@ pub async fn job_summary(db: &DatabaseConnection, id: &JobId) -> Result<Option<J
             attempts: it.attempts,
             throttled: it.throttles,
             erp_id: it.erp_id,
-            error: it.error_kind.map(|kind| ItemError {
-                kind,
-                code: it.error_code,
-                message: it.error_message.unwrap_or_default(),
-            }),
+            error: match it.error_kind {
+                Some(kind) => Some(ItemError {
+                    kind: ErrorKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown error kind {kind:?}")))?,
+                    code: it.error_code,
+                    message: it.error_message.unwrap_or_default(),
+                }),
+                None => None,
+            },
         });
     }
     Ok(Some(JobSummary {

@@ -5,7 +5,7 @@ use super::StoreError;
 use super::entities::{bill_application, erp_ref, job_item};
 use super::queries::{Found, ItemError, ItemRead, items_with_ledger};
 use super::sql::{Marks, NOT_TERMINAL, ROWS_PER_STATEMENT, padded, returning_item_id};
-use crate::domain::{ConnectionId, ItemId, ItemState};
+use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState};
 use crate::util::now_ms;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, TransactionTrait};
 
@@ -43,7 +43,7 @@ impl ItemUpdate {
     /// writer counts it in `job_items.throttles`, and it does not count against
     /// `retry.max_attempts`. Such an item is still bounded by `queue.max_receives`.
     pub fn is_throttle(&self) -> bool {
-        self.state == ItemState::Retrying && self.error.as_ref().is_some_and(|e| e.kind == ItemError::THROTTLED)
+        self.state == ItemState::Retrying && self.error.as_ref().is_some_and(|e| e.kind == ErrorKind::Throttled)
     }
 }
 
@@ -93,7 +93,7 @@ pub async fn apply_batch(
             let u = &updates[i];
             rows.push(format!("({})", marks.row(8)));
             let (kind, code, message) = match &u.error {
-                Some(e) => (Some(e.kind.clone()), e.code.clone(), Some(e.message.clone())),
+                Some(e) => (Some(e.kind.as_str()), e.code.clone(), Some(e.message.clone())),
                 None => (None, None, None),
             };
             values.extend([

@@ -7,8 +7,9 @@ use crate::actors::connection::Connection;
 use crate::actors::connection::claims::Claim;
 use crate::actors::delivery::Delivery;
 use crate::actors::status::client;
-use crate::domain::ItemState;
+use crate::domain::{ErrorKind, ItemState};
 use crate::store;
+use crate::telemetry::events::ReturnReason;
 use std::time::Duration;
 
 /// How long an item waits for another task of this daemon to finish the same document
@@ -23,7 +24,7 @@ pub struct Known {
 }
 
 fn store_error(e: store::StoreError) -> Outcome {
-    Outcome::Retry { error: err("store", None, e.to_string()), at_least: None }
+    Outcome::Retry { error: err(ErrorKind::Store, None, e.to_string()), at_least: None }
 }
 
 fn unknown_item(d: &Delivery) -> Outcome {
@@ -63,7 +64,7 @@ pub async fn claim_and_begin(
     };
     for _ in 0..2 {
         claims.clear();
-        claims.push(conn.claim(doc_kind, &source, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
+        claims.push(conn.claim(doc_kind, &source, CLAIM_WAIT).await.ok_or(Outcome::NotNow(ReturnReason::Busy))?);
         let start = store::ItemStart {
             item_id: env.item_id,
             connection_id: conn.config.id.clone(),
@@ -71,7 +72,10 @@ pub async fn claim_and_begin(
             source_id: source.clone(),
             max_attempts: ctx.config.retry.max_attempts.get(),
         };
-        let found = client::begin(ctx, start).await.map_err(|e| not_recorded(&e))?.ok_or_else(|| unknown_item(d))?;
+        let found = client::begin(ctx, start)
+            .await
+            .map_err(|e| not_recorded(&e.to_string()))?
+            .ok_or_else(|| unknown_item(d))?;
         if found.begun {
             let known = Known { source: found.item.source_id.clone(), erp_id: found.erp_id };
             return Ok(Begun::Yes(found.item, found.document, known));
@@ -86,7 +90,7 @@ pub async fn claim_and_begin(
 
 fn not_recorded(why: &str) -> Outcome {
     Outcome::Retry {
-        error: err("store", None, format!("the attempt could not be recorded before calling the ERP: {why}")),
+        error: err(ErrorKind::Store, None, format!("the attempt could not be recorded before calling the ERP: {why}")),
         at_least: None,
     }
 }
@@ -117,5 +121,5 @@ pub fn not_begun(ctx: &Ctx, row: &store::entities::job_item::Model) -> Outcome {
     }
     // Only if one status batch was asked to begin the same item twice (never by one
     // daemon, whose tasks claim the document first): the other attempt is under way.
-    Outcome::NotNow("busy")
+    Outcome::NotNow(ReturnReason::Busy)
 }

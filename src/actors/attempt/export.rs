@@ -9,10 +9,11 @@ use crate::actors::connection::Connection;
 use crate::actors::connection::claims::Claim;
 use crate::actors::delivery::Delivery;
 use crate::actors::stages::{self, MatcherMsg, RendererMsg, SerializerMsg};
-use crate::domain::{Invoice, Op, Payment, PurchaseOrder};
+use crate::domain::{ErrorKind, Invoice, Op, Payment, PurchaseOrder};
 use crate::pipeline::Document;
 use crate::pipeline::matching::{MatchError, OpenBill, normalize_invoice_number};
 use crate::store;
+use crate::telemetry::events::ReturnReason;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 
@@ -48,7 +49,7 @@ pub enum Payload<'a> {
 }
 
 fn parse<T: DeserializeOwned>(payload: Payload<'_>) -> Result<T, Outcome> {
-    let invalid = |message: String| Outcome::Failed(err("invalid_document", None, message));
+    let invalid = |message: String| Outcome::Failed(err(ErrorKind::InvalidDocument, None, message));
     match payload {
         Payload::Inline(value) => T::deserialize(value).map_err(|e| invalid(e.to_string())),
         Payload::Stored(text) => serde_json::from_str(text).map_err(|e| match e.classify() {
@@ -59,7 +60,7 @@ fn parse<T: DeserializeOwned>(payload: Payload<'_>) -> Result<T, Outcome> {
 }
 
 fn validation(e: crate::domain::documents::ValidationErrors) -> Outcome {
-    Outcome::Failed(err("validation", None, e.to_string()))
+    Outcome::Failed(err(ErrorKind::Validation, None, e.to_string()))
 }
 
 async fn export_invoice(
@@ -78,7 +79,7 @@ async fn export_invoice(
     if conn.config.attach_pdf && lookup_ledger(ctx, conn, att_kind, &source).await?.is_none() {
         let pdf = stages::call(ctx, stages::RENDERER, |r| RendererMsg::InvoicePdf(Box::new(inv), r))
             .await?
-            .map_err(|e| Outcome::Failed(err("render", Some(e.kind().into()), e.to_string())))?;
+            .map_err(|e| Outcome::Failed(err(ErrorKind::Render, Some(e.kind().into()), e.to_string())))?;
         let key = idempotency_key(conn, att_kind, &source);
         let att = conn.call(conn.client.attach_pdf(&bill_id, pdf, &key)).await?;
         ledger.push((att_kind.into(), source, att));
@@ -105,7 +106,9 @@ async fn export_payment(
 ) -> Result<String, Outcome> {
     let payment: Payment = parse(payload)?;
     payment.validate().map_err(validation)?;
-    claims.push(conn.claim(VENDOR_BILLS, &payment.vendor.id, CLAIM_WAIT).await.ok_or(Outcome::NotNow("busy"))?);
+    claims.push(
+        conn.claim(VENDOR_BILLS, &payment.vendor.id, CLAIM_WAIT).await.ok_or(Outcome::NotNow(ReturnReason::Busy))?,
+    );
     let open = open_bills(ctx, conn, &payment).await?;
     let missing = not_exported(&payment, &open);
     let matched = stages::call(ctx, stages::MATCHER, |r| MatcherMsg::Match(Box::new(payment.clone()), open, r)).await?;
@@ -119,9 +122,9 @@ async fn export_payment(
                 "waiting for invoice(s) {} to be exported to this connection before the payment can be applied",
                 numbers.join(", ")
             );
-            return Err(Outcome::Retry { error: err("bill_not_exported", None, message), at_least: None });
+            return Err(Outcome::Retry { error: err(ErrorKind::BillNotExported, None, message), at_least: None });
         }
-        Err(e) => return Err(Outcome::Failed(err("matching", Some(e.kind().into()), e.to_string()))),
+        Err(e) => return Err(Outcome::Failed(err(ErrorKind::Matching, Some(e.kind().into()), e.to_string()))),
     };
     let applications: Vec<store::BillApplication> = outcome
         .applied
@@ -160,7 +163,7 @@ fn not_exported(payment: &Payment, open: &[OpenBill]) -> Vec<String> {
 async fn open_bills(ctx: &Ctx, conn: &Connection, payment: &Payment) -> Result<Vec<OpenBill>, Outcome> {
     let rows = store::exported_invoices(&ctx.db, &conn.config.id, &payment.source_id)
         .await
-        .map_err(|e| Outcome::Retry { error: err("store", None, e.to_string()), at_least: None })?;
+        .map_err(|e| Outcome::Retry { error: err(ErrorKind::Store, None, e.to_string()), at_least: None })?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
@@ -186,7 +189,7 @@ fn idempotency_key(conn: &Connection, kind: &str, source: &str) -> String {
 async fn lookup_ledger(ctx: &Ctx, conn: &Connection, kind: &str, source: &str) -> Result<Option<String>, Outcome> {
     store::ledger_lookup(&ctx.db, &conn.config.id, kind, source)
         .await
-        .map_err(|e| Outcome::Retry { error: err("store", None, e.to_string()), at_least: None })
+        .map_err(|e| Outcome::Retry { error: err(ErrorKind::Store, None, e.to_string()), at_least: None })
 }
 
 /// Creates `doc` in the ERP at most once: ledger, then (after any earlier attempt) a
@@ -219,7 +222,7 @@ async fn create(
     let erp = conn.config.erp;
     let payload = stages::call(ctx, stages::SERIALIZER, |r| SerializerMsg::Serialize(erp, Box::new(doc), r))
         .await?
-        .map_err(|e| Outcome::Failed(err("serialize", Some(e.kind().into()), e.to_string())))?;
+        .map_err(|e| Outcome::Failed(err(ErrorKind::Serialize, Some(e.kind().into()), e.to_string())))?;
     let key = idempotency_key(conn, kind, &source);
     let created = conn.call(conn.client.create(op, &payload, &key)).await?;
     ledger.push((kind.into(), source, created.erp_id.clone()));

@@ -7,9 +7,12 @@ use crate::actors::connection::Connection;
 use crate::actors::delivery::{Delivery, Disposition};
 use crate::actors::status::client;
 use crate::actors::visibility::{returned, visibility_timeout};
-use crate::domain::ItemState;
+use crate::domain::{ErrorKind, ItemState};
 use crate::store::{ItemError, ItemUpdate};
 use crate::telemetry;
+use crate::telemetry::events::{
+    ItemFinished, ItemRetried, MessageDeadLettered, QueueCallFailed, QueueOp, ReturnReason,
+};
 use std::time::Duration;
 
 /// Sends an update to the StatusActor and returns whether it committed.
@@ -61,9 +64,11 @@ pub async fn finish(ctx: &Ctx, conn: &Connection, d: &Delivery, outcome: Outcome
         Outcome::NotNow(reason) => return returned(ctx, d, Duration::from_secs(2), reason).await,
         Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
         Outcome::Failed(e) => (ItemState::Failed, None, Some(e), None),
-        Outcome::DeadLetter(reason) => (ItemState::DeadLettered, None, Some(err("unprocessable", None, reason)), None),
+        Outcome::DeadLetter(reason) => {
+            (ItemState::DeadLettered, None, Some(err(ErrorKind::Unprocessable, None, reason)), None)
+        }
         Outcome::Retry { error, .. }
-            if error.kind != ItemError::THROTTLED && d.counted_attempts() >= retry_cfg.max_attempts.get() =>
+            if error.kind != ErrorKind::Throttled && d.counted_attempts() >= retry_cfg.max_attempts.get() =>
         {
             let reason = format!(
                 "gave up after {} attempts{}; last error: {}",
@@ -71,7 +76,7 @@ pub async fn finish(ctx: &Ctx, conn: &Connection, d: &Delivery, outcome: Outcome
                 uncounted_note(d.attempt() - d.counted_attempts()),
                 error.message
             );
-            (ItemState::DeadLettered, None, Some(err(&error.kind, error.code, reason)), None)
+            (ItemState::DeadLettered, None, Some(err(error.kind, error.code, reason)), None)
         }
         Outcome::Retry { error, at_least } => {
             let delay = backoff(
@@ -80,43 +85,31 @@ pub async fn finish(ctx: &Ctx, conn: &Connection, d: &Delivery, outcome: Outcome
                 Duration::from_secs(retry_cfg.max_delay_secs.get().into()),
                 at_least,
             );
-            metrics::counter!(telemetry::RETRIES, "erp" => erp, "error_kind" => error.kind.clone()).increment(1);
-            metrics::counter!(telemetry::CONNECTION_RETRIES, "connection" => conn.label().to_owned(), "error_kind" => error.kind.clone())
-                .increment(1);
-            tracing::info!(error = %error.message, delay_ms = delay.as_millis() as u64, "attempt failed; retrying");
+            ItemRetried { erp, connection: conn.label(), kind: error.kind, message: &error.message, delay }.emit();
             let detail = format!("retry in {:.1} s", delay.as_secs_f64());
             // The ledger must be durable before the message comes back.
             if record(ctx, conn, d, ItemState::Retrying, None, Some(error), effects, Some(detail)).await {
-                return returned(ctx, d, delay, "retry").await;
+                return returned(ctx, d, delay, ReturnReason::Retry).await;
             }
             // Not recorded: the message stays invisible until its visibility timeout.
             return Disposition::Returned(visibility_timeout(ctx));
         }
     };
-    let reason = error.as_ref().map(|e| e.message.clone());
     if !record(ctx, conn, d, state, erp_id, error.clone(), effects, detail).await {
         // Not recorded: keep the message; it comes back after a short pause.
         tracing::warn!("outcome not recorded; the message will be redelivered");
-        return returned(ctx, d, Duration::from_secs(5), "unrecorded").await;
+        return returned(ctx, d, Duration::from_secs(5), ReturnReason::Unrecorded).await;
     }
-    metrics::counter!(telemetry::ITEMS, "erp" => erp, "op" => op, "outcome" => state.as_str()).increment(1);
-    metrics::counter!(telemetry::CONNECTION_ITEMS, "connection" => conn.label().to_owned(), "outcome" => state.as_str())
-        .increment(1);
-    match state {
-        ItemState::DeadLettered => {
-            let reason = reason.unwrap_or_default();
-            tracing::warn!(%reason, "item dead-lettered");
-            metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => "item").increment(1);
-            if let Err(e) = q.dead_letter(&d.message, &reason).await {
-                tracing::warn!(error = %e, "could not dead-letter the message; it will be redelivered");
-            }
+    let why = error.as_ref().map(|e| (e.kind, e.message.as_str()));
+    ItemFinished { erp, op, connection: conn.label(), state, error: why }.emit();
+    if state == ItemState::DeadLettered {
+        let reason = error.map(|e| e.message).unwrap_or_default();
+        MessageDeadLettered { reason_kind: "item", message_id: Some(&d.message.message_id), reason: &reason }.emit();
+        if let Err(e) = q.dead_letter(&d.message, &reason).await {
+            tracing::warn!(error = %e, "could not dead-letter the message; it will be redelivered");
         }
-        _ => {
-            if let Some(e) = &error {
-                tracing::warn!(kind = %e.kind, error = %e.message, "item failed");
-            }
-            delete(ctx, d).await;
-        }
+    } else {
+        delete(ctx, d).await;
     }
     Disposition::Finished
 }
@@ -126,9 +119,12 @@ async fn delete(ctx: &Ctx, d: &Delivery) {
     match ctx.queue.delete(&d.receipt).await {
         Ok(true) => metrics::counter!(telemetry::QUEUE_DELETED).increment(1),
         Ok(false) => tracing::debug!("receipt handle was stale; the message was redelivered meanwhile"),
-        Err(e) => {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "delete", "error_kind" => e.kind()).increment(1);
-            tracing::warn!(error = %e, "could not delete the message; it will be redelivered and skipped")
+        Err(e) => QueueCallFailed {
+            op: QueueOp::Delete,
+            error_kind: e.kind(),
+            error: &e,
+            consequence: "it will be redelivered and skipped",
         }
+        .emit(),
     }
 }

@@ -1,8 +1,10 @@
 //! What an attempt came to, and what it did in the ERP on the way.
 
 use crate::actors::stages::StageError;
+use crate::domain::ErrorKind;
 use crate::erp::ErpError;
 use crate::store::{self, ItemError};
+use crate::telemetry::events::ReturnReason;
 use std::time::Duration;
 
 /// A ledger entry: (doc kind, source id, ERP id).
@@ -29,37 +31,38 @@ pub enum Outcome {
     /// Already terminal: nothing to do but delete the message.
     AlreadyDone,
     /// Not now, and not an attempt: another task of this daemon is exporting the same
-    /// document (`"busy"`), or every cluster slot of the connection stayed taken for the
-    /// slot wait (`"saturated"`). The reason labels the returned-message count.
-    NotNow(&'static str),
+    /// document (`Busy`), or every cluster slot of the connection stayed taken for the
+    /// slot wait (`Saturated`). The reason labels the returned-message count.
+    NotNow(ReturnReason),
 }
 
-pub fn err(kind: &str, code: Option<String>, message: impl Into<String>) -> ItemError {
-    ItemError { kind: kind.to_owned(), code, message: message.into() }
+pub fn err(kind: ErrorKind, code: Option<String>, message: impl Into<String>) -> ItemError {
+    ItemError::new(kind, code, message)
 }
 
 impl From<ErpError> for Outcome {
     fn from(e: ErpError) -> Self {
         match e {
             ErpError::Rejected { status, code, message } => {
-                Outcome::Failed(err("rejected", Some(code), format!("ERP answered {status}: {message}")))
+                Outcome::Failed(err(ErrorKind::Rejected, Some(code), format!("ERP answered {status}: {message}")))
             }
             ErpError::Throttled { retry_after } => {
-                Outcome::Retry { error: err(ItemError::THROTTLED, None, e.to_string()), at_least: retry_after }
+                Outcome::Retry { error: err(ErrorKind::Throttled, None, e.to_string()), at_least: retry_after }
             }
-            ErpError::Saturated(_) => Outcome::NotNow("saturated"),
+            ErpError::Saturated(_) => Outcome::NotNow(ReturnReason::Saturated),
             // Bad credentials do not fix themselves quickly: wait at least a minute.
-            ErpError::Auth { .. } => {
-                Outcome::Retry { error: err("auth", None, e.to_string()), at_least: Some(Duration::from_secs(60)) }
-            }
-            other => Outcome::Retry { error: err(other.kind().as_str(), None, other.to_string()), at_least: None },
+            ErpError::Auth { .. } => Outcome::Retry {
+                error: err(ErrorKind::Auth, None, e.to_string()),
+                at_least: Some(Duration::from_secs(60)),
+            },
+            other => Outcome::Retry { error: err(other.kind(), None, other.to_string()), at_least: None },
         }
     }
 }
 
 impl From<StageError> for Outcome {
     fn from(e: StageError) -> Self {
-        Outcome::Retry { error: err("stage_failed", None, e.to_string()), at_least: None }
+        Outcome::Retry { error: err(ErrorKind::StageFailed, None, e.to_string()), at_least: None }
     }
 }
 

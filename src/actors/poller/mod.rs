@@ -20,6 +20,7 @@ use super::visibility::heartbeat;
 use crate::domain::ConnectionId;
 use crate::queue::{GroupFilter, ReceiveRequest};
 use crate::telemetry;
+use crate::telemetry::events::{QueueCallFailed, QueueOp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use receive::{idle_wait, receive_and_route, receive_loop};
 use std::sync::Arc;
@@ -182,9 +183,12 @@ async fn sample(ctx: &Ctx) {
                 metrics::gauge!(telemetry::QUEUE_OLDEST_AGE).set(age as f64);
             }
         }
-        Err(e) => {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "depth", "error_kind" => e.kind()).increment(1);
-            tracing::warn!(error = %e, "queue depth sample failed")
+        Err(e) => QueueCallFailed {
+            op: QueueOp::Depth,
+            error_kind: e.kind(),
+            error: &e,
+            consequence: "the depth gauges keep their last values",
         }
+        .emit(),
     }
 }

@@ -5,7 +5,8 @@
 use super::route::route_batch;
 use crate::actors::Ctx;
 use crate::queue::{GroupFilter, ReceiveRequest};
-use crate::telemetry;
+
+use crate::telemetry::events::{QueueCallFailed, QueueOp};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -78,8 +79,8 @@ pub async fn receive_loop(ctx: Arc<Ctx>, index: usize, stop: CancellationToken) 
             }
             Err(e) => {
                 failures += 1;
-                metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "receive", "error_kind" => e.kind()).increment(1);
-                tracing::warn!(error = %e, failures, "receive failed; backing off");
+                QueueCallFailed { op: QueueOp::Receive, error_kind: e.kind(), error: &e, consequence: "backing off" }
+                    .emit();
                 None
             }
         };
@@ -105,8 +106,8 @@ pub async fn receive_and_route(ctx: &Arc<Ctx>, req: ReceiveRequest<'_>) -> usize
     match ctx.queue.receive(req).await {
         Ok(b) => route_batch(ctx, b).await.0,
         Err(e) => {
-            metrics::counter!(telemetry::QUEUE_ERRORS, "op" => "receive", "error_kind" => e.kind()).increment(1);
-            tracing::warn!(error = %e, "receive failed; backing off");
+            QueueCallFailed { op: QueueOp::Receive, error_kind: e.kind(), error: &e, consequence: "backing off" }
+                .emit();
             tokio::time::sleep(Duration::from_millis(500)).await;
             0
         }

@@ -10,6 +10,7 @@ use crate::actors::visibility::return_unplaced;
 use crate::domain::{ConnectionId, ItemId};
 use crate::queue::{Envelope, ReceiptHandle, ReceiveBatch, Received};
 use crate::telemetry;
+use crate::telemetry::events::{MessageDeadLettered, MessagesReturned, ReturnReason};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use std::time::Duration;
 /// to the queue because their connection was saturated).
 pub async fn route_batch(ctx: &Arc<Ctx>, batch: ReceiveBatch) -> (usize, usize) {
     for dead in &batch.dead_lettered {
-        metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => "max_receives").increment(1);
-        tracing::warn!(message_id = %dead.message_id, reason = %dead.reason, "message dead-lettered by the queue");
+        MessageDeadLettered { reason_kind: "max_receives", message_id: Some(&dead.message_id), reason: &dead.reason }
+            .emit();
         if let Ok(env) = Envelope::decode(&dead.body) {
             record_dead_letter(ctx, env.item_id, env.connection_id, &dead.reason).await;
         }
@@ -113,15 +114,14 @@ fn hand_over(ctx: &Ctx, connection: &ConnectionId, msg: ConnectorMsg) -> bool {
     match ctx.lookup::<ConnectorMsg>(&name) {
         Some(actor) if actor.send_message(msg).is_ok() => true,
         _ => {
-            metrics::counter!(telemetry::QUEUE_RETURNED, "reason" => "connector_restarting").increment(1);
+            MessagesReturned { reason: ReturnReason::ConnectorRestarting, count: 1 }.emit();
             false
         }
     }
 }
 
 async fn reject(ctx: &Ctx, m: &Received, kind: &'static str, reason: &str, item: Option<(ItemId, ConnectionId)>) {
-    tracing::warn!(message_id = %m.message_id, %reason, "dead-lettering message");
-    metrics::counter!(telemetry::QUEUE_DEAD_LETTERED, "reason" => kind).increment(1);
+    MessageDeadLettered { reason_kind: kind, message_id: Some(&m.message_id), reason }.emit();
     if let Some((item_id, conn)) = item {
         record_dead_letter(ctx, item_id, conn, reason).await;
     }

@@ -1,9 +1,9 @@
 //! The StatusActor's client half: what item tasks and the poller ask of it, each answered
 //! once the transaction holding the request has committed.
 
-use super::StatusMsg;
+use super::{StatusError, StatusMsg};
 use crate::actors::Ctx;
-use crate::domain::{ConnectionId, ItemId, ItemState};
+use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState};
 use crate::store::{ItemError, ItemStart, ItemUpdate, Started};
 use std::time::Duration;
 
@@ -14,19 +14,19 @@ const STATUS_WAIT: Duration = Duration::from_secs(30);
 /// the request has committed.
 async fn ask_status<T: Send + 'static>(
     ctx: &Ctx,
-    build: impl FnOnce(ractor::RpcReplyPort<Result<T, String>>) -> StatusMsg,
-) -> Result<T, String> {
-    let status = ctx.lookup::<StatusMsg>("status").ok_or("no status writer")?;
+    build: impl FnOnce(ractor::RpcReplyPort<Result<T, StatusError>>) -> StatusMsg,
+) -> Result<T, StatusError> {
+    let status = ctx.lookup::<StatusMsg>("status").ok_or(StatusError::NoWriter)?;
     match status.call(build, Some(STATUS_WAIT)).await {
         Ok(ractor::rpc::CallResult::Success(answer)) => answer,
-        Ok(_) => Err("the status writer did not answer".into()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(StatusError::NoAnswer),
+        Err(e) => Err(StatusError::Unreachable(e.to_string())),
     }
 }
 
 /// Begins an attempt (see [`ItemStart`]) and returns what was found once it has committed
 /// (None: the item is unknown).
-pub async fn begin(ctx: &Ctx, start: ItemStart) -> Result<Option<Started>, String> {
+pub async fn begin(ctx: &Ctx, start: ItemStart) -> Result<Option<Started>, StatusError> {
     ask_status(ctx, |r| StatusMsg::Start(start, r)).await
 }
 
@@ -42,7 +42,7 @@ pub async fn record_dead_letter(ctx: &Ctx, item_id: ItemId, connection: Connecti
         state: ItemState::DeadLettered,
         attempt: None,
         erp_id: None,
-        error: Some(ItemError { kind: "unprocessable".to_owned(), code: None, message: reason.into() }),
+        error: Some(ItemError::new(ErrorKind::Unprocessable, None, reason)),
         ledger: vec![],
         applications: vec![],
         connection_id: connection,

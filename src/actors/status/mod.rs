@@ -35,12 +35,26 @@ const MAX_BATCH: usize = 1000;
 
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// Why the StatusActor could not do what it was asked: the caller keeps its message (or
+/// does not call the ERP), and the item is tried again.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StatusError {
+    #[error("no status writer is running")]
+    NoWriter,
+    #[error("the status writer did not answer in time")]
+    NoAnswer,
+    #[error("cannot reach the status writer: {0}")]
+    Unreachable(String),
+    #[error("the status transaction failed ({kind}): {message}")]
+    Write { kind: &'static str, message: String },
+}
+
 pub enum StatusMsg {
     /// Apply an update; the reply (if any) says whether it took effect once committed.
-    Update(ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>),
+    Update(ItemUpdate, Option<RpcReplyPort<Result<bool, StatusError>>>),
     /// Begin an attempt (see [`store::ItemStart`]); the reply comes once it is committed,
     /// with what was found (None: the item is unknown).
-    Start(ItemStart, RpcReplyPort<Result<Option<Started>, String>>),
+    Start(ItemStart, RpcReplyPort<Result<Option<Started>, StatusError>>),
     /// What was sent of a job recorded `Enqueuing::AfterCommit` (see `store::job_sent`).
     JobSent {
         job: crate::domain::JobId,
@@ -56,9 +70,9 @@ pub enum StatusMsg {
 pub struct StatusActor;
 
 /// An update waiting for the next transaction, with whoever waits for it.
-type Pending = (ItemUpdate, Option<RpcReplyPort<Result<bool, String>>>);
+type Pending = (ItemUpdate, Option<RpcReplyPort<Result<bool, StatusError>>>);
 /// An attempt waiting for the next transaction to begin it.
-type PendingStart = (ItemStart, RpcReplyPort<Result<Option<Started>, String>>);
+type PendingStart = (ItemStart, RpcReplyPort<Result<Option<Started>, StatusError>>);
 
 pub struct StatusState {
     ctx: Arc<Ctx>,
@@ -236,12 +250,12 @@ async fn write(ctx: Arc<Ctx>, buffer: Vec<Pending>, starts: Vec<PendingStart>, m
         }
         Err(e) => {
             tracing::error!(error = %e, batch = size, "status write failed");
-            let msg = e.to_string();
+            let failed = StatusError::Write { kind: e.kind(), message: e.to_string() };
             for r in replies.into_iter().flatten() {
-                let _ = r.send(Err(msg.clone()));
+                let _ = r.send(Err(failed.clone()));
             }
             for r in start_replies {
-                let _ = r.send(Err(msg.clone()));
+                let _ = r.send(Err(failed.clone()));
             }
         }
     }
