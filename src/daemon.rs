@@ -4,7 +4,7 @@
 use crate::actors::connection::Connection;
 use crate::actors::connector;
 use crate::actors::poller::QueuePoller;
-use crate::actors::stages::{self, StageFaults};
+use crate::actors::stages;
 use crate::actors::status::StatusActor;
 use crate::actors::supervisor::{ChildSpec, RestartPolicy, SpawnFn, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::actors::{Ctx, status::StatusMsg};
@@ -51,12 +51,14 @@ impl DaemonError {
     }
 }
 
-/// Things tests and benchmarks can set that operators cannot.
+/// What an in-process caller (a benchmark, a test) can set that a configuration cannot.
 #[derive(Default)]
-pub struct TestHooks {
-    pub faults: StageFaults,
-    /// Holds receiving while set (see `Ctx::paused`).
+pub struct StartOptions {
+    /// Holds receiving while set (see `Ctx::paused`): a benchmark fills the queue first.
     pub paused: Arc<std::sync::atomic::AtomicBool>,
+    /// Panics to inject into the pipeline stages.
+    #[cfg(any(test, feature = "testing"))]
+    pub faults: crate::actors::faults::StageFaults,
 }
 
 pub struct Daemon {
@@ -73,10 +75,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
-        Self::start_with(config, TestHooks::default()).await
+        Self::start_with(config, StartOptions::default()).await
     }
 
-    pub async fn start_with(config: Config, hooks: TestHooks) -> Result<Daemon, DaemonError> {
+    pub async fn start_with(config: Config, options: StartOptions) -> Result<Daemon, DaemonError> {
         let metrics = telemetry::metrics_handle();
         let url = config.database_url();
         let db = store::connect(&url, config.database.max_connections.get()).await?;
@@ -145,8 +147,9 @@ impl Daemon {
             receive_reserved: std::sync::Mutex::new(0),
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
-            faults: hooks.faults,
-            paused: hooks.paused,
+            #[cfg(any(test, feature = "testing"))]
+            faults: options.faults,
+            paused: options.paused,
             started: Instant::now(),
             poller_progress: Default::default(),
             status_progress: Default::default(),

@@ -3,7 +3,7 @@
 //! integration tests), so what they show is the real daemon against a real HTTP ERP.
 
 use crate::config::{Config, ConnectionConfig, QueueBackend};
-use crate::daemon::{Daemon, DaemonError, TestHooks};
+use crate::daemon::{Daemon, DaemonError, StartOptions};
 use crate::domain::{ConnectionId, ErpKind, Invoice, ItemState, JobId, Op};
 use crate::erp::sandbox::{Sandbox, SandboxOptions, SandboxStats};
 use crate::jobs::{self, JobRequest};
@@ -36,7 +36,7 @@ pub struct RigSpec {
     pub database_url: Option<String>,
     /// Last word on the daemon's config.
     pub tune: Box<dyn Fn(&mut Config) + Send>,
-    pub hooks: TestHooks,
+    pub options: StartOptions,
     /// Where the sandbox ERPs run: by default on the caller's runtime; benchmarks give
     /// them a runtime of their own so their CPU can be told apart from the daemon's.
     pub sandbox_runtime: Option<tokio::runtime::Handle>,
@@ -50,7 +50,7 @@ impl Default for RigSpec {
             sandbox: SandboxOptions::default(),
             database_url: None,
             tune: Box::new(|_| {}),
-            hooks: TestHooks::default(),
+            options: StartOptions::default(),
             sandbox_runtime: None,
         }
     }
@@ -138,7 +138,7 @@ impl Rig {
                 Some((client, url, dlq))
             }
         };
-        let daemon = Daemon::start_with(config.clone(), spec.hooks).await?;
+        let daemon = Daemon::start_with(config.clone(), spec.options).await?;
         Ok(Rig { daemon: Some(daemon), erps, config, scratch, sqs })
     }
 
@@ -147,8 +147,8 @@ impl Rig {
     }
 
     /// Starts a new daemon on the same database and ERPs (after `kill` or `shutdown`).
-    pub async fn restart(&mut self, hooks: TestHooks) -> Result<(), DaemonError> {
-        self.daemon = Some(Daemon::start_with(self.config.clone(), hooks).await?);
+    pub async fn restart(&mut self, options: StartOptions) -> Result<(), DaemonError> {
+        self.daemon = Some(Daemon::start_with(self.config.clone(), options).await?);
         Ok(())
     }
 

@@ -102,16 +102,16 @@ async fn faults_and_timeouts_after_commit_create_nothing_twice(db: Option<String
 }
 
 async fn a_panicking_stage_is_restarted_and_the_item_succeeds_on_retry(db: Option<String>, queue: RigQueue) {
-    let hooks = erpsync::daemon::TestHooks::default();
+    let options = erpsync::daemon::StartOptions::default();
     let docs = samples::invoices("panic", 20);
-    hooks.faults.panic_on("renderer", &docs[7].source_id, 1);
+    options.faults.panic_on("renderer", &docs[7].source_id, 1);
     let rig = Rig::start(RigSpec {
         database_url: db.clone(),
         queue: queue.clone(),
         limits: vec![4],
         sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
         tune: tune_fast_retries(10, 5000),
-        hooks,
+        options,
         ..Default::default()
     })
     .await

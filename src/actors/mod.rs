@@ -32,6 +32,8 @@ pub mod attempt;
 pub mod connection;
 pub mod connector;
 pub mod delivery;
+#[cfg(any(test, feature = "testing"))]
+pub mod faults;
 pub mod outbox;
 pub mod poller;
 pub mod stages;
@@ -81,7 +83,8 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Cancelled when in-flight work must be abandoned (drain timeout, kill).
     pub abandon: CancellationToken,
-    pub faults: stages::StageFaults,
+    #[cfg(any(test, feature = "testing"))]
+    pub faults: faults::StageFaults,
     /// While set, nothing is received (benchmarks fill the queue first, then release it).
     pub paused: Arc<std::sync::atomic::AtomicBool>,
     /// Milliseconds (since `started`) of the last poller and status-writer progress, for
@@ -92,6 +95,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Whether a test asked `stage` to panic on document `source_id` (never outside tests).
+    pub fn injected_panic(&self, stage: &str, source_id: &str) -> bool {
+        #[cfg(any(test, feature = "testing"))]
+        return self.faults.should_panic(stage, source_id);
+        #[cfg(not(any(test, feature = "testing")))]
+        {
+            let _ = (stage, source_id);
+            false
+        }
+    }
+
     pub fn name(&self, what: &str) -> String {
         format!("{}.{}", self.prefix, what)
     }

@@ -15,37 +15,14 @@ use crate::pipeline::render::{RenderError, pdf};
 use crate::pipeline::serialize::{Payload, SerializeError};
 use crate::telemetry;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::collections::HashMap;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const SERIALIZER: &str = "serializer";
 pub const RENDERER: &str = "renderer";
 pub const MATCHER: &str = "matcher";
-
-/// Test hook: panic in `stage` the next `times` times it sees document `source_id`.
-#[derive(Default)]
-pub struct StageFaults {
-    panics: Mutex<HashMap<(String, String), u32>>,
-}
-
-impl StageFaults {
-    pub fn panic_on(&self, stage: &str, source_id: &str, times: u32) {
-        self.panics.lock().unwrap().insert((stage.to_owned(), source_id.to_owned()), times);
-    }
-
-    fn should_panic(&self, stage: &str, source_id: &str) -> bool {
-        let mut p = self.panics.lock().unwrap();
-        match p.get_mut(&(stage.to_owned(), source_id.to_owned())) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        }
-    }
-}
 
 pub enum SerializerMsg {
     Serialize(ErpKind, Box<Document>, RpcReplyPort<Result<Payload, SerializeError>>),
@@ -75,7 +52,7 @@ async fn run_stage<T: Send + 'static>(
     runs: Runs,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> T {
-    let inject = ctx.faults.should_panic(stage, source_id);
+    let inject = ctx.injected_panic(stage, source_id);
     let source = source_id.to_owned();
     let started = Instant::now();
     let job = move || {

@@ -101,14 +101,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
-    let hooks = crate::daemon::TestHooks::default();
-    hooks.paused.store(true, Ordering::Release);
+    let options = crate::daemon::StartOptions::default();
+    options.paused.store(true, Ordering::Release);
     let rig = Rig::start(RigSpec {
         queue: args.backend.queue()?,
         limits: vec![10],
         sandbox: SandboxOptions { latency_ms: 0, ..Default::default() },
         tune: Box::new(|c| c.log.level = "warn".into()),
-        hooks,
+        options,
         ..Default::default()
     })
     .await?;
@@ -266,9 +266,9 @@ const JOB_SIZE: usize = 200;
 pub(super) const SANDBOX_THREADS: &str = "bench-sandbox";
 
 pub async fn drain(args: DrainArgs) -> Result<()> {
-    let hooks = crate::daemon::TestHooks::default();
-    hooks.paused.store(true, Ordering::Release);
-    let paused = hooks.paused.clone();
+    let options = crate::daemon::StartOptions::default();
+    options.paused.store(true, Ordering::Release);
+    let paused = options.paused.clone();
     // The sandbox ERPs get threads of their own, so that the daemon's CPU can be told
     // apart from theirs (they are the stand-in for the ERPs, not part of erpsync).
     let sandbox_rt = tokio::runtime::Builder::new_multi_thread()
@@ -298,7 +298,7 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
                 conn.attach_pdf = false;
             }
         }),
-        hooks,
+        options,
         database_url,
         sandbox_runtime: Some(sandbox_rt.handle().clone()),
     })
