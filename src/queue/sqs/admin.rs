@@ -2,7 +2,7 @@
 //! the standard AWS credential chain, finding the queue and its dead-letter queue, and
 //! creating both (`erpsync queue create`, the test rigs).
 
-use super::service_err;
+use super::convert::service_err;
 use super::wire::Wire;
 use crate::config::QueueConfig;
 use crate::queue::QueueError;
