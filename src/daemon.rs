@@ -105,13 +105,25 @@ impl Daemon {
         telemetry::zero_init(&config);
         let instance = config.cluster.instance_id.clone().unwrap_or_else(default_instance_id);
         let leases = config.leases_enabled();
+        let secrets = match config.secrets.key.as_deref() {
+            Some(reference) => Some(
+                crate::secrets::SecretKey::load(reference)
+                    .map_err(|e| DaemonError::Connection { id: "secrets.key".into(), message: e.to_string() })?,
+            ),
+            None => None,
+        };
         let mut pools = Vec::new();
         let mut connectors = HashMap::new();
         for (i, c) in config.connections.iter().enumerate() {
             let err = |message: String| DaemonError::Connection { id: c.id.to_string(), message };
             let token = c.resolve_token().map_err(err)?;
-            let client = registry::module(c.erp).client(c, token).map_err(err)?;
             let limits = registry::limits(c);
+            let cx = registry::ClientContext {
+                db: db.clone(),
+                max_concurrency: limits.max_concurrency,
+                secrets: secrets.clone(),
+            };
+            let client = registry::module(c.erp).client(c, token, &cx).map_err(err)?;
             let label = telemetry::connection_label(&config, i, c.id.as_str());
             let pool = if leases {
                 let ttl = Duration::from_secs(config.cluster.lease_ttl_secs.get().into());

@@ -19,6 +19,7 @@ pub mod preview;
 pub mod queue;
 pub mod rig;
 pub mod samples;
+pub mod secrets;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

@@ -9,7 +9,6 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::num::NonZeroU32;
-use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,8 +17,17 @@ pub struct ConnectionConfig {
     /// Stable id; work items name their connection by it.
     pub id: ConnectionId,
     pub erp: ErpKind,
-    /// Base URL of the ERP API (for `generic_rest`: the protocol root).
+    /// Base URL of the ERP API (for `generic_rest`: the protocol root, required); empty
+    /// means the vendor's production API root.
+    #[serde(default)]
     pub base_url: String,
+    /// OAuth kinds: the vendor's token endpoint (default: the vendor's own), so a
+    /// connection can point at a simulator.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Xero: the organisation's tenant id, sent as `Xero-tenant-id`.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
     /// Where the API token comes from: `env:VAR`, `file:/path`, or `credential:NAME`
     /// (systemd `LoadCredential=`, read from `$CREDENTIALS_DIRECTORY`).
     #[serde(default)]
@@ -63,6 +71,8 @@ impl ConnectionConfig {
             id: ConnectionId::new(id),
             erp,
             base_url: base_url.to_owned(),
+            token_url: None,
+            tenant_id: None,
             credentials: None,
             max_concurrency: None,
             rate_limit_per_min: None,
@@ -85,28 +95,10 @@ impl ConnectionConfig {
         Duration::from_millis(self.connect_timeout_ms.get().into())
     }
 
-    /// Resolves the credentials reference to the secret token.
+    /// Resolves the credentials reference to the secret (a token, or the JSON document of
+    /// the kind's secrets).
     pub fn resolve_token(&self) -> Result<Option<SecretString>, String> {
-        let Some(reference) = &self.credentials else { return Ok(None) };
-        let (scheme, rest) = reference.split_once(':').ok_or_else(|| {
-            format!("{reference:?} is not a credentials reference (env:VAR, file:/path or credential:NAME)")
-        })?;
-        let read_file = |path: &Path| {
-            std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
-        let token = match scheme {
-            "env" => std::env::var(rest).map_err(|_| format!("environment variable {rest} is not set"))?,
-            "file" => read_file(Path::new(rest))?,
-            "credential" => {
-                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-                    .ok_or("CREDENTIALS_DIRECTORY is not set (is LoadCredential= configured?)")?;
-                read_file(&Path::new(&dir).join(rest))?
-            }
-            other => return Err(format!("unknown credentials scheme {other:?} (use env:, file: or credential:)")),
-        };
-        Ok(Some(SecretString::from(token)))
+        self.credentials.as_deref().map(super::reference::resolve).transpose()
     }
 
     /// Every problem of the connection that does not depend on its ERP kind; `index` is its
@@ -121,10 +113,17 @@ impl ConnectionConfig {
         if !seen.insert(self.id.clone()) {
             p.add(key("id"), format!("{:?} is declared twice", self.id.as_str()));
         }
-        match reqwest::Url::parse(&self.base_url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            Ok(u) => p.add(key("base_url"), format!("scheme {:?} is not http or https", u.scheme())),
-            Err(e) => p.add(key("base_url"), format!("{:?} is not a URL: {e}", self.base_url)),
+        let urls = [
+            ("base_url", Some(self.base_url.as_str()).filter(|u| !u.is_empty())),
+            ("token_url", self.token_url.as_deref()),
+        ];
+        for (field, url) in urls {
+            let Some(url) = url else { continue };
+            match reqwest::Url::parse(url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(u) => p.add(key(field), format!("scheme {:?} is not http or https", u.scheme())),
+                Err(e) => p.add(key(field), format!("{url:?} is not a URL: {e}")),
+            }
         }
         if self.max_concurrency.is_some_and(|n| n.get() > Self::MAX_CONCURRENCY) {
             p.add(key("max_concurrency"), format!("must be at most {}", Self::MAX_CONCURRENCY));

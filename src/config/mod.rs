@@ -6,6 +6,7 @@
 pub mod connection;
 mod problem;
 pub mod queue;
+pub mod reference;
 pub mod sections;
 
 pub use connection::ConnectionConfig;
@@ -13,7 +14,7 @@ pub use problem::{ConfigError, Problem, Problems};
 pub use queue::{DEFAULT_SQS_QUEUE_NAME, QueueBackend, QueueConfig};
 pub use sections::{
     ClusterConfig, DatabaseConfig, HttpConfig, LogConfig, LogFormat, MetricsConfig, RetryConfig, SandboxConfig,
-    ShutdownConfig,
+    SecretsConfig, ShutdownConfig,
 };
 
 use crate::domain::{ConnectionId, ErpKind};
@@ -42,6 +43,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The built-in sandbox ERP, so a fresh machine sees the daemon work.
     pub sandbox: SandboxConfig,
+    /// The key erpsync encrypts the secrets it stores with.
+    pub secrets: SecretsConfig,
     /// The ERP connections this daemon exports to.
     pub connections: Vec<ConnectionConfig>,
 }
@@ -62,6 +65,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             cluster: ClusterConfig::default(),
             sandbox: SandboxConfig::default(),
+            secrets: SecretsConfig::default(),
             connections: Vec::new(),
         }
     }
@@ -155,11 +159,27 @@ impl Config {
         }
         self.queue.validate(&self.retry, &mut p);
         self.log.validate(&mut p);
+        let key = self.secrets.key.as_deref().map(crate::secrets::SecretKey::load);
+        if let Some(Err(e)) = &key {
+            p.add("secrets.key", e.to_string());
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             c.validate(i, &mut seen, &mut p);
-            for (field, message) in registry::module(c.erp).check(c) {
+            let module = registry::module(c.erp);
+            for (field, message) in module.check(c) {
                 p.add(format!("connections[{i}].{field}"), message);
+            }
+            if module.stores_secrets() && key.is_none() {
+                p.add(
+                    "secrets.key",
+                    format!(
+                        "is required for {} connections such as {:?}: the refresh tokens they rotate are stored \
+                         encrypted with it",
+                        c.erp.as_str(),
+                        c.id.as_str()
+                    ),
+                );
             }
         }
         p.0
@@ -293,5 +313,52 @@ mod tests {
                 "connections[1].base_url"
             ]
         );
+    }
+
+    #[test]
+    fn a_xero_connection_names_every_missing_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("extra.json");
+        std::fs::write(&extra, r#"{"client_id":"c","client_secret":"s","refresh_token":"r","scope":"x"}"#).unwrap();
+        let toml = format!(
+            "[[connections]]\nid = \"books\"\nerp = \"xero\"\ncredentials = \"file:{}\"\n\
+             [[connections]]\nid = \"books2\"\nerp = \"xero\"\ntenant_id = \"not-a-uuid\"\n",
+            extra.display()
+        );
+        let err = Config::from_toml(&toml).unwrap_err();
+        let found: Vec<(&str, &str)> = err.0.iter().map(|p| (p.key.as_str(), p.message.as_str())).collect();
+        let keys: Vec<&str> = found.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "connections[0].tenant_id",
+                "connections[0].credentials",
+                "secrets.key",
+                "connections[1].tenant_id",
+                "connections[1].credentials",
+                "secrets.key"
+            ],
+            "{err}"
+        );
+        assert!(found[1].1.contains("unknown field `scope`"), "{err}");
+        assert!(!err.to_string().contains("\"r\""), "no secret in the message: {err}");
+        assert!(found[4].1.contains("is required"), "{err}");
+    }
+
+    #[test]
+    fn a_complete_xero_connection_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("xero.json");
+        std::fs::write(&creds, r#"{"client_id":"c","client_secret":"s","refresh_token":"r"}"#).unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "ab".repeat(32)).unwrap();
+        let toml = format!(
+            "[secrets]\nkey = \"file:{}\"\n[[connections]]\nid = \"books\"\nerp = \"xero\"\n\
+             tenant_id = \"0d3c1a52-8f5e-4f0e-9b55-7d1f7f3b1a11\"\ncredentials = \"file:{}\"\n",
+            key.display(),
+            creds.display()
+        );
+        let c = Config::from_toml(&toml).unwrap();
+        assert_eq!(registry::limits(&c.connections[0]).max_concurrency, 5);
     }
 }

@@ -155,3 +155,12 @@ impl LogConfig {
         }
     }
 }
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// The key that encrypts secrets erpsync stores (the refresh tokens OAuth vendors
+    /// rotate): `env:VAR`, `file:/path` or `credential:NAME` naming 32 random bytes in hex
+    /// (`openssl rand -hex 32`). Required once a connection stores secrets.
+    pub key: Option<String>,
+}

@@ -1,8 +1,8 @@
 //! The generic REST ERP protocol (README, "Generic REST protocol"), for custom ERPs and
 //! gateways: its module and its client. `erpsync sandbox-erp` serves it.
 
-use super::registry::{BatchCapacity, ErpModule, ErpProfile, limits};
-use super::{Created, ErpClient, ErpError, sandbox};
+use super::module::{BatchCapacity, ClientContext, ErpModule, ErpProfile};
+use super::{Attachment, Created, ErpClient, ErpError, sandbox};
 use crate::config::connection::ConnectionConfig;
 use crate::domain::{ErpKind, Op};
 use crate::pipeline::Document;
@@ -39,13 +39,21 @@ impl ErpModule for GenericRest {
         serializer::serialize(doc)
     }
 
-    fn check(&self, _conn: &ConnectionConfig) -> Vec<(&'static str, String)> {
+    fn check(&self, conn: &ConnectionConfig) -> Vec<(&'static str, String)> {
+        if conn.base_url.is_empty() {
+            return vec![("base_url", "is required for generic_rest (the protocol root)".into())];
+        }
         Vec::new()
     }
 
-    fn client(&self, conn: &ConnectionConfig, token: Option<SecretString>) -> Result<Arc<dyn ErpClient>, String> {
+    fn client(
+        &self,
+        conn: &ConnectionConfig,
+        token: Option<SecretString>,
+        cx: &ClientContext,
+    ) -> Result<Arc<dyn ErpClient>, String> {
         // One idle connection per concurrent call, so a busy connection never reconnects.
-        let max_idle = limits(conn).max_concurrency as usize;
+        let max_idle = cx.max_concurrency as usize;
         let client =
             GenericRestClient::new(&conn.base_url, token, conn.request_timeout(), conn.connect_timeout(), max_idle)?;
         Ok(Arc::new(client))
@@ -130,12 +138,7 @@ impl GenericRestClient {
         if status.is_success() {
             return Ok(resp);
         }
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(Duration::from_secs_f64);
+        let retry_after = super::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(b) => (b.error.code, b.error.message),
@@ -178,7 +181,7 @@ impl ErpClient for GenericRestClient {
         Ok(Created { erp_id: body.id, replayed })
     }
 
-    async fn find_by_external_ref(&self, op: Op, source_id: &str) -> Result<Option<String>, ErpError> {
+    async fn find_existing(&self, op: Op, source_id: &str, _payload: &Payload) -> Result<Option<String>, ErpError> {
         let mut url = self.url(collection(op));
         url.query_pairs_mut().append_pair("external_ref", source_id);
         let resp = self.send(self.http.get(url)).await?;
@@ -187,13 +190,15 @@ impl ErpClient for GenericRestClient {
         Ok(items.items.iter().find_map(|i| i.get("id").and_then(|v| v.as_str()).map(str::to_owned)))
     }
 
-    async fn attach_pdf(&self, bill_id: &str, pdf: Vec<u8>, idempotency_key: &str) -> Result<String, ErpError> {
+    async fn attach_pdf(&self, a: Attachment<'_>) -> Result<String, ErpError> {
+        // The protocol's attachments take an idempotency key, so a repeat is answered
+        // with the first attachment and there is nothing to look for first.
         let req = self
             .http
-            .post(self.url(&format!("bills/{bill_id}/attachments")))
+            .post(self.url(&format!("bills/{}/attachments", a.bill_id)))
             .header(header::CONTENT_TYPE, "application/pdf")
-            .header("Idempotency-Key", idempotency_key)
-            .body(pdf);
+            .header("Idempotency-Key", a.idempotency_key)
+            .body(a.pdf);
         let resp = self.send(req).await?;
         let body: IdBody =
             resp.json().await.map_err(|e| ErpError::Ambiguous(format!("unreadable attach answer: {e}")))?;

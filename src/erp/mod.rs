@@ -4,12 +4,15 @@
 
 pub mod business_central;
 pub mod generic_rest;
+pub mod module;
 pub mod netsuite;
+pub mod oauth;
 pub mod quickbooks_online;
 pub mod registry;
 pub mod sage_intacct;
 pub mod sandbox;
 pub mod xero;
+mod xero_client;
 
 use crate::domain::{ErrorKind, Op};
 use crate::pipeline::serialize::Payload;
@@ -22,6 +25,18 @@ pub struct Created {
     pub erp_id: String,
     /// The ERP answered with an earlier create for the same idempotency key.
     pub replayed: bool,
+}
+
+/// A PDF to attach to a created bill.
+pub struct Attachment<'a> {
+    pub bill_id: &'a str,
+    /// The name the ERP files it under (the invoice number, made safe).
+    pub file_name: &'a str,
+    pub pdf: Vec<u8>,
+    pub idempotency_key: &'a str,
+    /// An earlier attempt may have attached it already: a client whose ERP has no
+    /// idempotency for attachments looks for it first.
+    pub maybe_attached: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,9 +85,43 @@ pub trait ErpClient: Send + Sync + 'static {
     /// Creates the document `op` exports. The idempotency key is stable per document.
     async fn create(&self, op: Op, payload: &Payload, idempotency_key: &str) -> Result<Created, ErpError>;
 
-    /// Finds a document created earlier for `source_id` (after an ambiguous failure).
-    async fn find_by_external_ref(&self, op: Op, source_id: &str) -> Result<Option<String>, ErpError>;
+    /// Finds a document an earlier attempt may have created (after an ambiguous failure):
+    /// by `source_id` where the ERP keeps it, else by the ERP's natural key, read from the
+    /// `payload` that would create it.
+    async fn find_existing(&self, op: Op, source_id: &str, payload: &Payload) -> Result<Option<String>, ErpError>;
 
-    /// Attaches a PDF to a created bill.
-    async fn attach_pdf(&self, bill_id: &str, pdf: Vec<u8>, idempotency_key: &str) -> Result<String, ErpError>;
+    /// Attaches a PDF to a created bill, at most once.
+    async fn attach_pdf(&self, attachment: Attachment<'_>) -> Result<String, ErpError>;
+}
+
+/// A `Retry-After` header in either of its forms (RFC 9110 §10.2.3): seconds, or an HTTP
+/// date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        h.insert(reqwest::header::RETRY_AFTER, later.parse().unwrap());
+        let wait = retry_after(&h).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past means now");
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
 }

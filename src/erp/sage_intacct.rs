@@ -3,7 +3,7 @@
 //! This build serializes its documents (`pipeline::serialize::sage_intacct`), which `erpsync preview`
 //! shows, but has no client for it yet: a connection of this kind is refused when configured.
 
-use super::registry::{BatchCapacity, ErpModule, ErpProfile};
+use super::module::{BatchCapacity, ErpModule, ErpProfile};
 use crate::domain::ErpKind;
 use crate::pipeline::Document;
 use crate::pipeline::serialize::{Payload, SerializeError, sage_intacct as serializer};

@@ -8,6 +8,7 @@
 //! changes and attempt starts), `queries` (reads) and `leases` (cluster concurrency slots).
 
 pub mod entities;
+pub mod erp_tokens;
 mod jobs;
 pub mod leases;
 pub mod migration;

@@ -10,8 +10,10 @@ use crate::actors::connection::claims::Claim;
 use crate::actors::delivery::Delivery;
 use crate::actors::stages::{self, MatcherMsg, RendererMsg, SerializerMsg};
 use crate::domain::{ErrorKind, Invoice, Op, Payment, PurchaseOrder};
+use crate::erp::Attachment;
 use crate::pipeline::Document;
 use crate::pipeline::matching::{MatchError, OpenBill, normalize_invoice_number};
+use crate::pipeline::serialize::attachment_file_name;
 use crate::store;
 use crate::telemetry::events::ReturnReason;
 use serde::de::DeserializeOwned;
@@ -74,6 +76,7 @@ async fn export_invoice(
     let inv: Invoice = parse(payload)?;
     inv.validate().map_err(validation)?;
     let source = inv.source_id.clone();
+    let file_name = attachment_file_name(&inv);
     let bill_id = create(ctx, conn, d, Document::Invoice(inv.clone()), known, ledger).await?;
     let att_kind = "bill_attachment";
     if conn.config.attach_pdf && lookup_ledger(ctx, conn, att_kind, &source).await?.is_none() {
@@ -81,7 +84,14 @@ async fn export_invoice(
             .await?
             .map_err(|e| Outcome::Failed(err(ErrorKind::Render, Some(e.kind().into()), e.to_string())))?;
         let key = idempotency_key(conn, att_kind, &source);
-        let att = conn.call(conn.client.attach_pdf(&bill_id, pdf, &key)).await?;
+        let attachment = Attachment {
+            bill_id: &bill_id,
+            file_name: &file_name,
+            pdf,
+            idempotency_key: &key,
+            maybe_attached: d.attempt() > 1,
+        };
+        let att = conn.call(conn.client.attach_pdf(attachment)).await?;
         ledger.push((att_kind.into(), source, att));
     }
     Ok(bill_id)
@@ -193,7 +203,7 @@ async fn lookup_ledger(ctx: &Ctx, conn: &Connection, kind: &str, source: &str) -
 }
 
 /// Creates `doc` in the ERP at most once: ledger, then (after any earlier attempt) a
-/// lookup by external_ref, then the create with a stable idempotency key.
+/// lookup in the ERP, then the create with a stable idempotency key.
 async fn create(
     ctx: &Ctx,
     conn: &Connection,
@@ -212,17 +222,19 @@ async fn create(
     if let Some(id) = found {
         return Ok(id);
     }
+    // Serialized before any lookup: an ERP without external references is searched by
+    // the natural key the body carries (a number and a contact).
+    let erp = conn.config.erp;
+    let payload = stages::call(ctx, stages::SERIALIZER, |r| SerializerMsg::Serialize(erp, Box::new(doc), r))
+        .await?
+        .map_err(|e| Outcome::Failed(err(ErrorKind::Serialize, Some(e.kind().into()), e.to_string())))?;
     if d.attempt() > 1
-        && let Some(id) = conn.call(conn.client.find_by_external_ref(op, &source)).await?
+        && let Some(id) = conn.call(conn.client.find_existing(op, &source, &payload)).await?
     {
         tracing::info!(erp_id = %id, "found the document created by an earlier attempt");
         ledger.push((kind.into(), source, id.clone()));
         return Ok(id);
     }
-    let erp = conn.config.erp;
-    let payload = stages::call(ctx, stages::SERIALIZER, |r| SerializerMsg::Serialize(erp, Box::new(doc), r))
-        .await?
-        .map_err(|e| Outcome::Failed(err(ErrorKind::Serialize, Some(e.kind().into()), e.to_string())))?;
     let key = idempotency_key(conn, kind, &source);
     let created = conn.call(conn.client.create(op, &payload, &key)).await?;
     ledger.push((kind.into(), source, created.erp_id.clone()));

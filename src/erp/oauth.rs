@@ -1,0 +1,172 @@
+//! OAuth 2.0 access tokens from a rotating refresh token (RFC 6749 §6), as QuickBooks and
+//! Xero issue them: the access token is cached until shortly before it expires; a refresh
+//! spends the refresh token and the vendor answers with the next one, which is stored
+//! (sealed) before anything else happens, so a restart or another daemon refreshes with the
+//! newest. Refreshes of one connection are serialised: in this process by the cache's lock,
+//! across the fleet by the store's refresh lock.
+
+use super::ErpError;
+use crate::secrets::SecretKey;
+use crate::store::erp_tokens::{self, StoredToken};
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// An access token is refreshed this long before the vendor says it expires, so a call
+/// made with it does not arrive after it has lapsed.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// A connection's OAuth client: who it is and the refresh token its credentials began with.
+pub struct OAuthClient {
+    pub connection: String,
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub seed_refresh_token: SecretString,
+}
+
+pub struct RefreshFlow {
+    client: OAuthClient,
+    http: reqwest::Client,
+    db: sea_orm::DatabaseConnection,
+    key: SecretKey,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    access: Option<(SecretString, Instant)>,
+    /// A refresh token the vendor issued that could not be stored: used for the next
+    /// refresh in preference to the stored (already spent) one.
+    unstored: Option<SecretString>,
+    refreshes: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: u64,
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenError {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl RefreshFlow {
+    pub fn new(client: OAuthClient, http: reqwest::Client, db: sea_orm::DatabaseConnection, key: SecretKey) -> Self {
+        RefreshFlow { client, http, db, key, state: Mutex::new(State::default()) }
+    }
+
+    /// A valid access token: the cached one, or a fresh one from a refresh.
+    pub async fn access_token(&self) -> Result<SecretString, ErpError> {
+        let mut state = self.state.lock().await;
+        if let Some((token, until)) = &state.access
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        self.refresh(&mut state).await
+    }
+
+    /// The vendor refused `used` as expired: forget it (unless a newer one replaced it
+    /// meanwhile), so the next [`RefreshFlow::access_token`] refreshes.
+    pub async fn expired(&self, used: &SecretString) {
+        let mut state = self.state.lock().await;
+        if state.access.as_ref().is_some_and(|(t, _)| t.expose_secret() == used.expose_secret()) {
+            state.access = None;
+        }
+    }
+
+    /// How many refreshes this process made.
+    pub async fn refreshes(&self) -> u64 {
+        self.state.lock().await.refreshes
+    }
+
+    async fn refresh(&self, state: &mut State) -> Result<SecretString, ErpError> {
+        let store_err =
+            |e: sea_orm::DbErr| ErpError::Transient(format!("cannot read or lock the stored refresh token: {e}"));
+        let (lock, stored) = erp_tokens::lock(&self.db, &self.client.connection).await.map_err(store_err)?;
+        let current = match (state.unstored.clone(), stored) {
+            (Some(t), _) => t,
+            (None, Some(stored)) if self.opens_to_seed(&stored) => self
+                .key
+                .open(&self.client.connection, &stored.sealed)
+                .map_err(|e| ErpError::Auth { status: 0, message: format!("the stored refresh token: {e}") })?,
+            // Nothing stored yet, or the operator gave new credentials since.
+            _ => self.client.seed_refresh_token.clone(),
+        };
+        let answer = self.exchange(&current).await?;
+        state.refreshes += 1;
+        let next = SecretString::from(answer.refresh_token.unwrap_or_else(|| current.expose_secret().to_owned()));
+        let row = StoredToken {
+            sealed: self.key.seal(&self.client.connection, &next),
+            seed: self.key.seal(&self.client.connection, &self.client.seed_refresh_token),
+        };
+        match lock.store(&row).await {
+            Ok(()) => state.unstored = None,
+            Err(e) => {
+                tracing::error!(
+                    connection = %self.client.connection,
+                    error = %e,
+                    "the rotated refresh token could not be stored; this process keeps it and stores it at the next refresh"
+                );
+                state.unstored = Some(next);
+            }
+        }
+        let lifetime = Duration::from_secs(answer.expires_in).saturating_sub(EXPIRY_MARGIN);
+        let access = SecretString::from(answer.access_token);
+        state.access = Some((access.clone(), Instant::now() + lifetime));
+        Ok(access)
+    }
+
+    fn opens_to_seed(&self, stored: &StoredToken) -> bool {
+        self.key
+            .open(&self.client.connection, &stored.seed)
+            .is_ok_and(|seed| seed.expose_secret() == self.client.seed_refresh_token.expose_secret())
+    }
+
+    /// One `grant_type=refresh_token` request, client credentials in HTTP Basic auth.
+    async fn exchange(&self, refresh_token: &SecretString) -> Result<TokenAnswer, ErpError> {
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+        let resp = self
+            .http
+            .post(self.client.token_url.clone())
+            .basic_auth(&self.client.client_id, Some(self.client.client_secret.expose_secret()))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ErpError::Transient(format!("token endpoint unreachable: {e}")))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_str(&text)
+                .map_err(|e| ErpError::Transient(format!("unreadable token endpoint answer: {e}")));
+        }
+        let refused = serde_json::from_str::<TokenError>(&text).ok();
+        let what = refused
+            .as_ref()
+            .map(|e| {
+                format!("{}{}", e.error, e.error_description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())
+            })
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        Err(match (status, refused.as_ref().map(|e| e.error.as_str())) {
+            (_, Some("invalid_grant")) => ErpError::Auth {
+                status: status.as_u16(),
+                message: format!("the refresh token was refused ({what}): reconnect the connection"),
+            },
+            (_, Some("invalid_client" | "unauthorized_client")) => ErpError::Auth {
+                status: status.as_u16(),
+                message: format!("the client credentials were refused ({what})"),
+            },
+            (StatusCode::TOO_MANY_REQUESTS, _) => ErpError::Throttled { retry_after: None },
+            (s, _) if s.is_server_error() => ErpError::Transient(format!("token endpoint answered {s}: {what}")),
+            (s, _) => ErpError::Auth { status: s.as_u16(), message: format!("token endpoint answered {s}: {what}") },
+        })
+    }
+}

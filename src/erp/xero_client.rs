@@ -1,0 +1,249 @@
+//! The Xero Accounting API 2.0 over HTTP (XeroAPI/Xero-OpenAPI `xero_accounting.yaml`:
+//! `PUT /Invoices`, `/PurchaseOrders` and `/Payments` with `summarizeErrors=false`,
+//! `GET /Invoices?InvoiceNumbers=&ContactIDs=`, `PUT /Invoices/{InvoiceID}/Attachments/
+//! {FileName}`; the `xero-tenant-id` and `Idempotency-Key` headers; the `Error` schema).
+//!
+//! Xero's answers map to erpsync's classes: a document Xero refuses (a 200 whose element
+//! says `StatusAttributeString: ERROR` with `ValidationErrors`, or a 400
+//! `ValidationException`) is rejected with Xero's message; 401 with an expired access
+//! token refreshes once and retries once; other 401s and 403 are auth; 429 is throttled
+//! (`Retry-After`, with `X-Rate-Limit-Problem` naming the limit); 5xx transient; a gateway
+//! timeout or a dropped connection after sending is ambiguous.
+
+use super::oauth::RefreshFlow;
+use super::{Attachment, Created, ErpClient, ErpError, retry_after};
+use crate::domain::Op;
+use crate::pipeline::serialize::Payload;
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, header};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub struct XeroClient {
+    http: reqwest::Client,
+    base: Url,
+    tenant: String,
+    tokens: RefreshFlow,
+}
+
+/// What Xero's `Error` schema carries (a 400).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XeroError {
+    #[serde(default)]
+    r#type: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    elements: Vec<Value>,
+}
+
+/// The collection a document of `op` is created in, and the id field of its elements.
+fn collection(op: Op) -> (&'static str, &'static str) {
+    match op {
+        Op::ExportInvoice => ("Invoices", "InvoiceID"),
+        Op::ExportPurchaseOrder => ("PurchaseOrders", "PurchaseOrderID"),
+        Op::ExportPayment => ("Payments", "PaymentID"),
+    }
+}
+
+/// Every `ValidationErrors[].Message` of an element, joined.
+fn validation_messages(element: &Value) -> Vec<String> {
+    element["ValidationErrors"]
+        .as_array()
+        .map(|errs| errs.iter().filter_map(|e| e["Message"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// An expired access token, as Xero's 401 says it (`WWW-Authenticate: Bearer
+/// error="invalid_token"`, or a problem body naming `TokenExpired`).
+fn is_expired_token(headers: &header::HeaderMap, body: &str) -> bool {
+    let www = headers.get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    www.contains("invalid_token") || body.contains("TokenExpired")
+}
+
+impl XeroClient {
+    pub fn new(http: reqwest::Client, base: &str, tenant: String, tokens: RefreshFlow) -> Result<Self, String> {
+        let mut base = Url::parse(base).map_err(|e| format!("{base:?}: {e}"))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(XeroClient { http, base, tenant, tokens })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("relative paths join")
+    }
+
+    /// Sends a request built by `build` with a valid access token; an expired token is
+    /// refreshed and the request sent once more. Answers other than 2xx are classified.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, ErpError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.access_token().await?;
+            let req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose_secret())
+                .header("xero-tenant-id", &self.tenant)
+                .header(header::ACCEPT, "application/json");
+            let resp = build(req).send().await.map_err(|e| classify_send_error(&method, e))?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            let headers = resp.headers().clone();
+            let body = resp.text().await.unwrap_or_default();
+            if status == StatusCode::UNAUTHORIZED && !refreshed && is_expired_token(&headers, &body) {
+                self.tokens.expired(&token).await;
+                refreshed = true;
+                continue;
+            }
+            return Err(classify(&method, status, &headers, &body));
+        }
+    }
+}
+
+/// A create that may have reached Xero is ambiguous; a read that failed is only transient.
+fn classify_send_error(method: &Method, e: reqwest::Error) -> ErpError {
+    if e.is_connect() || *method == Method::GET {
+        ErpError::Transient(format!("cannot reach Xero: {e}"))
+    } else {
+        ErpError::Ambiguous(if e.is_timeout() { "Xero did not answer in time".to_owned() } else { e.to_string() })
+    }
+}
+
+fn classify(method: &Method, status: StatusCode, headers: &header::HeaderMap, body: &str) -> ErpError {
+    let short: String = body.chars().take(500).collect();
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => ErpError::Throttled { retry_after: retry_after(headers) },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErpError::Auth { status: status.as_u16(), message: short },
+        StatusCode::BAD_REQUEST => match serde_json::from_str::<XeroError>(body) {
+            Ok(e) => {
+                let details: Vec<String> = e.elements.iter().flat_map(validation_messages).collect();
+                let message = if details.is_empty() { e.message.unwrap_or(short) } else { details.join("; ") };
+                ErpError::Rejected {
+                    status: 400,
+                    code: e.r#type.unwrap_or_else(|| "ValidationException".into()),
+                    message,
+                }
+            }
+            Err(_) => ErpError::Rejected { status: 400, code: "400".into(), message: short },
+        },
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT if *method != Method::GET => {
+            ErpError::Ambiguous(format!("Xero answered {status}"))
+        }
+        s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+            ErpError::Transient(format!("Xero answered {s}: {short}"))
+        }
+        s => ErpError::Rejected { status: s.as_u16(), code: s.as_u16().to_string(), message: short },
+    }
+}
+
+/// The created ids of a `summarizeErrors=false` answer, or the first element's refusal.
+fn created_ids(op: Op, body: &Value) -> Result<Vec<String>, ErpError> {
+    let (coll, id_field) = collection(op);
+    let elements = body[coll]
+        .as_array()
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| ErpError::Ambiguous(format!("Xero's answer holds no {coll}: the outcome is unknown")))?;
+    let mut ids = Vec::new();
+    for element in elements {
+        let refused = element["StatusAttributeString"].as_str() == Some("ERROR") || element["HasErrors"] == true;
+        let messages = validation_messages(element);
+        if refused || !messages.is_empty() {
+            return Err(ErpError::Rejected {
+                status: 200,
+                code: "ValidationError".into(),
+                message: if messages.is_empty() { "Xero refused the document".into() } else { messages.join("; ") },
+            });
+        }
+        match element[id_field].as_str() {
+            Some(id) => ids.push(id.to_owned()),
+            None => return Err(ErpError::Ambiguous(format!("a {coll} element without {id_field}"))),
+        }
+    }
+    Ok(ids)
+}
+
+#[async_trait]
+impl ErpClient for XeroClient {
+    async fn create(&self, op: Op, payload: &Payload, idempotency_key: &str) -> Result<Created, ErpError> {
+        let (coll, _) = collection(op);
+        let mut url = self.url(coll);
+        url.query_pairs_mut().append_pair("summarizeErrors", "false");
+        let body = payload.body.clone();
+        let resp = self
+            .send(Method::PUT, url, |r| {
+                r.header(header::CONTENT_TYPE, payload.content_type)
+                    .header("Idempotency-Key", idempotency_key)
+                    .body(body.clone())
+            })
+            .await?;
+        let answer: Value =
+            resp.json().await.map_err(|e| ErpError::Ambiguous(format!("unreadable Xero answer: {e}")))?;
+        // A payment document is one Xero payment per bill it pays: their ids, joined.
+        let ids = created_ids(op, &answer)?;
+        Ok(Created { erp_id: ids.join(","), replayed: false })
+    }
+
+    async fn find_existing(&self, op: Op, _source_id: &str, payload: &Payload) -> Result<Option<String>, ErpError> {
+        // Xero keeps no reference of ours: a bill is found by its number and contact. A
+        // payment or purchase order has no such key; its create carries the same
+        // Idempotency-Key, and Xero refuses a payment beyond what a bill has open.
+        if op != Op::ExportInvoice {
+            return Ok(None);
+        }
+        let doc: Value = serde_json::from_slice(&payload.body).map_err(|e| ErpError::Transient(e.to_string()))?;
+        let bill = &doc["Invoices"][0];
+        let (Some(number), Some(contact)) = (bill["InvoiceNumber"].as_str(), bill["Contact"]["ContactID"].as_str())
+        else {
+            return Ok(None);
+        };
+        let mut url = self.url("Invoices");
+        url.query_pairs_mut().append_pair("InvoiceNumbers", number).append_pair("ContactIDs", contact);
+        let resp = self.send(Method::GET, url, |r| r).await?;
+        let found: Value =
+            resp.json().await.map_err(|e| ErpError::Transient(format!("unreadable Xero answer: {e}")))?;
+        let live = found["Invoices"].as_array().into_iter().flatten().find(|i| {
+            i["Type"].as_str() == Some("ACCPAY") && !matches!(i["Status"].as_str(), Some("DELETED" | "VOIDED"))
+        });
+        Ok(live.and_then(|i| i["InvoiceID"].as_str()).map(str::to_owned))
+    }
+
+    async fn attach_pdf(&self, a: Attachment<'_>) -> Result<String, ErpError> {
+        let path = format!("Invoices/{}/Attachments", a.bill_id);
+        if a.maybe_attached {
+            // Xero keeps no key for attachments: after an attempt that may have sent it,
+            // a file of this name on the bill is that attachment.
+            let resp = self.send(Method::GET, self.url(&path), |r| r).await?;
+            let listed: Value = resp.json().await.map_err(|e| ErpError::Transient(e.to_string()))?;
+            let same = listed["Attachments"].as_array().into_iter().flatten().find(|x| x["FileName"] == a.file_name);
+            if let Some(id) = same.and_then(|x| x["AttachmentID"].as_str()) {
+                return Ok(id.to_owned());
+            }
+        }
+        let mut url = self.url(&path);
+        url.path_segments_mut().expect("an http URL").push(a.file_name);
+        let pdf = a.pdf;
+        let resp = self
+            .send(Method::PUT, url, |r| {
+                r.header(header::CONTENT_TYPE, "application/pdf")
+                    .header("Idempotency-Key", a.idempotency_key)
+                    .body(pdf.clone())
+            })
+            .await?;
+        let answer: Value =
+            resp.json().await.map_err(|e| ErpError::Ambiguous(format!("unreadable Xero answer: {e}")))?;
+        answer["Attachments"][0]["AttachmentID"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ErpError::Ambiguous("Xero's attachment answer holds no AttachmentID".into()))
+    }
+}
