@@ -247,3 +247,74 @@ impl ErpClient for XeroClient {
             .ok_or_else(|| ErpError::Ambiguous("Xero's attachment answer holds no AttachmentID".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_refused_element_is_a_rejection_with_xeros_messages() {
+        let answer = json!({"Invoices": [{"InvoiceID": "00000000-0000-0000-0000-000000000000",
+            "StatusAttributeString": "ERROR",
+            "ValidationErrors": [{"Message": "Account code '9999' is not a valid code for this document."}]}]});
+        let ErpError::Rejected { status, code, message } = created_ids(Op::ExportInvoice, &answer).unwrap_err() else {
+            panic!("not a rejection")
+        };
+        assert_eq!((status, code.as_str()), (200, "ValidationError"));
+        assert!(message.contains("Account code '9999'"), "{message}");
+        let ok = json!({"Payments": [{"PaymentID": "p1", "StatusAttributeString": "OK"}, {"PaymentID": "p2"}]});
+        assert_eq!(created_ids(Op::ExportPayment, &ok).unwrap(), ["p1", "p2"]);
+        assert!(matches!(created_ids(Op::ExportInvoice, &json!({})), Err(ErpError::Ambiguous(_))));
+    }
+
+    #[test]
+    fn xeros_answers_map_to_erpsyncs_classes() {
+        let h = header::HeaderMap::new();
+        let put = Method::PUT;
+        let body = r#"{"ErrorNumber":10,"Type":"ValidationException","Message":"A validation exception occurred",
+            "Elements":[{"ValidationErrors":[{"Message":"Email address must be valid."}]}]}"#;
+        let ErpError::Rejected { code, message, .. } = classify(&put, StatusCode::BAD_REQUEST, &h, body) else {
+            panic!("a 400 is a rejection")
+        };
+        assert_eq!((code.as_str(), message.as_str()), ("ValidationException", "Email address must be valid."));
+        let mut throttled = header::HeaderMap::new();
+        throttled.insert(header::RETRY_AFTER, "12".parse().unwrap());
+        throttled.insert("x-rate-limit-problem", "minute".parse().unwrap());
+        assert!(matches!(
+            classify(&put, StatusCode::TOO_MANY_REQUESTS, &throttled, ""),
+            ErpError::Throttled { retry_after: Some(d) } if d.as_secs() == 12
+        ));
+        assert!(matches!(classify(&put, StatusCode::FORBIDDEN, &h, ""), ErpError::Auth { status: 403, .. }));
+        assert!(matches!(classify(&put, StatusCode::GATEWAY_TIMEOUT, &h, ""), ErpError::Ambiguous(_)));
+        assert!(matches!(classify(&Method::GET, StatusCode::GATEWAY_TIMEOUT, &h, ""), ErpError::Transient(_)));
+        assert!(matches!(classify(&put, StatusCode::SERVICE_UNAVAILABLE, &h, ""), ErpError::Transient(_)));
+        assert!(matches!(classify(&put, StatusCode::NOT_FOUND, &h, ""), ErpError::Rejected { status: 404, .. }));
+    }
+
+    #[test]
+    fn an_expired_token_is_told_from_other_401s() {
+        let mut h = header::HeaderMap::new();
+        assert!(is_expired_token(
+            &h,
+            r#"{"Title":"Unauthorized","Status":401,"Detail":"TokenExpired: token expired"}"#
+        ));
+        assert!(!is_expired_token(
+            &h,
+            r#"{"Title":"Unauthorized","Status":401,"Detail":"AuthenticationUnsuccessful"}"#
+        ));
+        h.insert(header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#.parse().unwrap());
+        assert!(is_expired_token(&h, ""));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_parsers() {
+        let h = header::HeaderMap::new();
+        for body in ["", "{", "null", "[]", "{\"Elements\":5}", "{\"Invoices\":[null]}", "\u{0}\u{ffff}"] {
+            let _ = classify(&Method::PUT, StatusCode::BAD_REQUEST, &h, body);
+            if let Ok(v) = serde_json::from_str::<Value>(body) {
+                let _ = created_ids(Op::ExportInvoice, &v);
+            }
+        }
+    }
+}
