@@ -28,6 +28,10 @@ pub struct ConnectionConfig {
     /// Xero: the organisation's tenant id, sent as `Xero-tenant-id`.
     #[serde(default)]
     pub tenant_id: Option<String>,
+    /// QuickBooks Online: the company's realm id (API paths are under
+    /// `{base_url}/v3/company/{realm_id}/`).
+    #[serde(default)]
+    pub realm_id: Option<String>,
     /// Where the API token comes from: `env:VAR`, `file:/path`, or `credential:NAME`
     /// (systemd `LoadCredential=`, read from `$CREDENTIALS_DIRECTORY`).
     #[serde(default)]
@@ -73,6 +77,7 @@ impl ConnectionConfig {
             base_url: base_url.to_owned(),
             token_url: None,
             tenant_id: None,
+            realm_id: None,
             credentials: None,
             max_concurrency: None,
             rate_limit_per_min: None,

@@ -361,4 +361,12 @@ mod tests {
         let c = Config::from_toml(&toml).unwrap();
         assert_eq!(registry::limits(&c.connections[0]).max_concurrency, 5);
     }
+
+    #[test]
+    fn a_quickbooks_connection_needs_its_realm_and_credentials() {
+        let err = Config::from_toml("[[connections]]\nid = \"qb\"\nerp = \"quickbooks_online\"\nrealm_id = \"abc\"\n")
+            .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["connections[0].realm_id", "connections[0].credentials", "secrets.key"], "{err}");
+    }
 }

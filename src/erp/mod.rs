@@ -7,6 +7,7 @@ pub mod generic_rest;
 pub mod module;
 pub mod netsuite;
 pub mod oauth;
+mod quickbooks_client;
 pub mod quickbooks_online;
 pub mod registry;
 pub mod sage_intacct;

@@ -6,6 +6,8 @@
 //! across the fleet by the store's refresh lock.
 
 use super::ErpError;
+use super::module::ClientContext;
+use crate::config::connection::ConnectionConfig;
 use crate::secrets::SecretKey;
 use crate::store::erp_tokens::{self, StoredToken};
 use reqwest::{StatusCode, Url};
@@ -17,6 +19,85 @@ use tokio::sync::Mutex;
 /// An access token is refreshed this long before the vendor says it expires, so a call
 /// made with it does not arrive after it has lapsed.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// The secrets of an OAuth connection (QuickBooks, Xero): exactly these keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    client_id: String,
+    client_secret: String,
+    refresh_token: String,
+}
+
+/// Reads a connection's credentials document, naming what is wrong without quoting it.
+pub fn credentials(conn: &ConnectionConfig, text: Option<&SecretString>) -> Result<Credentials, String> {
+    let kind = conn.erp.as_str();
+    let text = text.ok_or("is required: a JSON document {\"client_id\", \"client_secret\", \"refresh_token\"}")?;
+    let c: Credentials = serde_json::from_str(text.expose_secret()).map_err(|e| {
+        // serde's message names the key; the secret's text never goes into it.
+        let what = e.to_string();
+        let what = what.split(" at line").next().unwrap_or(&what).to_owned();
+        format!("{:?} is not {kind} credentials ({what})", conn.credentials.as_deref().unwrap_or_default())
+    })?;
+    for (key, value) in
+        [("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &c.refresh_token)]
+    {
+        if value.trim().is_empty() {
+            return Err(format!("the credentials' {key} is empty"));
+        }
+    }
+    Ok(c)
+}
+
+/// The HTTP client of one connection: its timeouts, one idle connection per concurrent call.
+pub fn http_client(conn: &ConnectionConfig, cx: &ClientContext) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(conn.request_timeout())
+        .connect_timeout(conn.connect_timeout())
+        .pool_max_idle_per_host(cx.max_concurrency as usize)
+        .user_agent(concat!("erpsync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The refresh flow of one connection, its token endpoint `token_url` unless the
+/// connection names another.
+pub fn flow(
+    conn: &ConnectionConfig,
+    text: Option<&SecretString>,
+    token_url: &str,
+    http: reqwest::Client,
+    cx: &ClientContext,
+) -> Result<RefreshFlow, String> {
+    let creds = credentials(conn, text)?;
+    let key = cx
+        .secrets
+        .clone()
+        .ok_or_else(|| format!("secrets.key is required to store {}'s rotating refresh tokens", conn.erp.as_str()))?;
+    let token_url = conn.token_url.as_deref().unwrap_or(token_url);
+    let token_url = Url::parse(token_url).map_err(|e| format!("token_url {token_url:?}: {e}"))?;
+    let client = OAuthClient {
+        connection: conn.id.to_string(),
+        token_url,
+        client_id: creds.client_id,
+        client_secret: SecretString::from(creds.client_secret),
+        seed_refresh_token: SecretString::from(creds.refresh_token),
+    };
+    Ok(RefreshFlow::new(client, http, cx.db.clone(), key))
+}
+
+/// A vendor's answer other than 2xx.
+pub struct Refused {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// Why a request got no answer: no access token, or the network.
+pub enum Sent {
+    Token(ErpError),
+    Network(reqwest::Error),
+}
 
 /// A connection's OAuth client: who it is and the refresh token its credentials began with.
 pub struct OAuthClient {
@@ -80,6 +161,33 @@ impl RefreshFlow {
         let mut state = self.state.lock().await;
         if state.access.as_ref().is_some_and(|(t, _)| t.expose_secret() == used.expose_secret()) {
             state.access = None;
+        }
+    }
+
+    /// Sends the request `build` makes with a valid access token; when the vendor says
+    /// (as `expired` reads its answer) that the token expired, refreshes once and sends once
+    /// more. Answers other than 2xx come back as [`Refused`] for the vendor's classifier.
+    pub async fn send(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+        expired: impl Fn(&reqwest::header::HeaderMap, &str) -> bool,
+    ) -> Result<Result<reqwest::Response, Refused>, Sent> {
+        let mut refreshed = false;
+        loop {
+            let token = self.access_token().await.map_err(Sent::Token)?;
+            let resp = build(token.expose_secret()).send().await.map_err(Sent::Network)?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(Ok(resp));
+            }
+            let headers = resp.headers().clone();
+            let body = resp.text().await.unwrap_or_default();
+            if status == StatusCode::UNAUTHORIZED && !refreshed && expired(&headers, &body) {
+                self.expired(&token).await;
+                refreshed = true;
+                continue;
+            }
+            return Ok(Err(Refused { status, headers, body }));
         }
     }
 

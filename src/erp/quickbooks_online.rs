@@ -1,12 +1,24 @@
-//! QuickBooks Online (Accounting API v3): Bills, PurchaseOrders and BillPayments per realm.
+//! QuickBooks Online (Accounting API v3): Bills, PurchaseOrders and BillPayments per
+//! company (realm), through `quickbooks_client` with OAuth 2.0 access tokens from a
+//! rotating refresh token.
 //!
-//! This build serializes its documents (`pipeline::serialize::quickbooks_online`), which `erpsync preview`
-//! shows, but has no client for it yet: a connection of this kind is refused when configured.
+//! A connection names its company (`realm_id`) and its credentials: a JSON document
+//! `{"client_id", "client_secret", "refresh_token"}`. The refresh tokens Intuit rotates
+//! are stored sealed with `[secrets] key`.
 
-use super::module::{BatchCapacity, ErpModule, ErpProfile};
+use super::module::{BatchCapacity, ClientContext, ErpModule, ErpProfile};
+use super::quickbooks_client::QuickbooksClient;
+use super::{ErpClient, oauth};
+use crate::config::connection::ConnectionConfig;
 use crate::domain::{ErpKind, Invoice};
 use crate::pipeline::Document;
 use crate::pipeline::serialize::{Payload, SerializeError, quickbooks_online as serializer};
+use secrecy::SecretString;
+use std::sync::Arc;
+
+/// Intuit's production API host and token endpoint, unless a connection names others.
+pub const API_ROOT: &str = "https://quickbooks.api.intuit.com";
+pub const TOKEN_URL: &str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer";
 
 /// 10 concurrent requests per realm and app; 500 requests a minute per realm; a `batch`
 /// call carries up to 30 operations (shared/ERP_LIMITS.md, from Intuit's documentation).
@@ -31,6 +43,42 @@ impl ErpModule for QuickbooksOnline {
 
     fn serialize(&self, doc: &Document) -> Result<Payload, SerializeError> {
         serializer::serialize(doc)
+    }
+
+    fn check(&self, conn: &ConnectionConfig) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        match conn.realm_id.as_deref().map(str::trim) {
+            None | Some("") => {
+                problems.push(("realm_id", "is required for quickbooks_online (the company's realm id)".into()))
+            }
+            Some(id) if !id.chars().all(|c| c.is_ascii_digit()) => {
+                problems.push(("realm_id", format!("{id:?} is not a QuickBooks realm id (digits)")))
+            }
+            Some(_) => {}
+        }
+        if let Ok(text) = conn.resolve_token()
+            && let Err(e) = oauth::credentials(conn, text.as_ref())
+        {
+            problems.push(("credentials", e));
+        }
+        problems
+    }
+
+    fn client(
+        &self,
+        conn: &ConnectionConfig,
+        text: Option<SecretString>,
+        cx: &ClientContext,
+    ) -> Result<Arc<dyn ErpClient>, String> {
+        let http = oauth::http_client(conn, cx)?;
+        let flow = oauth::flow(conn, text.as_ref(), TOKEN_URL, http.clone(), cx)?;
+        let base = if conn.base_url.is_empty() { API_ROOT } else { &conn.base_url };
+        let realm = conn.realm_id.clone().unwrap_or_default();
+        Ok(Arc::new(QuickbooksClient::new(http, base, &realm, flow)?))
+    }
+
+    fn stores_secrets(&self) -> bool {
+        true
     }
 
     /// The attachment's `Attachable` metadata part; the bill's id is only known once

@@ -6,15 +6,14 @@
 //! refresh tokens Xero rotates are stored sealed with `[secrets] key`.
 
 use super::module::{BatchCapacity, ClientContext, ErpModule, ErpProfile};
-use super::oauth::{OAuthClient, RefreshFlow};
+use super::oauth;
 use super::xero_client::XeroClient;
 use super::{ErpClient, sandbox};
 use crate::config::connection::ConnectionConfig;
 use crate::domain::ErpKind;
 use crate::pipeline::Document;
 use crate::pipeline::serialize::{Payload, SerializeError, xero as serializer};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::SecretString;
 use std::sync::Arc;
 
 /// Xero's API root and token endpoint, unless a connection names others (a simulator).
@@ -31,33 +30,6 @@ const PROFILE: ErpProfile = ErpProfile {
     batch: BatchCapacity::all(50),
     accepts_purchase_orders: true,
 };
-
-/// The secrets of a Xero connection, exactly these keys.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Credentials {
-    client_id: String,
-    client_secret: String,
-    refresh_token: String,
-}
-
-fn credentials(conn: &ConnectionConfig, text: Option<&SecretString>) -> Result<Credentials, String> {
-    let text = text.ok_or("is required: a JSON document {\"client_id\", \"client_secret\", \"refresh_token\"}")?;
-    let c: Credentials = serde_json::from_str(text.expose_secret()).map_err(|e| {
-        // serde's message names the key; the secret's text never goes into it.
-        let what = e.to_string();
-        let what = what.split(" at line").next().unwrap_or(&what).to_owned();
-        format!("{:?} is not Xero credentials ({what})", conn.credentials.as_deref().unwrap_or_default())
-    })?;
-    for (key, value) in
-        [("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &c.refresh_token)]
-    {
-        if value.trim().is_empty() {
-            return Err(format!("the credentials' {key} is empty"));
-        }
-    }
-    Ok(c)
-}
 
 pub struct Xero;
 
@@ -87,7 +59,7 @@ impl ErpModule for Xero {
         }
         // An unreadable reference is reported by the connection's own checks.
         if let Ok(text) = conn.resolve_token()
-            && let Err(e) = credentials(conn, text.as_ref())
+            && let Err(e) = oauth::credentials(conn, text.as_ref())
         {
             problems.push(("credentials", e));
         }
@@ -100,26 +72,9 @@ impl ErpModule for Xero {
         text: Option<SecretString>,
         cx: &ClientContext,
     ) -> Result<Arc<dyn ErpClient>, String> {
-        let creds = credentials(conn, text.as_ref())?;
-        let key = cx.secrets.clone().ok_or("secrets.key is required to store Xero's rotating refresh tokens")?;
+        let http = oauth::http_client(conn, cx)?;
+        let flow = oauth::flow(conn, text.as_ref(), TOKEN_URL, http.clone(), cx)?;
         let base = if conn.base_url.is_empty() { API_ROOT } else { &conn.base_url };
-        let token_url = conn.token_url.as_deref().unwrap_or(TOKEN_URL);
-        let token_url = reqwest::Url::parse(token_url).map_err(|e| format!("token_url {token_url:?}: {e}"))?;
-        let http = reqwest::Client::builder()
-            .timeout(conn.request_timeout())
-            .connect_timeout(conn.connect_timeout())
-            .pool_max_idle_per_host(cx.max_concurrency as usize)
-            .user_agent(concat!("erpsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let oauth = OAuthClient {
-            connection: conn.id.to_string(),
-            token_url,
-            client_id: creds.client_id,
-            client_secret: SecretString::from(creds.client_secret),
-            seed_refresh_token: SecretString::from(creds.refresh_token),
-        };
-        let flow = RefreshFlow::new(oauth, http.clone(), cx.db.clone(), key);
         let tenant = conn.tenant_id.clone().unwrap_or_default();
         Ok(Arc::new(XeroClient::new(http, base, tenant, flow)?))
     }

@@ -10,13 +10,12 @@
 //! (`Retry-After`, with `X-Rate-Limit-Problem` naming the limit); 5xx transient; a gateway
 //! timeout or a dropped connection after sending is ambiguous.
 
-use super::oauth::RefreshFlow;
+use super::oauth::{RefreshFlow, Sent};
 use super::{Attachment, Created, ErpClient, ErpError, retry_after};
 use crate::domain::Op;
 use crate::pipeline::serialize::Payload;
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, header};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -76,36 +75,28 @@ impl XeroClient {
         self.base.join(path).expect("relative paths join")
     }
 
-    /// Sends a request built by `build` with a valid access token; an expired token is
-    /// refreshed and the request sent once more. Answers other than 2xx are classified.
+    /// Sends a request with a valid access token (refreshed once on an expired one) and
+    /// classifies what is not 2xx.
     async fn send(
         &self,
         method: Method,
         url: Url,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, ErpError> {
-        let mut refreshed = false;
-        loop {
-            let token = self.tokens.access_token().await?;
+        let request = |token: &str| {
             let req = self
                 .http
                 .request(method.clone(), url.clone())
-                .bearer_auth(token.expose_secret())
+                .bearer_auth(token)
                 .header("xero-tenant-id", &self.tenant)
                 .header(header::ACCEPT, "application/json");
-            let resp = build(req).send().await.map_err(|e| classify_send_error(&method, e))?;
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(resp);
-            }
-            let headers = resp.headers().clone();
-            let body = resp.text().await.unwrap_or_default();
-            if status == StatusCode::UNAUTHORIZED && !refreshed && is_expired_token(&headers, &body) {
-                self.tokens.expired(&token).await;
-                refreshed = true;
-                continue;
-            }
-            return Err(classify(&method, status, &headers, &body));
+            build(req)
+        };
+        match self.tokens.send(request, is_expired_token).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(r)) => Err(classify(&method, r.status, &r.headers, &r.body)),
+            Err(Sent::Token(e)) => Err(e),
+            Err(Sent::Network(e)) => Err(classify_send_error(&method, e)),
         }
     }
 }
