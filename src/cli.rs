@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::store::JobSummary;
+use crate::store::tokens::Scope;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
@@ -60,22 +61,38 @@ async fn start_retrying(cfg: Config, term: &mut tokio::signal::unix::Signal) -> 
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client builds")
+/// The daemon's API as the CLI calls it: its base URL and the token to send.
+pub struct Api {
+    url: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(url: String, token: Option<String>) -> Api {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client builds");
+        Api { url, token, client }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let url = &self.url;
+        req.send().await.with_context(|| format!("cannot reach the daemon at {url} (is `erpsync run` running?)"))
+    }
 }
 
 async fn error_text(resp: reqwest::Response) -> String {
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    format!("{status}: {}", body["error"]["message"].as_str().unwrap_or("(no detail)"))
+    let hint = if status == reqwest::StatusCode::UNAUTHORIZED { " (give --token or set ERPSYNC_TOKEN)" } else { "" };
+    format!("{status}: {}{hint}", body["error"]["message"].as_str().unwrap_or("(no detail)"))
 }
 
-async fn fetch_job(url: &str, job_id: &str) -> Result<JobSummaryView> {
-    let resp = client()
-        .get(format!("{url}/v1/jobs/{job_id}"))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the daemon at {url} (is `erpsync run` running?)"))?;
+async fn fetch_job(api: &Api, job_id: &str) -> Result<JobSummaryView> {
+    let resp = api.send(api.client.get(format!("{}/v1/jobs/{job_id}", api.url))).await?;
     if !resp.status().is_success() {
         bail!("{}", error_text(resp).await);
     }
@@ -100,14 +117,9 @@ impl From<JobSummary> for JobSummaryView {
     }
 }
 
-pub async fn enqueue(url: &str, connection: &str, documents: Vec<serde_json::Value>, wait: bool) -> Result<()> {
+pub async fn enqueue(api: &Api, connection: &str, documents: Vec<serde_json::Value>, wait: bool) -> Result<()> {
     let body = serde_json::json!({"connection_id": connection, "op": "export_invoice", "documents": documents});
-    let resp = client()
-        .post(format!("{url}/v1/jobs"))
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the daemon at {url} (is `erpsync run` running?)"))?;
+    let resp = api.send(api.client.post(format!("{}/v1/jobs", api.url)).json(&body)).await?;
     if !resp.status().is_success() {
         bail!("job refused: {}", error_text(resp).await);
     }
@@ -123,7 +135,7 @@ pub async fn enqueue(url: &str, connection: &str, documents: Vec<serde_json::Val
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]").expect("template is valid"),
     );
     let summary = loop {
-        let s = fetch_job(url, &job_id).await?;
+        let s = fetch_job(api, &job_id).await?;
         let done: u64 =
             ["succeeded", "failed", "dead_lettered"].iter().map(|k| s.counts.get(*k).copied().unwrap_or(0)).sum();
         bar.set_position(done);
@@ -159,8 +171,8 @@ fn print_summary(s: &JobSummaryView) {
     }
 }
 
-pub async fn status(url: &str, job_id: &str, json: bool) -> Result<()> {
-    let s = fetch_job(url, job_id).await?;
+pub async fn status(api: &Api, job_id: &str, json: bool) -> Result<()> {
+    let s = fetch_job(api, job_id).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -225,6 +237,70 @@ pub async fn dlq_redrive(cfg: &Config, connection: Option<&str>, limit: u64) -> 
     if moved < ids.len() {
         bail!("{} message(s) could not be redriven; run the command again", ids.len() - moved);
     }
+    Ok(())
+}
+
+async fn open_db(cfg: &Config) -> Result<sea_orm::DatabaseConnection> {
+    let db = crate::store::connect(&cfg.database_url(), 1).await?;
+    crate::store::migrate(&db).await?;
+    Ok(db)
+}
+
+/// `erpsync tokens create`: prints the token alone on stdout (for scripts), what it is
+/// on stderr.
+pub async fn tokens_create(cfg: &Config, tenant: &str, scope: Scope, name: &str) -> Result<()> {
+    if !crate::config::connection::is_valid_id(tenant) {
+        bail!("tenant {tenant:?} must be non-empty and use only letters, digits, - _ .");
+    }
+    let db = open_db(cfg).await?;
+    let minted = crate::store::tokens::create(&db, tenant, scope, name).await?;
+    println!("{}", minted.token);
+    eprintln!(
+        "token {} for tenant {tenant}, scope {}: it is shown only now, keep it somewhere safe",
+        minted.record.id,
+        scope.as_str()
+    );
+    if !cfg.connections.iter().any(|c| c.tenant == tenant) {
+        eprintln!("note: no configured connection belongs to tenant {tenant:?} yet");
+    }
+    Ok(())
+}
+
+/// `erpsync tokens list`.
+pub async fn tokens_list(cfg: &Config, json: bool) -> Result<()> {
+    let list = crate::store::tokens::list(&open_db(cfg).await?).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no tokens; create one with `erpsync tokens create --tenant T --scope write`");
+    }
+    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_default();
+    for t in list {
+        let state = match t.revoked_at_ms {
+            Some(ms) => format!("revoked {}", time(ms)),
+            None => "active".to_owned(),
+        };
+        println!(
+            "{}  erps_…{}  {:<12} {:<5}  created {}  {state}  {}",
+            t.id,
+            t.last_four,
+            t.tenant,
+            t.scope.as_str(),
+            time(t.created_at_ms),
+            t.name
+        );
+    }
+    Ok(())
+}
+
+/// `erpsync tokens revoke`.
+pub async fn tokens_revoke(cfg: &Config, id: &str) -> Result<()> {
+    if !crate::store::tokens::revoke(&open_db(cfg).await?, id).await? {
+        bail!("no active token {id} (see `erpsync tokens list`)");
+    }
+    println!("revoked {id}; daemons refuse it within {} s", crate::http::auth::CACHE_TTL.as_secs());
     Ok(())
 }
 

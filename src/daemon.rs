@@ -66,6 +66,8 @@ pub struct Daemon {
     root: ActorRef<SupervisorMsg>,
     root_done: tokio::task::JoinHandle<()>,
     http_addr: SocketAddr,
+    /// Where `/metrics` and the health endpoints are served besides, if configured.
+    metrics_addr: Option<SocketAddr>,
     http_stop: CancellationToken,
     http_task: tokio::task::JoinHandle<()>,
     sandbox: Option<Sandbox>,
@@ -173,16 +175,35 @@ impl Daemon {
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Listen { addr, source })?;
         let http_addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr, source })?;
+        let metrics_listener = match ctx.config.http.metrics_listen {
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Listen { addr, source })?)
+            }
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let http_stop = CancellationToken::new();
-        let app = http::router(http::AppState { ctx: ctx.clone(), metrics });
-        let stop = http_stop.clone();
+        let state = http::AppState::new(ctx.clone(), metrics);
+        let serve = |listener: tokio::net::TcpListener, app: axum::Router| {
+            let stop = http_stop.clone();
+            async move {
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            }
+        };
+        let api = serve(listener, http::router(state.clone()));
+        let ops = metrics_listener.map(|l| serve(l, http::metrics_router(state)));
         let http_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "http server failed");
+            match ops {
+                Some(ops) => {
+                    tokio::join!(api, ops);
+                }
+                None => api.await,
             }
         });
-        tracing::info!(%http_addr, connections = ctx.connectors.len(), "erpsync running");
-        Ok(Daemon { ctx, root, root_done, http_addr, http_stop, http_task, sandbox, background })
+        tracing::info!(%http_addr, ?metrics_addr, connections = ctx.connectors.len(), "erpsync running");
+        Ok(Daemon { ctx, root, root_done, http_addr, metrics_addr, http_stop, http_task, sandbox, background })
     }
 
     pub fn ctx(&self) -> &Arc<Ctx> {
@@ -191,6 +212,11 @@ impl Daemon {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The address of `http.metrics_listen`, once bound.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn sandbox(&self) -> Option<&Sandbox> {

@@ -39,6 +39,14 @@ enum Command {
         /// Daemon API base URL (default: from config http.listen).
         #[arg(long)]
         url: Option<String>,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Create, list and revoke API tokens (on the database directly, so the first token
+    /// needs no running daemon).
+    Tokens {
+        #[command(subcommand)]
+        what: Tokens,
     },
     /// Inspect the dead-letter store, or move dead letters back to the queue.
     Dlq {
@@ -95,7 +103,39 @@ enum Enqueue {
         /// Daemon API base URL (default: from config http.listen).
         #[arg(long)]
         url: Option<String>,
+        #[command(flatten)]
+        token: TokenArg,
     },
+}
+
+#[derive(clap::Args)]
+struct TokenArg {
+    /// API token (`erpsync tokens create` makes one).
+    #[arg(long = "token", env = "ERPSYNC_TOKEN", hide_env_values = true)]
+    value: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Tokens {
+    /// Create a token and print it; it is shown this once, only its hash is kept.
+    Create {
+        /// The tenant whose connections the token sees.
+        #[arg(long)]
+        tenant: String,
+        /// read (GETs), write (read and submitting jobs) or admin (everything).
+        #[arg(long, default_value = "read")]
+        scope: erpsync::store::tokens::Scope,
+        /// What the token is for, shown by `list`.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List every token (never the token itself: its last four characters).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (from `list`); the API refuses it within seconds.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -181,7 +221,7 @@ fn main() -> Result<()> {
                 println!("migrations applied to {}", erpsync::store::redact_url(&url));
                 Ok(())
             }
-            Command::Enqueue { what: Enqueue::ExportInvoices { connection, file, sample, wait, url } } => {
+            Command::Enqueue { what: Enqueue::ExportInvoices { connection, file, sample, wait, url, token } } => {
                 let cfg = load(&cli.config)?;
                 let docs = match (file, sample) {
                     (Some(f), _) => {
@@ -200,11 +240,22 @@ fn main() -> Result<()> {
                     }
                     (None, None) => bail!("give --file or --sample"),
                 };
-                erpsync::cli::enqueue(&api_url(&cfg, url), &connection, docs, wait).await
+                let api = erpsync::cli::Api::new(api_url(&cfg, url), token.value);
+                erpsync::cli::enqueue(&api, &connection, docs, wait).await
             }
-            Command::Status { job_id, json, url } => {
+            Command::Status { job_id, json, url, token } => {
                 let cfg = load(&cli.config)?;
-                erpsync::cli::status(&api_url(&cfg, url), &job_id, json).await
+                erpsync::cli::status(&erpsync::cli::Api::new(api_url(&cfg, url), token.value), &job_id, json).await
+            }
+            Command::Tokens { what } => {
+                let cfg = load(&cli.config)?;
+                match what {
+                    Tokens::Create { tenant, scope, name } => {
+                        erpsync::cli::tokens_create(&cfg, &tenant, scope, &name).await
+                    }
+                    Tokens::List { json } => erpsync::cli::tokens_list(&cfg, json).await,
+                    Tokens::Revoke { id } => erpsync::cli::tokens_revoke(&cfg, &id).await,
+                }
             }
             Command::Dlq { what: Dlq::List { limit, json } } => {
                 let cfg = load(&cli.config)?;

@@ -194,6 +194,19 @@ impl Rig {
         Ok(jobs::submit(self.daemon().ctx(), req).await?.job_id)
     }
 
+    /// A fresh API token of `scope` for tenant `tenant`, for calling the rig's API.
+    pub async fn token_for(&self, tenant: &str, scope: store::tokens::Scope) -> String {
+        store::tokens::create(&self.daemon().ctx().db, tenant, scope, "rig")
+            .await
+            .expect("the rig's database takes tokens")
+            .token
+    }
+
+    /// A fresh write token for the rig's connections (all of the default tenant).
+    pub async fn token(&self) -> String {
+        self.token_for(crate::config::DEFAULT_TENANT, store::tokens::Scope::Write).await
+    }
+
     /// Item counts by state, over every job.
     pub async fn counts(&self) -> Vec<(ItemState, u64)> {
         store::state_counts(&self.daemon().ctx().db).await.unwrap_or_default()

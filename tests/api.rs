@@ -4,11 +4,18 @@ use erpsync::rig::{Rig, RigSpec};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// A client sending a fresh write token of the rig's tenant.
+async fn erpsync_test_client(rig: &Rig) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", rig.token().await).parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_api_accepts_reports_and_refuses_clearly() {
     let rig = Rig::start(RigSpec::default()).await.unwrap();
     let base = format!("http://{}", rig.daemon().http_addr());
-    let http = reqwest::Client::new();
+    let http = erpsync_test_client(&rig).await;
     let conn = rig.erps[0].connection.to_string();
     let docs: Vec<Value> =
         erpsync::samples::invoices("api", 5).iter().map(|i| serde_json::to_value(i).unwrap()).collect();

@@ -83,6 +83,7 @@ fn run_enqueue_wait_status_and_graceful_stop() {
     )
     .unwrap();
     let cfg = config.to_str().unwrap();
+    let token = cli_token(&config);
     // Its log goes nowhere: a pipe nobody reads would block a chatty daemon.
     let child = Command::new(BIN).args(["run", "--config", cfg]).stderr(Stdio::null()).spawn().unwrap();
     let mut daemon = Proc(child);
@@ -100,6 +101,8 @@ fn run_enqueue_wait_status_and_graceful_stop() {
         "--sample",
         "25",
         "--wait",
+        "--token",
+        &token,
         "--config",
         cfg,
     ]);
@@ -108,12 +111,23 @@ fn run_enqueue_wait_status_and_graceful_stop() {
     let job_id = stdout.lines().next().unwrap().trim().to_owned();
     assert!(stdout.contains("succeeded"), "{stdout}");
 
-    let out = erpsync(&["status", &job_id, "--json", "--config", cfg]);
+    let out = erpsync(&["status", &job_id, "--json", "--token", &token, "--config", cfg]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "succeeded");
     assert_eq!(v["counts"]["succeeded"], 25);
 
-    let out = erpsync(&["enqueue", "export-invoices", "--connection", "nope", "--sample", "1", "--config", cfg]);
+    let out = erpsync(&[
+        "enqueue",
+        "export-invoices",
+        "--connection",
+        "nope",
+        "--sample",
+        "1",
+        "--token",
+        &token,
+        "--config",
+        cfg,
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown connection \"nope\""));
 
@@ -212,4 +226,63 @@ async fn queue_create_and_dlq_redrive_on_sqs() {
     assert_eq!(Envelope::decode(&left[0].body).unwrap().connection_id.as_str(), "other");
     let back = q.depth().await.unwrap();
     assert_eq!((back.visible, back.dead_lettered), (1, 1), "{back:?}");
+}
+
+/// `tokens create` prints the token once and keeps only its hash; `list` never shows it;
+/// `revoke` marks it, once.
+#[test]
+fn tokens_create_list_and_revoke_keep_only_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("erpsync.toml");
+    std::fs::write(&config, format!("data_dir = \"{}\"\n", dir.path().join("state").display())).unwrap();
+    let cfg = config.to_str().unwrap();
+    let out =
+        erpsync(&["tokens", "create", "--tenant", "acme", "--scope", "admin", "--name", "ap app", "--config", cfg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("erps_") && token.len() == 69, "{token}");
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("shown only now") && !note.contains(&token), "{note}");
+
+    let out = erpsync(&["tokens", "list", "--json", "--config", cfg]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!stdout.contains(&token), "list shows no token: {stdout}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed.len(), 1);
+    let t = &listed[0];
+    assert_eq!(
+        (t["tenant"].as_str(), t["scope"].as_str(), t["name"].as_str()),
+        (Some("acme"), Some("admin"), Some("ap app"))
+    );
+    assert_eq!(t["last_four"].as_str().unwrap(), &token[token.len() - 4..]);
+    assert!(t["revoked_at_ms"].is_null());
+    let id = t["id"].as_str().unwrap().to_owned();
+
+    // The table holds the token's SHA-256 and nothing from which it could be read back.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("sqlite://{}/erpsync.db?mode=rwc", dir.path().join("state").display());
+    let rows: Vec<Vec<String>> = rt.block_on(async {
+        use sea_orm::ConnectionTrait;
+        let db = erpsync::store::connect(&url, 1).await.unwrap();
+        let sql = "SELECT id, token_hash, tenant, scope, name, last_four, CAST(created_at_ms AS TEXT) FROM api_tokens";
+        let rows = db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+        rows.iter().map(|r| (0..7).map(|i| r.try_get_by_index::<String>(i).unwrap()).collect()).collect()
+    });
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1], erpsync::store::tokens::hash(&token));
+    assert!(rows[0].iter().all(|v| !v.contains(&token[5..15])), "{rows:?}");
+
+    let out = erpsync(&["tokens", "revoke", &id, "--config", cfg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = erpsync(&["tokens", "list", "--config", cfg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&id) && stdout.contains("revoked"), "{stdout}");
+    let again = erpsync(&["tokens", "revoke", &id, "--config", cfg]);
+    assert!(!again.status.success(), "revoked once");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no active token"));
+
+    let bad = erpsync(&["tokens", "create", "--tenant", "acme", "--scope", "root", "--config", cfg]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a scope"));
+    let bad = erpsync(&["tokens", "create", "--tenant", "a b", "--config", cfg]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("letters, digits"));
 }

@@ -63,6 +63,7 @@ async fn start_fleet(daemons: usize, limit: u32) -> Fleet {
         })
         .await;
     }
+    let http = authed_client(&db_token(&db_url).await);
     Fleet { daemons: procs, _sandbox: sandbox, sandbox_url: format!("http://127.0.0.1:{erp}"), db_url, http, _dir: dir }
 }
 

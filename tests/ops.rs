@@ -11,6 +11,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn http(method: &str, base: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    request(method, base, path, body, None)
+}
+
+/// `http` with an API token, for `/v1`.
+fn http_as(token: &str, method: &str, base: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    request(method, base, path, body, Some(token))
+}
+
+fn request(method: &str, base: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -18,7 +27,8 @@ fn http(method: &str, base: &str, path: &str, body: Option<&str>) -> Option<(u16
     let body = body.unwrap_or("");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{body}",
+        token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default(),
         body.len()
     )
     .ok()?;
@@ -47,10 +57,10 @@ fn job_body(connection: &str, tag: &str, n: usize) -> String {
     serde_json::json!({"connection_id": connection, "op": "export_invoice", "documents": docs}).to_string()
 }
 
-fn wait_job(base: &str, job: &str, deadline: Duration) -> serde_json::Value {
+fn wait_job(token: &str, base: &str, job: &str, deadline: Duration) -> serde_json::Value {
     let until = Instant::now() + deadline;
     loop {
-        if let Some((200, body)) = http("GET", base, &format!("/v1/jobs/{job}"), None) {
+        if let Some((200, body)) = http_as(token, "GET", base, &format!("/v1/jobs/{job}"), None) {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             if v["state"] != "running" {
                 return v;
@@ -74,6 +84,7 @@ fn notify_protocol_ready_watchdog_stopping_and_nothing_lost() {
         &format!("[sandbox]\nlisten = \"127.0.0.1:{erp}\"\nlatency_ms = 40\nconcurrency = 2\n"),
     );
     let base = format!("http://127.0.0.1:{api}");
+    let token = cli_token(&cfg);
     let start = |watchdog: bool| {
         let mut cmd = Command::new(BIN);
         cmd.args(["run", "--config", cfg.to_str().unwrap()]).env("NOTIFY_SOCKET", &sock_path).stderr(Stdio::null());
@@ -108,7 +119,7 @@ fn notify_protocol_ready_watchdog_stopping_and_nothing_lost() {
     }
     assert!(started.elapsed() < Duration::from_secs(3), "pings every 200 ms");
 
-    let (status, body) = http("POST", &base, "/v1/jobs", Some(&job_body("sandbox", "notify", 40))).unwrap();
+    let (status, body) = http_as(&token, "POST", &base, "/v1/jobs", Some(&job_body("sandbox", "notify", 40))).unwrap();
     assert_eq!(status, 202, "{body}");
     let job: serde_json::Value = serde_json::from_str(&body).unwrap();
     let job = job["job_id"].as_str().unwrap().to_owned();
@@ -140,7 +151,7 @@ fn notify_protocol_ready_watchdog_stopping_and_nothing_lost() {
         assert!(Instant::now() < until, "restart not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let summary = wait_job(&base, &job, Duration::from_secs(60));
+    let summary = wait_job(&token, &base, &job, Duration::from_secs(60));
     assert_eq!(summary["state"], "succeeded", "{summary}");
     assert_eq!(summary["counts"]["succeeded"], 40);
 }
@@ -157,6 +168,7 @@ fn a_stalled_daemon_withholds_the_watchdog_ping_and_recovers() {
     let (api, erp) = (free_port(), free_port());
     let cfg = config(dir.path(), api, &format!("[sandbox]\nlisten = \"127.0.0.1:{erp}\"\nconcurrency = 2\n"));
     let base = format!("http://127.0.0.1:{api}");
+    let token = cli_token(&cfg);
     let mut cmd = Command::new(BIN);
     cmd.args(["run", "--config", cfg.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &sock_path)
@@ -193,10 +205,10 @@ fn a_stalled_daemon_withholds_the_watchdog_ping_and_recovers() {
     assert_eq!(withheld, 0, "no ping while the poller cannot go round");
 
     assert!(pings_until(Instant::now() + Duration::from_secs(2)) >= 2, "the pings resume once the lock is let go");
-    let (status, body) = http("POST", &base, "/v1/jobs", Some(&job_body("sandbox", "stall", 5))).unwrap();
+    let (status, body) = http_as(&token, "POST", &base, "/v1/jobs", Some(&job_body("sandbox", "stall", 5))).unwrap();
     assert_eq!(status, 202, "{body}");
     let job: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let summary = wait_job(&base, job["job_id"].as_str().unwrap(), Duration::from_secs(30));
+    let summary = wait_job(&token, &base, job["job_id"].as_str().unwrap(), Duration::from_secs(30));
     assert_eq!(summary["state"], "succeeded", "{summary}");
 }
 
@@ -241,16 +253,21 @@ fn logs_carry_item_context_and_never_a_credential() {
         assert!(Instant::now() < until, "not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (_, body) = http("POST", &base, "/v1/jobs", Some(&job_body("good", "logs", 30))).unwrap();
+    // Minted in the daemon's database directly: the CLI would need the connections'
+    // credentials in its environment to load this config.
+    let url = format!("sqlite://{}/erpsync.db?mode=rwc", dir.path().join("state").display());
+    let token = tokio::runtime::Runtime::new().unwrap().block_on(db_token(&url));
+    let (_, body) = http_as(&token, "POST", &base, "/v1/jobs", Some(&job_body("good", "logs", 30))).unwrap();
     let good: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let (_, body) = http("POST", &base, "/v1/jobs", Some(&job_body("wrong", "logs-wrong", 2))).unwrap();
+    let (_, body) = http_as(&token, "POST", &base, "/v1/jobs", Some(&job_body("wrong", "logs-wrong", 2))).unwrap();
     let wrong: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let summary = wait_job(&base, good["job_id"].as_str().unwrap(), Duration::from_secs(60));
+    let summary = wait_job(&token, &base, good["job_id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(summary["state"], "succeeded", "{summary}");
     // The revoked token keeps failing with auth errors; give it a moment to log them.
     let until = Instant::now() + Duration::from_secs(10);
     let wrong_status = loop {
-        let (_, body) = http("GET", &base, &format!("/v1/jobs/{}", wrong["job_id"].as_str().unwrap()), None).unwrap();
+        let (_, body) =
+            http_as(&token, "GET", &base, &format!("/v1/jobs/{}", wrong["job_id"].as_str().unwrap()), None).unwrap();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         if v["counts"]["retrying"].as_u64() == Some(2) || Instant::now() > until {
             break body;

@@ -109,6 +109,7 @@ async fn every_dashboard_panel_and_alert_rule_returns_data_from_a_real_prometheu
         ),
     )
     .unwrap();
+    let token = cli_token(&cfg);
     let _daemon =
         Proc(Command::new(BIN).args(["run", "--config", cfg.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap());
     let prom_cfg = dir.path().join("prometheus.yml");
@@ -130,7 +131,7 @@ async fn every_dashboard_panel_and_alert_rule_returns_data_from_a_real_prometheu
             .spawn()
             .unwrap(),
     );
-    let http = reqwest::Client::new();
+    let http = authed_client(&token);
     let base = format!("http://127.0.0.1:{api}");
     wait_until("erpsync ready", Duration::from_secs(30), async || {
         http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)

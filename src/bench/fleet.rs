@@ -251,12 +251,15 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
             }
         }
         let db = crate::store::connect(&db_url, 2).await?;
+        let scope = crate::store::tokens::Scope::Write;
+        let token = crate::store::tokens::create(&db, crate::config::DEFAULT_TENANT, scope, "bench").await?.token;
         let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
         let docs = crate::samples::invoices(&tag, args.invoices);
         let started = Instant::now();
         for (i, chunk) in docs.chunks(1000).enumerate() {
             let body = serde_json::json!({"connection_id": "acme", "op": "export_invoice", "documents": chunk});
-            let r = http.post(format!("{}/v1/jobs", apis[i % apis.len()])).json(&body).send().await?;
+            let r =
+                http.post(format!("{}/v1/jobs", apis[i % apis.len()])).bearer_auth(&token).json(&body).send().await?;
             if r.status() != 202 {
                 bail!("job refused: {}", r.text().await?);
             }

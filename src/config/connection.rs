@@ -55,6 +55,22 @@ pub struct ConnectionConfig {
     /// Attach the rendered invoice PDF to each exported bill.
     #[serde(default = "default_true")]
     pub attach_pdf: bool,
+    /// The tenant the connection belongs to: only that tenant's API tokens see it, its
+    /// jobs, items and dead letters. Letters, digits, - _ .
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+}
+
+/// The tenant of a connection that names none (and of the built-in `sandbox`).
+pub const DEFAULT_TENANT: &str = "default";
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
+}
+
+/// Whether `s` is a valid tenant (or other) id: non-empty, only letters, digits, - _ .
+pub fn is_valid_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
 }
 
 fn default_true() -> bool {
@@ -85,6 +101,7 @@ impl ConnectionConfig {
             connect_timeout_ms: default_connect_timeout_ms(),
             prefetch: None,
             attach_pdf: true,
+            tenant: default_tenant(),
         }
     }
 
@@ -135,6 +152,9 @@ impl ConnectionConfig {
         }
         if let Err(e) = self.resolve_token() {
             p.add(key("credentials"), e);
+        }
+        if !is_valid_id(&self.tenant) {
+            p.add(key("tenant"), format!("{:?} must be non-empty and use only letters, digits, - _ .", self.tenant));
         }
     }
 }

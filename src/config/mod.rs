@@ -9,7 +9,7 @@ pub mod queue;
 pub mod reference;
 pub mod sections;
 
-pub use connection::ConnectionConfig;
+pub use connection::{ConnectionConfig, DEFAULT_TENANT};
 pub use problem::{ConfigError, Problem, Problems};
 pub use queue::{DEFAULT_SQS_QUEUE_NAME, QueueBackend, QueueConfig};
 pub use sections::{
@@ -150,6 +150,11 @@ impl Config {
         self.connections.iter().find(|c| &c.id == id)
     }
 
+    /// The tenant of connection `id`; None if no such connection is configured.
+    pub fn tenant_of(&self, id: &str) -> Option<&str> {
+        self.connections.iter().find(|c| c.id.as_str() == id).map(|c| c.tenant.as_str())
+    }
+
     /// Every problem, each with its key.
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Problems::default();
@@ -158,6 +163,7 @@ impl Config {
             p.add("database.url", format!("{url:?} is neither sqlite: nor postgres://"));
         }
         self.queue.validate(&self.retry, &mut p);
+        self.http.validate(&mut p);
         self.log.validate(&mut p);
         let key = self.secrets.key.as_deref().map(crate::secrets::SecretKey::load);
         if let Some(Err(e)) = &key {
@@ -275,6 +281,20 @@ mod tests {
         assert!(c.sandbox_enabled());
         assert_eq!(c.connections[0].id.as_str(), "sandbox");
         assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn connections_belong_to_the_default_tenant_unless_they_name_one() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.tenant_of("sandbox"), Some(DEFAULT_TENANT));
+        let toml =
+            "[[connections]]\nid = \"a\"\nerp = \"generic_rest\"\nbase_url = \"http://x\"\ntenant = \"globex\"\n";
+        assert_eq!(Config::from_toml(toml).unwrap().tenant_of("a"), Some("globex"));
+        let err = Config::from_toml(&toml.replace("globex", "glo bex")).unwrap_err();
+        assert_eq!(err.0[0].key, "connections[0].tenant", "{err}");
+        let err =
+            Config::from_toml("[http]\nlisten = \"127.0.0.1:9\"\nmetrics_listen = \"127.0.0.1:9\"\n").unwrap_err();
+        assert_eq!(err.0[0].key, "http.metrics_listen", "{err}");
     }
 
     #[test]

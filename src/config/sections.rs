@@ -4,7 +4,7 @@
 use super::problem::{Problems, nz};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +22,17 @@ pub struct HttpConfig {
     /// Address of the API, /metrics and health endpoints. Loopback by default: put a
     /// reverse proxy in front to expose it.
     pub listen: SocketAddr,
+    /// A second address for `/metrics`, `/healthz` and `/readyz` (no token needed there),
+    /// so the scraper can reach them on a private network. When set, `/metrics` is served
+    /// only there; the health endpoints stay on `listen` too, for load balancers.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest request body accepted; a larger one is answered 413. The default holds a
+    /// job of the most documents a job may have (10,000) at about 6.5 KiB each, ten times
+    /// a typical invoice.
+    pub max_body_bytes: NonZeroU64,
+    /// Requests a minute one API token may make (bursts up to a tenth of it); past it the
+    /// API answers 429 with `Retry-After`. Counted by each daemon on its own.
+    pub requests_per_min_per_token: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +126,12 @@ impl Default for DatabaseConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            max_body_bytes: NonZeroU64::new(64 << 20).expect("non-zero"),
+            requests_per_min_per_token: nz(6_000),
+        }
     }
 }
 
@@ -144,6 +160,14 @@ impl Default for SandboxConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
             concurrency: nz(4),
             latency_ms: 50,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn validate(&self, p: &mut Problems) {
+        if self.metrics_listen.is_some_and(|m| m == self.listen && m.port() != 0) {
+            p.add("http.metrics_listen", "must differ from http.listen (leave it unset to serve both there)");
         }
     }
 }

@@ -5,7 +5,8 @@
 //! This file opens and migrates the database; the rest is split by what it does:
 //! `sqlite` (connection tuning, the checkpointer, the job writer's connection), `sql` (the
 //! hand-built statement helpers), `jobs` (new jobs and the outbox), `status` (item state
-//! changes and attempt starts), `queries` (reads) and `leases` (cluster concurrency slots).
+//! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots) and
+//! `tokens` (API tokens).
 
 pub mod entities;
 pub mod erp_tokens;
@@ -16,6 +17,7 @@ mod queries;
 mod sql;
 mod sqlite;
 mod status;
+pub mod tokens;
 
 pub(crate) use jobs::push_job_insert;
 pub use jobs::{
@@ -24,8 +26,8 @@ pub use jobs::{
 };
 pub use queries::{
     ExportedInvoice, Found, ItemError, ItemEventRow, ItemRead, ItemSummary, ItemWithLedger, JobSummary,
-    exported_invoices, item, item_events, items_with_ledger, job_payloads, job_summary, last_update_ms, ledger_lookup,
-    state_counts,
+    exported_invoices, item, item_connection, item_events, items_with_ledger, job_connection, job_payloads,
+    job_summary, last_update_ms, ledger_lookup, state_counts,
 };
 pub(crate) use sql::{Marks, Script};
 pub use sqlite::{JobWriter, WalNudge, spawn_checkpointer, spawn_checkpointer_with};

@@ -233,6 +233,16 @@ pub async fn last_update_ms(db: &DatabaseConnection) -> Result<Option<i64>, Stor
     Ok(row.and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok().flatten()))
 }
 
+/// The connection of job `id`; None if the job is unknown.
+pub async fn job_connection(db: &DatabaseConnection, id: &JobId) -> Result<Option<String>, StoreError> {
+    Ok(job::Entity::find_by_id(id.to_string()).one(db).await?.map(|j| j.connection_id))
+}
+
+/// The connection of item `id`; None if the item is unknown.
+pub async fn item_connection(db: &DatabaseConnection, id: &ItemId) -> Result<Option<String>, StoreError> {
+    Ok(item(db, id).await?.map(|i| i.connection_id))
+}
+
 pub async fn job_summary(db: &DatabaseConnection, id: &JobId) -> Result<Option<JobSummary>, StoreError> {
     let Some(job) = job::Entity::find_by_id(id.to_string()).one(db).await? else { return Ok(None) };
     let items = job_item::Entity::find()

@@ -77,3 +77,31 @@ pub fn moto_endpoint() -> String {
 pub fn moto_auth_endpoint() -> String {
     emulator_endpoint("MOTO_AUTH_URL", "INITIAL_NO_AUTH_ACTION_COUNT=4 moto_server -p 5001 (a fresh one)")
 }
+
+/// A fresh write token for tenant `default`, made by `erpsync tokens create` on the
+/// database of the config file `config` (which it migrates first, so a daemon need not
+/// have run).
+pub fn cli_token(config: &std::path::Path) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(["tokens", "create", "--tenant", "default", "--scope", "write", "--config", config.to_str().unwrap()])
+        .env_remove("ERPSYNC_CONFIG")
+        .output()
+        .expect("erpsync runs");
+    assert!(out.status.success(), "tokens create: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A fresh write token for tenant `default` in the database at `url` (migrated first).
+pub async fn db_token(url: &str) -> String {
+    let db = erpsync::store::connect(url, 1).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let scope = erpsync::store::tokens::Scope::Write;
+    erpsync::store::tokens::create(&db, "default", scope, "test").await.unwrap().token
+}
+
+/// An HTTP client that sends `token` as its bearer token with every request.
+pub fn authed_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}

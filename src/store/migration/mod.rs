@@ -7,6 +7,7 @@ mod m0004_job_outbox;
 mod m0005_item_throttles;
 mod m0006_item_documents;
 mod m0007_bill_applications;
+mod m0008_api_tokens;
 mod m0009_erp_tokens;
 
 use sea_orm_migration::prelude::*;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_item_throttles::Migration),
             Box::new(m0006_item_documents::Migration),
             Box::new(m0007_bill_applications::Migration),
+            Box::new(m0008_api_tokens::Migration),
             Box::new(m0009_erp_tokens::Migration),
         ]
     }
