@@ -62,10 +62,13 @@ enum Command {
     Migrate,
     /// Validate the configuration, print every problem, exit non-zero if any.
     CheckConfig,
-    /// Run a simulated ERP speaking the generic REST protocol.
+    /// Run a simulated ERP speaking the generic REST protocol or a vendor's dialect.
     SandboxErp {
         #[arg(long, default_value = "127.0.0.1:8089")]
         listen: std::net::SocketAddr,
+        /// The protocol it speaks: generic_rest or xero.
+        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero"])]
+        dialect: String,
         #[command(flatten)]
         options: erpsync::erp::sandbox::SandboxOptions,
     },
@@ -269,9 +272,13 @@ fn main() -> Result<()> {
                 let cfg = load(&cli.config)?;
                 erpsync::cli::queue_create(&cfg).await
             }
-            Command::SandboxErp { listen, options } => {
+            Command::SandboxErp { listen, dialect, options } => {
                 erpsync::telemetry::init_tracing(&Default::default());
-                let sb = erpsync::erp::sandbox::Sandbox::start(listen, options)
+                let dialect = match dialect.as_str() {
+                    "xero" => &erpsync::erp::sandbox::XERO,
+                    _ => &erpsync::erp::sandbox::GENERIC_REST,
+                };
+                let sb = erpsync::erp::sandbox::Sandbox::start_speaking(dialect, listen, options)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 println!("sandbox ERP listening on {}", sb.base_url());

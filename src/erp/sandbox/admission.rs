@@ -20,13 +20,8 @@ impl Drop for InFlight<'_> {
 /// Admission: auth, the concurrency limit, the rate limit, latency, injected faults. On
 /// success, returns the guard that keeps the request counted until it is answered.
 pub(super) async fn admit<'a>(sim: &'a Sim, headers: &HeaderMap) -> Result<InFlight<'a>, Response> {
-    // Latency counts from arrival, whatever admission itself costs.
-    let arrived = Instant::now();
+    let (guard, arrived, now) = arrive(sim);
     let c = &sim.counters;
-    c.requests.fetch_add(1, SeqCst);
-    let now = c.in_flight.fetch_add(1, SeqCst) + 1;
-    let guard = InFlight(c);
-    c.max_seen.fetch_max(now, SeqCst);
     if let Some(token) = &sim.opts.token {
         let expected = format!("Bearer {token}");
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
@@ -52,13 +47,36 @@ pub(super) async fn admit<'a>(sim: &'a Sim, headers: &HeaderMap) -> Result<InFli
         }
         *n += 1;
     }
-    let jitter = if sim.opts.jitter_ms > 0 { rand::random_range(0..=sim.opts.jitter_ms) } else { 0 };
-    simulate_latency(sim, arrived + Duration::from_millis(sim.opts.latency_ms + jitter)).await;
-    if sim.opts.fault_rate > 0.0 && rand::random::<f64>() < sim.opts.fault_rate {
-        c.faults.fetch_add(1, SeqCst);
+    if settle(sim, arrived).await.is_err() {
         return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "injected fault"));
     }
     Ok(guard)
+}
+
+/// The first step of every admission: counts the request and holds it in flight. Returns
+/// the guard, when it arrived (latency counts from there, whatever admission costs) and how
+/// many requests are in flight with it.
+pub(super) fn arrive(sim: &Sim) -> (InFlight<'_>, Instant, u64) {
+    let arrived = Instant::now();
+    let c = &sim.counters;
+    c.requests.fetch_add(1, SeqCst);
+    let now = c.in_flight.fetch_add(1, SeqCst) + 1;
+    let guard = InFlight(c);
+    c.max_seen.fetch_max(now, SeqCst);
+    (guard, arrived, now)
+}
+
+/// The last step of admission, once the dialect's own checks passed: waits out the
+/// simulated latency, then fails the request (`Err`, counted as a fault) at the injected
+/// fault rate. The dialect answers a fault in its own words.
+pub(super) async fn settle(sim: &Sim, arrived: Instant) -> Result<(), ()> {
+    let jitter = if sim.opts.jitter_ms > 0 { rand::random_range(0..=sim.opts.jitter_ms) } else { 0 };
+    simulate_latency(sim, arrived + Duration::from_millis(sim.opts.latency_ms + jitter)).await;
+    if sim.opts.fault_rate > 0.0 && rand::random::<f64>() < sim.opts.fault_rate {
+        sim.counters.faults.fetch_add(1, SeqCst);
+        return Err(());
+    }
+    Ok(())
 }
 
 /// Sleeps so the answer goes out at `target` on average: the timer is set early by the

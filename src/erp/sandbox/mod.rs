@@ -10,15 +10,26 @@
 //!
 //! Vendor id `V-INACTIVE` is refused with 422 (`vendor_inactive`), for tests of permanent
 //! failures.
+//!
+//! [`XERO`] speaks Xero's Accounting API and token endpoint instead (`xero.md` beside this
+//! file is its wire contract).
 
 mod admission;
 mod generic_rest;
 mod options;
 mod sim;
+mod xero;
+mod xero_books;
+mod xero_docs;
+mod xero_invoices;
+mod xero_state;
+mod xero_token;
+mod xero_wire;
 
 pub use generic_rest::GENERIC_REST;
-pub use options::{SandboxOptions, SandboxStats};
+pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
 pub use sim::Dialect;
+pub use xero::{XERO, XERO_CONTACTS};
 
 use serde_json::Value;
 use sim::{Counters, Sim};

@@ -1,6 +1,7 @@
 //! How the simulated ERP behaves, and what it reports it saw.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// How the simulated ERP behaves.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +33,86 @@ pub struct SandboxOptions {
     /// How long idempotency keys are remembered, in seconds (0: not at all).
     #[arg(long, default_value_t = 360)]
     pub idempotency_ttl_secs: u64,
+    /// What only the Xero dialect reads: its OAuth clients, tenants and limits.
+    #[command(flatten)]
+    pub xero: XeroOptions,
+}
+
+/// An OAuth client the Xero dialect knows, with the refresh token it starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XeroClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub refresh_token: String,
+}
+
+impl std::str::FromStr for XeroClient {
+    type Err = String;
+
+    /// `CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(secret), Some(refresh)) if !id.is_empty() && !secret.is_empty() && !refresh.is_empty() => {
+                Ok(XeroClient { client_id: id.into(), client_secret: secret.into(), refresh_token: refresh.into() })
+            }
+            _ => Err("expected CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN".into()),
+        }
+    }
+}
+
+/// How the Xero dialect behaves. Its limits default to Xero's own (per tenant: 5 calls in
+/// progress, 60 a minute, 5,000 a day; per app: 10,000 a minute); the generic
+/// `--concurrency`, `--rate-per-min` and `--token` do not apply to it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct XeroOptions {
+    /// OAuth clients as CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN (repeatable); the refresh
+    /// token is each client's first, rotated on every use.
+    #[arg(long = "xero-client", default_value = "sandbox-client:sandbox-secret:sandbox-refresh-token")]
+    pub clients: Vec<XeroClient>,
+    /// Tenant ids accepted in `Xero-tenant-id` (repeatable).
+    #[arg(long = "xero-tenant", default_value = XERO_SANDBOX_TENANT)]
+    pub tenants: Vec<String>,
+    /// Lifetime of an access token, in seconds (Xero: 1800).
+    #[arg(long = "xero-access-token-secs", default_value_t = 1800)]
+    pub access_token_secs: u64,
+    /// How long a rotated refresh token still answers, in seconds (Xero: 30 minutes).
+    #[arg(long = "xero-refresh-grace-secs", default_value_t = 1800)]
+    pub refresh_grace_secs: u64,
+    /// Calls in progress at once per tenant.
+    #[arg(long = "xero-concurrent-limit", default_value_t = 5)]
+    pub concurrent_limit: u64,
+    /// Calls per minute per tenant.
+    #[arg(long = "xero-minute-limit", default_value_t = 60)]
+    pub minute_limit: u32,
+    /// Calls per day per tenant.
+    #[arg(long = "xero-day-limit", default_value_t = 5000)]
+    pub day_limit: u32,
+    /// Calls per minute across all tenants.
+    #[arg(long = "xero-app-minute-limit", default_value_t = 10_000)]
+    pub app_minute_limit: u32,
+}
+
+/// The tenant the Xero dialect serves unless told otherwise.
+pub const XERO_SANDBOX_TENANT: &str = "6a5f8a3e-2b1c-4d6e-9f70-8a9b0c1d2e3f";
+
+impl Default for XeroOptions {
+    fn default() -> Self {
+        XeroOptions {
+            clients: vec![XeroClient {
+                client_id: "sandbox-client".into(),
+                client_secret: "sandbox-secret".into(),
+                refresh_token: "sandbox-refresh-token".into(),
+            }],
+            tenants: vec![XERO_SANDBOX_TENANT.into()],
+            access_token_secs: 1800,
+            refresh_grace_secs: 1800,
+            concurrent_limit: 5,
+            minute_limit: 60,
+            day_limit: 5000,
+            app_minute_limit: 10_000,
+        }
+    }
 }
 
 impl Default for SandboxOptions {
@@ -46,6 +127,7 @@ impl Default for SandboxOptions {
             stall_ms: 35_000,
             token: None,
             idempotency_ttl_secs: 360,
+            xero: XeroOptions::default(),
         }
     }
 }
@@ -65,4 +147,14 @@ pub struct SandboxStats {
     pub rejected: u64,
     pub lookups: u64,
     pub attachments: u64,
+    /// Attachments whose bytes a document already had under another file name: copies an
+    /// exactly-once client must not make (a dialect that has attachment names).
+    #[serde(default)]
+    pub duplicate_attachments: u64,
+    /// Refresh-token grants answered with new tokens.
+    #[serde(default)]
+    pub refreshes: u64,
+    /// Throttled requests by the dialect's name for the limit hit (`minute`, `concurrent`…).
+    #[serde(default)]
+    pub throttled_by_kind: BTreeMap<String, u64>,
 }

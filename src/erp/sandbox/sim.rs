@@ -27,6 +27,18 @@ pub(super) struct Counters {
     pub(super) rejected: AtomicU64,
     pub(super) lookups: AtomicU64,
     pub(super) attachments: AtomicU64,
+    pub(super) duplicate_attachments: AtomicU64,
+    pub(super) refreshes: AtomicU64,
+    /// Throttles by limit kind, for dialects that name the limit they enforce.
+    pub(super) throttled_by_kind: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Counters {
+    /// Counts a throttle of a named limit, in the total and under its kind.
+    pub(super) fn throttled_as(&self, kind: &'static str) {
+        self.throttled.fetch_add(1, SeqCst);
+        *self.throttled_by_kind.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() += 1;
+    }
 }
 
 pub(super) struct Doc {
@@ -101,6 +113,15 @@ impl Sim {
             rejected: c.rejected.load(SeqCst),
             lookups: c.lookups.load(SeqCst),
             attachments: c.attachments.load(SeqCst),
+            duplicate_attachments: c.duplicate_attachments.load(SeqCst),
+            refreshes: c.refreshes.load(SeqCst),
+            throttled_by_kind: c
+                .throttled_by_kind
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, n)| ((*k).to_owned(), *n))
+                .collect(),
         }
     }
 }
