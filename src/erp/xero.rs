@@ -84,6 +84,6 @@ impl ErpModule for Xero {
     }
 
     fn sandbox(&self) -> Option<&'static sandbox::Dialect> {
-        None
+        Some(&sandbox::XERO)
     }
 }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 pub struct Gate {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    /// How long the permit (and slot) of a call whose answer was lost stays taken: the ERP
+    /// may still be working on it, and counts it against the limit until it is done.
+    lost_answer_hold: Duration,
     rate: Option<RateLimiter>,
     /// Cluster-wide slots, when several daemons share the database.
     lease: Option<Arc<LeasePool>>,
@@ -30,8 +33,9 @@ impl Gate {
         slot_wait: Duration,
         label: String,
         erp: ErpKind,
+        lost_answer_hold: Duration,
     ) -> Self {
-        Gate { permits: Semaphore::new(limit), rate, lease, slot_wait, label, erp }
+        Gate { permits: Arc::new(Semaphore::new(limit)), lost_answer_hold, rate, lease, slot_wait, label, erp }
     }
 
     /// Runs one ERP call under the connection's rate limit and concurrency gate.
@@ -39,7 +43,7 @@ impl Gate {
         if let Some(rate) = &self.rate {
             rate.acquire().await;
         }
-        let _permit = self.permits.acquire().await.expect("the gate is never closed");
+        let permit = self.permits.clone().acquire_owned().await.expect("the gate is never closed");
         // Across the fleet: a slot in the database, after the local permit so a daemon never
         // holds more slots than it can use.
         let slot = match &self.lease {
@@ -65,7 +69,18 @@ impl Gate {
                 result = Err(ErpError::Ambiguous("the cluster concurrency slot lapsed during the call".into()));
             }
         }
-        drop(slot);
+        if matches!(result, Err(ErpError::Ambiguous(_))) && !self.lost_answer_hold.is_zero() {
+            // A call that timed out (or lost its connection) may still be running at the
+            // ERP, which counts it against the concurrency limit until it ends there: the
+            // next call must not take its place before then.
+            let hold = self.lost_answer_hold;
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                drop((permit, slot));
+            });
+        } else {
+            drop((permit, slot));
+        }
         metrics::histogram!(telemetry::CONNECTION_ERP_SECONDS, "connection" => self.label.clone())
             .record(started.elapsed().as_secs_f64());
         let erp = self.erp.as_str();

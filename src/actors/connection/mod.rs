@@ -68,7 +68,7 @@ impl Connection {
         }
         metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => label.clone()).increment(0.0);
         Connection {
-            gate: Gate::new(limit, rate, lease, slot_wait, label.clone(), config.erp),
+            gate: Gate::new(limit, rate, lease, slot_wait, label.clone(), config.erp, config.request_timeout()),
             config,
             limits,
             client,

@@ -211,7 +211,10 @@ pub(super) fn build_invoice(books: &TenantBooks, input: &Value, errors: &mut Vec
             errors.push("Invoices must have at least one line item to be approved".into());
         }
         for l in &lines {
-            if l["AccountCode"].as_str().unwrap_or("").is_empty() {
+            // A description-only line (Xero takes a line item with just a description, the
+            // way users annotate a bill) posts no amount and needs no account.
+            let posts = money(&l["LineAmount"]).is_some_and(|a| a != Decimal::ZERO);
+            if posts && l["AccountCode"].as_str().unwrap_or("").is_empty() {
                 errors.push("Account code '' is not a valid code for this document.".into());
             }
         }
