@@ -1,15 +1,32 @@
 //! A token bucket: `per_min` tokens a minute, bursts up to a tenth of that (at least one),
 //! so a connection spreads its calls instead of spending a minute's budget in a second
 //! and then being throttled by the ERP. The API limits each token's requests with one too.
+//!
+//! The bucket alone would allow its burst on top of a minute's pace, more than `per_min`
+//! in some minute, and vendors count fixed or sliding minutes (Xero refuses the 61st call
+//! of its minute). So the times of the last `per_min` grants are kept too, and a grant
+//! waits until fewer than `per_min` fall in the 60 seconds before it: never more than
+//! `per_min` in any minute, however the vendor draws its windows.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+const WINDOW: Duration = Duration::from_secs(60);
+
 pub struct RateLimiter {
     interval: Duration,
     burst: f64,
-    state: Mutex<(f64, Instant)>,
+    per_min: usize,
+    state: Mutex<State>,
+}
+
+struct State {
+    tokens: f64,
+    at: Instant,
+    /// When the last `per_min` grants were made, oldest first.
+    granted: VecDeque<Instant>,
 }
 
 impl RateLimiter {
@@ -19,7 +36,8 @@ impl RateLimiter {
         RateLimiter {
             interval: Duration::from_secs_f64(60.0 / per_min as f64),
             burst,
-            state: Mutex::new((burst, Instant::now())),
+            per_min: per_min as usize,
+            state: Mutex::new(State { tokens: burst, at: Instant::now(), granted: VecDeque::new() }),
         }
     }
 
@@ -34,14 +52,22 @@ impl RateLimiter {
     pub async fn try_acquire(&self) -> Result<(), Duration> {
         let mut st = self.state.lock().await;
         let now = Instant::now();
-        let refill = now.duration_since(st.1).as_secs_f64() / self.interval.as_secs_f64();
-        st.0 = (st.0 + refill).min(self.burst);
-        st.1 = now;
-        if st.0 >= 1.0 {
-            st.0 -= 1.0;
+        let refill = now.duration_since(st.at).as_secs_f64() / self.interval.as_secs_f64();
+        st.tokens = (st.tokens + refill).min(self.burst);
+        st.at = now;
+        while st.granted.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            st.granted.pop_front();
+        }
+        if st.granted.len() >= self.per_min {
+            let oldest = *st.granted.front().expect("a full window has a first grant");
+            return Err((oldest + WINDOW).duration_since(now).max(Duration::from_millis(1)));
+        }
+        if st.tokens >= 1.0 {
+            st.tokens -= 1.0;
+            st.granted.push_back(now);
             return Ok(());
         }
-        Err(self.interval.mul_f64(1.0 - st.0))
+        Err(self.interval.mul_f64(1.0 - st.tokens))
     }
 }
 
@@ -74,5 +100,22 @@ mod tests {
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
         tokio::time::advance(wait).await;
         rl.try_acquire().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_minute_holds_more_than_the_limit() {
+        let rl = RateLimiter::per_minute(60);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..130 {
+            rl.acquire().await;
+            at.push(start.elapsed());
+        }
+        for (i, t) in at.iter().enumerate() {
+            let in_minute = at[i..].iter().take_while(|u| **u < *t + WINDOW).count();
+            assert!(in_minute <= 60, "{in_minute} grants in the minute from {t:?}");
+        }
+        // The pace still averages the limit: 130 grants in a little over two minutes.
+        assert!(at[129] < Duration::from_secs(131), "{:?}", at[129]);
     }
 }
