@@ -171,6 +171,8 @@ enum QueueCmd {
 enum Bench {
     /// Drain time against the ideal over connections with different concurrency limits.
     Slots(erpsync::bench::SlotsArgs),
+    /// A vendor connector against its simulator at the vendor's documented limits.
+    Connectors(erpsync::bench::ConnectorsArgs),
     /// Noisy neighbour: one connection's backlog against another's single item.
     Fairness(erpsync::bench::FairnessArgs),
     /// Item status writes per second through the StatusActor.
@@ -303,6 +305,7 @@ fn main() -> Result<()> {
             },
             Command::Demo { invoices } => erpsync::demo::run(invoices).await,
             Command::Bench { what: Bench::Slots(args) } => erpsync::bench::slots(args).await,
+            Command::Bench { what: Bench::Connectors(args) } => erpsync::bench::connectors(args).await,
             Command::Bench { what: Bench::Fairness(args) } => erpsync::bench::fairness(args).await,
             Command::Bench { what: Bench::Store(args) } => erpsync::bench::store(args).await,
             Command::Bench { what: Bench::Fleet(args) } => erpsync::bench::fleet(args).await,

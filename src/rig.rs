@@ -254,3 +254,36 @@ impl Drop for Rig {
 pub fn count(counts: &[(ItemState, u64)], state: ItemState) -> u64 {
     counts.iter().filter(|(s, _)| *s == state).map(|(_, n)| n).sum()
 }
+
+/// A Xero connection `id` to a Xero simulator at `sim_url` (`erp::sandbox::XERO`), with
+/// the simulator's default client as its credentials and a secrets key, both written to
+/// files under `dir`; `config` gets the key.
+pub fn xero_connection(config: &mut Config, id: &str, sim_url: &str, dir: &std::path::Path) -> ConnectionConfig {
+    let creds = dir.join(format!("{id}.xero.json"));
+    std::fs::write(
+        &creds,
+        r#"{"client_id":"sandbox-client","client_secret":"sandbox-secret","refresh_token":"sandbox-refresh-token"}"#,
+    )
+    .expect("the scratch directory is writable");
+    let key = dir.join("secrets.key");
+    std::fs::write(&key, "5e".repeat(32)).expect("the scratch directory is writable");
+    config.secrets.key = Some(format!("file:{}", key.display()));
+    let mut c = ConnectionConfig::new(id, ErpKind::Xero, &format!("{sim_url}/api.xro/2.0"));
+    c.token_url = Some(format!("{sim_url}/connect/token"));
+    c.tenant_id = Some(crate::erp::sandbox::XERO_SANDBOX_TENANT.to_owned());
+    c.credentials = Some(format!("file:{}", creds.display()));
+    c
+}
+
+/// `n` sample invoices whose vendors are contacts of the Xero simulator's organisation and
+/// whose lines all post to an account.
+pub fn xero_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
+    let mut all = crate::samples::invoices(prefix, n);
+    for (i, inv) in all.iter_mut().enumerate() {
+        inv.vendor.id = crate::erp::sandbox::XERO_CONTACTS[i % 3].0.to_owned();
+        for line in &mut inv.lines {
+            line.gl_account.get_or_insert_with(|| "6100".to_owned());
+        }
+    }
+    all
+}

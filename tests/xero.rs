@@ -5,9 +5,9 @@
 
 mod common;
 
-use erpsync::config::{Config, ConnectionConfig};
-use erpsync::domain::{ConnectionId, ErpKind, Invoice, ItemState, Op};
-use erpsync::erp::sandbox::{Sandbox, SandboxOptions, XERO, XERO_CONTACTS, XERO_SANDBOX_TENANT};
+use erpsync::config::Config;
+use erpsync::domain::{ConnectionId, Invoice, ItemState, Op};
+use erpsync::erp::sandbox::{Sandbox, SandboxOptions, XERO, XERO_CONTACTS};
 use erpsync::jobs::{self, JobRequest};
 use erpsync::rig::{Rig, RigSpec, count};
 use std::num::NonZeroU32;
@@ -16,48 +16,18 @@ use std::time::Duration;
 
 const CONNECTION: &str = "acme-xero";
 
-/// Invoices whose vendors are contacts the simulated organisation has.
 fn invoices(prefix: &str, n: usize) -> Vec<Invoice> {
-    let mut all = erpsync::samples::invoices(prefix, n);
-    for (i, inv) in all.iter_mut().enumerate() {
-        inv.vendor.id = XERO_CONTACTS[i % 3].0.to_owned();
-        // An approved bill's lines each post to an account.
-        for line in &mut inv.lines {
-            line.gl_account.get_or_insert_with(|| "6100".to_owned());
-        }
-    }
-    all
+    erpsync::rig::xero_invoices(prefix, n)
 }
 
 fn tune(sim_url: String, dir: std::path::PathBuf) -> Box<dyn Fn(&mut Config) + Send> {
     Box::new(move |config: &mut Config| {
-        let key = dir.join("secrets.key");
-        std::fs::write(&key, "5e".repeat(32)).unwrap();
-        config.secrets.key = Some(format!("file:{}", key.display()));
-        let sim = SimAt(sim_url.clone());
-        config.connections = vec![sim.connection(&dir)];
-    })
-}
-
-/// The simulator by its URL (a `Sandbox` cannot be shared into the config closure).
-struct SimAt(String);
-
-impl SimAt {
-    fn connection(&self, dir: &Path) -> ConnectionConfig {
-        let creds = dir.join("xero.json");
-        std::fs::write(
-            &creds,
-            r#"{"client_id":"sandbox-client","client_secret":"sandbox-secret","refresh_token":"sandbox-refresh-token"}"#,
-        )
-        .unwrap();
-        let mut c = ConnectionConfig::new(CONNECTION, ErpKind::Xero, &format!("{}/api.xro/2.0", self.0));
-        c.token_url = Some(format!("{}/connect/token", self.0));
-        c.tenant_id = Some(XERO_SANDBOX_TENANT.to_owned());
-        c.credentials = Some(format!("file:{}", creds.display()));
+        let mut c = erpsync::rig::xero_connection(config, CONNECTION, &sim_url, &dir);
         c.request_timeout_ms = NonZeroU32::new(1_000).unwrap();
+        // The simulator's minute limit is raised below; the daemon's pace follows it.
         c.rate_limit_per_min = NonZeroU32::new(100_000);
-        c
-    }
+        config.connections = vec![c];
+    })
 }
 
 async fn submit(rig: &Rig, docs: &[Invoice]) -> erpsync::domain::JobId {

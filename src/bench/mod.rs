@@ -5,9 +5,11 @@
 //! - `fairness`, `store`, `fleet`: one connection's backlog against another's item, status
 //!   writes per second, several daemon processes on one PostgreSQL.
 //! - `enqueue`, `drain` (in [`queue`]): the queue backends compared.
+//! - `connectors`: a vendor connector against its simulator at the vendor's limits.
 //! - `floor` (in [`floor`]): the least CPU per item any consumer keeping erpsync's promises
 //!   could spend on the SQS path, beside the queue server's.
 
+mod connectors;
 mod fleet;
 pub mod floor;
 pub mod queue;
@@ -15,6 +17,7 @@ pub mod render;
 pub mod scratch_db;
 mod slots;
 
+pub use connectors::{ConnectorsArgs, connectors};
 pub use fleet::{FairnessArgs, FleetArgs, StoreArgs, fairness, fleet, store};
 pub use render::{RenderArgs, render};
 pub use slots::{SlotsArgs, SlotsReport, slots};
