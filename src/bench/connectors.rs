@@ -45,6 +45,7 @@ pub struct ConnectorsReport {
     pub ideal_secs: f64,
     pub efficiency: f64,
     pub throttled: u64,
+    pub throttled_by_kind: std::collections::BTreeMap<String, u64>,
     pub duplicates: u64,
     pub refreshes: u64,
     pub max_concurrent_seen: u64,
@@ -107,6 +108,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         ideal_secs: ideal,
         efficiency: ideal / measured,
         throttled: stats.throttled,
+        throttled_by_kind: stats.throttled_by_kind.clone(),
         duplicates: stats.duplicate_creates,
         refreshes: stats.refreshes,
         max_concurrent_seen: stats.max_concurrent_seen,
@@ -119,7 +121,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{}: {} bills ({} calls) at {} ms, limits {} in progress and {}/min ({} binds): {:.1} s against an ideal {:.1} s, efficiency {:.2}; {} throttled, {} duplicates, {} token refreshes, at most {} in progress",
+            "{}: {} bills ({} calls) at {} ms, limits {} in progress and {}/min ({} binds): {:.1} s against an ideal {:.1} s, efficiency {:.2}; {} throttled {:?}, {} duplicates, {} token refreshes, at most {} in progress",
             report.dialect,
             report.invoices,
             report.calls,
@@ -131,6 +133,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
             report.ideal_secs,
             report.efficiency,
             report.throttled,
+            report.throttled_by_kind,
             report.duplicates,
             report.refreshes,
             report.max_concurrent_seen

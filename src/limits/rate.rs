@@ -5,7 +5,7 @@
 //! The bucket alone would allow its burst on top of a minute's pace, more than `per_min`
 //! in some minute, and vendors count fixed or sliding minutes (Xero refuses the 61st call
 //! of its minute). So the times of the last `per_min` grants are kept too, and a grant
-//! waits until fewer than `per_min` fall in the 60 seconds before it: never more than
+//! waits until fewer than `per_min` fall in the 61 seconds before it: never more than
 //! `per_min` in any minute, however the vendor draws its windows.
 
 use std::collections::VecDeque;
@@ -13,7 +13,10 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-const WINDOW: Duration = Duration::from_secs(60);
+/// The minute a vendor counts, and a second more: a call reaches the vendor a little after
+/// its grant, by more for some calls (the first waits for an access token), so a window
+/// drawn from the vendor's first arrival could otherwise hold one grant too many.
+const WINDOW: Duration = Duration::from_secs(61);
 
 pub struct RateLimiter {
     interval: Duration,

@@ -40,9 +40,6 @@ impl Gate {
 
     /// Runs one ERP call under the connection's rate limit and concurrency gate.
     pub async fn call<T>(&self, fut: impl Future<Output = Result<T, ErpError>>) -> Result<T, ErpError> {
-        if let Some(rate) = &self.rate {
-            rate.acquire().await;
-        }
         let permit = self.permits.clone().acquire_owned().await.expect("the gate is never closed");
         // Across the fleet: a slot in the database, after the local permit so a daemon never
         // holds more slots than it can use.
@@ -56,6 +53,12 @@ impl Gate {
             },
             None => None,
         };
+        // The rate budget last, right before the call: a call granted and then kept waiting
+        // for a permit would reach the ERP later than its grant says, and the ERP counts
+        // arrivals.
+        if let Some(rate) = &self.rate {
+            rate.acquire().await;
+        }
         let in_flight = metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => self.label.clone());
         in_flight.increment(1.0);
         let started = Instant::now();
