@@ -66,8 +66,8 @@ enum Command {
     SandboxErp {
         #[arg(long, default_value = "127.0.0.1:8089")]
         listen: std::net::SocketAddr,
-        /// The protocol it speaks: generic_rest or xero.
-        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero"])]
+        /// The protocol it speaks: generic_rest, xero or quickbooks_online.
+        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero", "quickbooks_online"])]
         dialect: String,
         #[command(flatten)]
         options: erpsync::erp::sandbox::SandboxOptions,
@@ -278,6 +278,7 @@ fn main() -> Result<()> {
                 erpsync::telemetry::init_tracing(&Default::default());
                 let dialect = match dialect.as_str() {
                     "xero" => &erpsync::erp::sandbox::XERO,
+                    "quickbooks_online" => &erpsync::erp::sandbox::QUICKBOOKS_ONLINE,
                     _ => &erpsync::erp::sandbox::GENERIC_REST,
                 };
                 let sb = erpsync::erp::sandbox::Sandbox::start_speaking(dialect, listen, options)

@@ -12,11 +12,19 @@
 //! failures.
 //!
 //! [`XERO`] speaks Xero's Accounting API and token endpoint instead (`xero.md` beside this
-//! file is its wire contract).
+//! file is its wire contract), [`QUICKBOOKS_ONLINE`] Intuit's (`quickbooks.md`).
 
 mod admission;
 mod generic_rest;
 mod options;
+mod quickbooks;
+mod quickbooks_books;
+mod quickbooks_multipart;
+mod quickbooks_options;
+mod quickbooks_query;
+mod quickbooks_state;
+mod quickbooks_token;
+mod quickbooks_wire;
 mod sim;
 mod xero;
 mod xero_books;
@@ -28,6 +36,10 @@ mod xero_wire;
 
 pub use generic_rest::GENERIC_REST;
 pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
+pub use quickbooks::{
+    QBO_ACCOUNTS, QBO_INACTIVE_VENDOR, QBO_ITEMS, QBO_SANDBOX_REALM, QBO_VENDORS, QUICKBOOKS_ONLINE, QuickbooksClient,
+    QuickbooksOptions,
+};
 pub use sim::Dialect;
 pub use xero::{XERO, XERO_CONTACTS};
 

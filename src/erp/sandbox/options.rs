@@ -36,6 +36,9 @@ pub struct SandboxOptions {
     /// What only the Xero dialect reads: its OAuth clients, tenants and limits.
     #[command(flatten)]
     pub xero: XeroOptions,
+    /// What only the QuickBooks Online dialect reads: its OAuth clients, realms and limits.
+    #[command(flatten)]
+    pub quickbooks: super::quickbooks_options::QuickbooksOptions,
 }
 
 /// An OAuth client the Xero dialect knows, with the refresh token it starts from.
@@ -128,6 +131,7 @@ impl Default for SandboxOptions {
             token: None,
             idempotency_ttl_secs: 360,
             xero: XeroOptions::default(),
+            quickbooks: Default::default(),
         }
     }
 }
