@@ -287,3 +287,31 @@ pub fn xero_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
     }
     all
 }
+
+/// A QuickBooks Online connection `id` to a QuickBooks simulator at `sim_url`
+/// (`erp::sandbox::QUICKBOOKS_ONLINE`), as [`xero_connection`] does for Xero.
+pub fn quickbooks_connection(config: &mut Config, id: &str, sim_url: &str, dir: &std::path::Path) -> ConnectionConfig {
+    let creds = dir.join(format!("{id}.quickbooks.json"));
+    std::fs::write(
+        &creds,
+        r#"{"client_id":"qbo-client","client_secret":"qbo-secret","refresh_token":"qbo-refresh-token"}"#,
+    )
+    .expect("the scratch directory is writable");
+    let key = dir.join("secrets.key");
+    std::fs::write(&key, "5e".repeat(32)).expect("the scratch directory is writable");
+    config.secrets.key = Some(format!("file:{}", key.display()));
+    let mut c = ConnectionConfig::new(id, ErpKind::QuickbooksOnline, sim_url);
+    c.token_url = Some(format!("{sim_url}/oauth2/v1/tokens/bearer"));
+    c.realm_id = Some(crate::erp::sandbox::QBO_SANDBOX_REALM.to_owned());
+    c.credentials = Some(format!("file:{}", creds.display()));
+    c
+}
+
+/// `n` sample invoices whose vendors are vendors of the QuickBooks simulator's company.
+pub fn quickbooks_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
+    let mut all = crate::samples::invoices(prefix, n);
+    for (i, inv) in all.iter_mut().enumerate() {
+        inv.vendor.id = crate::erp::sandbox::QBO_VENDORS[i % 3].0.to_owned();
+    }
+    all
+}

@@ -61,17 +61,23 @@ fn is_expired_token(_headers: &header::HeaderMap, _body: &str) -> bool {
     true
 }
 
+/// `v[upper]`, or `v[lower]`: Intuit documents `Fault`/`Error`/`Message`/`Detail`, and its
+/// 401s spell them in lower case.
+fn either<'a>(v: &'a Value, upper: &str, lower: &str) -> &'a Value {
+    v.get(upper).unwrap_or(&v[lower])
+}
+
 /// The `Fault` of an answer, if it carries one: (type, code, message).
 fn fault(body: &Value) -> Option<(String, String, String)> {
-    let f = body.get("Fault")?;
+    let f = body.get("Fault").or_else(|| body.get("fault"))?;
     let kind = f["type"].as_str().unwrap_or("Fault").to_owned();
-    let errors = f["Error"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let errors = either(f, "Error", "error").as_array().map(Vec::as_slice).unwrap_or_default();
     let code = errors.first().and_then(|e| e["code"].as_str()).unwrap_or("").to_owned();
     let message = errors
         .iter()
         .map(|e| {
-            let msg = e["Message"].as_str().unwrap_or("");
-            match e["Detail"].as_str() {
+            let msg = either(e, "Message", "message").as_str().unwrap_or("");
+            match either(e, "Detail", "detail").as_str() {
                 Some(d) if !d.is_empty() && d != msg => format!("{msg}: {d}"),
                 _ => msg.to_owned(),
             }
@@ -90,7 +96,9 @@ fn classify_fault(
 ) -> ErpError {
     match kind {
         "ThrottleExceeded" => ErpError::Throttled { retry_after: retry_after(headers).or(Some(THROTTLE_WAIT)) },
-        "AuthenticationFault" | "AuthorizationFault" => ErpError::Auth { status: status.as_u16(), message },
+        "AuthenticationFault" | "AuthorizationFault" | "AUTHENTICATION" | "AUTHORIZATION" => {
+            ErpError::Auth { status: status.as_u16(), message }
+        }
         "SystemFault" => ErpError::Transient(format!("QuickBooks {kind} {code}: {message}")),
         _ => ErpError::Rejected {
             status: status.as_u16(),
@@ -299,6 +307,11 @@ mod tests {
             classify(&post, StatusCode::TOO_MANY_REQUESTS, &h, throttle),
             ErpError::Throttled { retry_after: Some(d) } if d == THROTTLE_WAIT
         ));
+        let lower = r#"{"warnings":null,"intuitObject":null,"fault":{"error":[{"message":"message=AuthenticationFailed; errorCode=003200; statusCode=401","detail":"Token expired","code":"3200","element":null}],"type":"AUTHENTICATION"},"time":1}"#;
+        let ErpError::Auth { message, .. } = classify(&post, StatusCode::UNAUTHORIZED, &h, lower) else {
+            panic!("the lower-case 401 is auth")
+        };
+        assert!(message.contains("Token expired"), "{message}");
         let old = "<IntuitResponse><Fault type=\"ThrottleExceeded\"/></IntuitResponse>";
         assert!(matches!(classify(&post, StatusCode::FORBIDDEN, &h, old), ErpError::Throttled { .. }));
         assert!(matches!(classify(&post, StatusCode::FORBIDDEN, &h, "forbidden"), ErpError::Auth { status: 403, .. }));

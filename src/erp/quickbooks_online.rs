@@ -8,7 +8,7 @@
 
 use super::module::{BatchCapacity, ClientContext, ErpModule, ErpProfile};
 use super::quickbooks_client::QuickbooksClient;
-use super::{ErpClient, oauth};
+use super::{ErpClient, oauth, sandbox};
 use crate::config::connection::ConnectionConfig;
 use crate::domain::{ErpKind, Invoice};
 use crate::pipeline::Document;
@@ -79,6 +79,10 @@ impl ErpModule for QuickbooksOnline {
 
     fn stores_secrets(&self) -> bool {
         true
+    }
+
+    fn sandbox(&self) -> Option<&'static sandbox::Dialect> {
+        Some(&sandbox::QUICKBOOKS_ONLINE)
     }
 
     /// The attachment's `Attachable` metadata part; the bill's id is only known once
