@@ -2,23 +2,26 @@
 //! documented limits, drained against the ideal its binding limit allows.
 //!
 //! Every bill costs two calls (the create and its PDF). At Xero's limits — 5 calls in
-//! progress and 60 a minute per tenant — the minute budget binds at any realistic latency,
-//! so the ideal is `calls / 60` minutes; with more concurrency than rate the other bound
+//! progress and 60 a minute per tenant — and QuickBooks' — 10 in progress and 500 a minute
+//! per realm — the minute budget binds at a 300 ms latency, so the ideal is the last call
+//! leaving when the budget allows it; with less concurrency the other bound
 //! (`calls × latency / concurrency`) would. Efficiency is the ideal over the measured
 //! drain; a connector that paces itself to the vendor's budget reaches it without a
 //! single 429.
 
 use crate::domain::{ConnectionId, ItemState, Op};
-use crate::erp::sandbox::{Sandbox, SandboxOptions, XERO};
+use crate::erp::sandbox::{QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
 use crate::jobs::{self, JobRequest};
-use crate::rig::{Rig, RigSpec, count, scratch_dir, xero_connection, xero_invoices};
+use crate::rig::{
+    Rig, RigSpec, count, quickbooks_connection, quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
+};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectorsArgs {
-    /// The vendor dialect: `xero`.
+    /// The vendor dialect: `xero` or `quickbooks_online`.
     #[arg(long, default_value = "xero")]
     pub dialect: String,
     /// Bills to export (two calls each: the create and the PDF).
@@ -53,12 +56,16 @@ pub struct ConnectorsReport {
 }
 
 pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
-    if args.dialect != "xero" {
-        bail!("--dialect: this build simulates xero; {:?} has no simulator yet", args.dialect);
-    }
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
-    let (concurrency, per_min) = (opts.xero.concurrent_limit as u32, opts.xero.minute_limit);
-    let sim = Sandbox::start_speaking(&XERO, "127.0.0.1:0".parse()?, opts).await?;
+    let xero = args.dialect == "xero";
+    let (dialect, concurrency, per_min) = match args.dialect.as_str() {
+        "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit),
+        "quickbooks_online" => {
+            (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit)
+        }
+        other => bail!("--dialect: xero or quickbooks_online, not {other:?}"),
+    };
+    let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
     let dir = scratch_dir();
     let sim_url = sim.base_url();
     let dir2 = dir.clone();
@@ -66,15 +73,20 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         limits: vec![],
         tune: Box::new(move |c| {
             c.log.level = "warn".into();
-            let conn = xero_connection(c, "bench-xero", &sim_url, &dir2);
+            let conn = if xero {
+                xero_connection(c, "bench-erp", &sim_url, &dir2)
+            } else {
+                quickbooks_connection(c, "bench-erp", &sim_url, &dir2)
+            };
             c.connections = vec![conn];
         }),
         ..RigSpec::default()
     })
     .await?;
-    let docs = xero_invoices("bench-connectors", args.invoices);
+    // Short numbers: QuickBooks' DocNumber holds 21 characters.
+    let docs = if xero { xero_invoices("bench", args.invoices) } else { quickbooks_invoices("bench", args.invoices) };
     let req = JobRequest {
-        connection_id: ConnectionId::new("bench-xero"),
+        connection_id: ConnectionId::new("bench-erp"),
         op: Op::ExportInvoice,
         documents: docs.iter().map(serde_json::value::to_raw_value).collect::<Result<_, _>>()?,
     };
