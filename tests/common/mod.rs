@@ -3,6 +3,8 @@
 //! than skip it, and the `erpsync` binary run as a process.
 #![allow(dead_code)]
 
+pub mod vendor;
+
 use std::net::TcpListener;
 use std::process::Child;
 use std::time::Duration;
