@@ -26,6 +26,7 @@ mod quickbooks_state;
 mod quickbooks_token;
 mod quickbooks_wire;
 mod sim;
+mod token_book;
 mod xero;
 mod xero_books;
 mod xero_docs;

@@ -42,27 +42,7 @@ pub struct SandboxOptions {
 }
 
 /// An OAuth client the Xero dialect knows, with the refresh token it starts from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XeroClient {
-    pub client_id: String,
-    pub client_secret: String,
-    pub refresh_token: String,
-}
-
-impl std::str::FromStr for XeroClient {
-    type Err = String;
-
-    /// `CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut parts = s.splitn(3, ':');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(id), Some(secret), Some(refresh)) if !id.is_empty() && !secret.is_empty() && !refresh.is_empty() => {
-                Ok(XeroClient { client_id: id.into(), client_secret: secret.into(), refresh_token: refresh.into() })
-            }
-            _ => Err("expected CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN".into()),
-        }
-    }
-}
+pub type XeroClient = super::token_book::OAuthClient;
 
 /// How the Xero dialect behaves. Its limits default to Xero's own (per tenant: 5 calls in
 /// progress, 60 a minute, 5,000 a day; per app: 10,000 a minute); the generic

@@ -2,7 +2,7 @@
 //! and OAuth 2.0 token endpoint (`/oauth2/v1/tokens/bearer`), answering as Intuit
 //! documents — `requestid` replays, `Fault` bodies, per-realm limits, the multipart upload.
 //! This file holds the routes and handlers; `quickbooks_state` admits API calls;
-//! `quickbooks_token` keeps the tokens; `quickbooks_books` a company's records;
+//! `token_book` keeps the tokens and `quickbooks_token` answers for them; `quickbooks_books` a company's records;
 //! `quickbooks_query` the query language; `quickbooks_multipart` the upload body;
 //! `quickbooks_wire` Intuit's answer shapes. The wire contract and its sources:
 //! `quickbooks.md`.
@@ -10,9 +10,10 @@
 use super::quickbooks_multipart as multipart;
 use super::quickbooks_query as query;
 use super::quickbooks_state::Qbo;
-use super::quickbooks_token::Revoke;
+use super::quickbooks_token;
 use super::quickbooks_wire::{FaultError, time, validation};
 use super::sim::{Dialect, Sim};
+use super::token_book::Revoke;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -56,7 +57,8 @@ fn answer((status, body): (StatusCode, Value)) -> Response {
 /// `POST /oauth2/v1/tokens/bearer`: the refresh-token grant.
 async fn token(State(q): State<Arc<Qbo>>, headers: HeaderMap, body: Bytes) -> Response {
     q.sim.counters.requests.fetch_add(1, SeqCst);
-    let (answer, refreshed) = q.tokens.lock().await.grant(&headers, &body, &q.sim.opts.quickbooks);
+    let (answer, refreshed) =
+        quickbooks_token::grant(&mut *q.tokens.lock().await, &headers, &body, &q.sim.opts.quickbooks);
     if refreshed {
         q.sim.counters.refreshes.fetch_add(1, SeqCst);
     }

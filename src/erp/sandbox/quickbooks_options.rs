@@ -6,31 +6,7 @@
 pub const QBO_SANDBOX_REALM: &str = "9130357992221046";
 
 /// An OAuth client the QuickBooks dialect knows, with the refresh token it starts from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuickbooksClient {
-    pub client_id: String,
-    pub client_secret: String,
-    pub refresh_token: String,
-}
-
-impl std::str::FromStr for QuickbooksClient {
-    type Err = String;
-
-    /// `CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut parts = s.splitn(3, ':');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(id), Some(secret), Some(refresh)) if !id.is_empty() && !secret.is_empty() && !refresh.is_empty() => {
-                Ok(QuickbooksClient {
-                    client_id: id.into(),
-                    client_secret: secret.into(),
-                    refresh_token: refresh.into(),
-                })
-            }
-            _ => Err("expected CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN".into()),
-        }
-    }
-}
+pub type QuickbooksClient = super::token_book::OAuthClient;
 
 /// How the QuickBooks Online dialect behaves.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,9 +4,9 @@
 
 use super::admission::{InFlight, arrive, settle};
 use super::quickbooks_books::Company;
-use super::quickbooks_token::{Refused, Tokens};
 use super::quickbooks_wire::{forbidden_realm, throttled, unauthorized, unavailable};
 use super::sim::Sim;
+use super::token_book::{Refused, TokenBook};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 /// QuickBooks has.
 pub(super) struct Qbo {
     pub(super) sim: Arc<Sim>,
-    pub(super) tokens: tokio::sync::Mutex<Tokens>,
+    pub(super) tokens: tokio::sync::Mutex<TokenBook>,
     /// Realm id → its company.
     pub(super) books: tokio::sync::Mutex<HashMap<String, Company>>,
     /// Held only between awaits: admission must not queue behind a slow handler.
@@ -38,7 +38,7 @@ impl Qbo {
     pub(super) fn new(sim: Arc<Sim>) -> Qbo {
         let o = &sim.opts.quickbooks;
         Qbo {
-            tokens: tokio::sync::Mutex::new(Tokens::new(&o.clients)),
+            tokens: tokio::sync::Mutex::new(TokenBook::new("qbo", &o.clients)),
             books: tokio::sync::Mutex::new(o.realms.iter().map(|r| (r.clone(), Company::seeded())).collect()),
             limits: std::sync::Mutex::new(HashMap::new()),
             sim,
@@ -77,7 +77,7 @@ impl Qbo {
         }
         match self.tokens.lock().await.check_access(bearer) {
             Ok(()) => {}
-            Err(Refused::Expired) => {
+            Err(Refused::Expired(_)) => {
                 return Err(unauthorized(&format!("Token expired: {}", bearer.chars().take(24).collect::<String>())));
             }
             Err(Refused::Unknown) => return Err(unauthorized("Token revoked or invalid")),

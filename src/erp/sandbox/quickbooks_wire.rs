@@ -2,7 +2,7 @@
 //! ValidationFault, 429 ThrottleExceeded, 5xx SystemFault), the gateway's lowercase `fault`
 //! of a 401 or 403, the `time` stamp, and the token endpoint's OAuth errors.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -100,50 +100,4 @@ pub(super) fn forbidden_realm() -> Response {
 /// The token endpoint's OAuth error (RFC 6749 §5.2).
 pub(super) fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
     (status, axum::Json(json!({"error": code, "error_description": description}))).into_response()
-}
-
-/// Standard base64, as HTTP Basic auth carries `client_id:client_secret`.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-/// `client_id:client_secret` from HTTP Basic auth, the way Intuit's token endpoint takes them.
-pub(super) fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
-    let raw = base64_decode(v.trim())?;
-    let (id, secret) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_auth_decodes_client_credentials() {
-        let mut h = HeaderMap::new();
-        // "qbo-client:qbo-secret"
-        h.insert("authorization", "Basic cWJvLWNsaWVudDpxYm8tc2VjcmV0".parse().unwrap());
-        assert_eq!(basic_auth(&h), Some(("qbo-client".into(), "qbo-secret".into())));
-        h.insert("authorization", "Basic !!!".parse().unwrap());
-        assert_eq!(basic_auth(&h), None);
-    }
 }

@@ -2,13 +2,14 @@
 //! endpoint (`/connect/token`), answering as Xero documents — the per-tenant limits and
 //! their 429s, 401 TokenExpired, 403 for a tenant the token cannot reach, per-document
 //! `ValidationErrors`, `Idempotency-Key` replays. This file holds the routes and the token
-//! endpoint's handlers; `xero_state` admits API calls; `xero_token` keeps the tokens;
+//! endpoint's handlers; `xero_state` admits API calls; `token_book` keeps the tokens and `xero_token` answers for them;
 //! `xero_books` a tenant's records; `xero_invoices` and `xero_docs` the document routes;
 //! `xero_wire` Xero's envelopes. The wire contract and its sources: `xero.md`.
 
 use super::sim::{Dialect, Sim};
+use super::token_book::Revoke;
 use super::xero_state::Xero;
-use super::xero_token::Revoke;
+use super::xero_token;
 use super::{xero_docs, xero_invoices};
 use axum::Router;
 use axum::body::Bytes;
@@ -47,7 +48,7 @@ fn routes(sim: Arc<Sim>) -> Router {
 /// `POST /connect/token`: the refresh-token grant.
 async fn token(State(x): State<Arc<Xero>>, headers: HeaderMap, body: Bytes) -> Response {
     x.sim.counters.requests.fetch_add(1, SeqCst);
-    let (answer, refreshed) = x.tokens.lock().await.grant(&headers, &body, &x.sim.opts.xero);
+    let (answer, refreshed) = xero_token::grant(&mut *x.tokens.lock().await, &headers, &body, &x.sim.opts.xero);
     if refreshed {
         x.sim.counters.refreshes.fetch_add(1, SeqCst);
     }

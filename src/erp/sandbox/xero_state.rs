@@ -3,8 +3,9 @@
 
 use super::admission::{InFlight, arrive, settle};
 use super::sim::Sim;
+use super::token_book::TokenBook;
 use super::xero_books::{Remembered, TenantBooks};
-use super::xero_token::Tokens;
+use super::xero_token::refused;
 use super::xero_wire::{api_exception, envelope, problem, too_many, validation_body};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 /// The Xero dialect's state: the simulator's counters and options, plus what only Xero has.
 pub(super) struct Xero {
     pub(super) sim: Arc<Sim>,
-    pub(super) tokens: tokio::sync::Mutex<Tokens>,
+    pub(super) tokens: tokio::sync::Mutex<TokenBook>,
     /// Tenant id → its records.
     pub(super) books: tokio::sync::Mutex<HashMap<String, TenantBooks>>,
     /// Held only between awaits: admission must not queue behind a slow handler.
@@ -30,7 +31,7 @@ impl Xero {
     pub(super) fn new(sim: Arc<Sim>) -> Xero {
         let o = &sim.opts.xero;
         Xero {
-            tokens: tokio::sync::Mutex::new(Tokens::new(&o.clients)),
+            tokens: tokio::sync::Mutex::new(TokenBook::new("xero", &o.clients)),
             books: tokio::sync::Mutex::new(o.tenants.iter().map(|t| (t.clone(), TenantBooks::seeded())).collect()),
             limits: std::sync::Mutex::new(Limits::default()),
             sim,
@@ -122,7 +123,7 @@ impl Xero {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        self.tokens.lock().await.check_access(bearer).map_err(IntoResponse::into_response)?;
+        self.tokens.lock().await.check_access(bearer).map_err(refused)?;
         let tenant = headers.get("xero-tenant-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         if !self.books.lock().await.contains_key(&tenant) {
             return Err(problem(StatusCode::FORBIDDEN, "Forbidden", "AuthenticationUnsuccessful"));
