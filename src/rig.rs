@@ -255,23 +255,39 @@ pub fn count(counts: &[(ItemState, u64)], state: ItemState) -> u64 {
     counts.iter().filter(|(s, _)| *s == state).map(|(_, n)| n).sum()
 }
 
-/// A Xero connection `id` to a Xero simulator at `sim_url` (`erp::sandbox::XERO`), with
-/// the simulator's default client as its credentials and a secrets key, both written to
-/// files under `dir`; `config` gets the key.
-pub fn xero_connection(config: &mut Config, id: &str, sim_url: &str, dir: &std::path::Path) -> ConnectionConfig {
-    let creds = dir.join(format!("{id}.xero.json"));
-    std::fs::write(
-        &creds,
-        r#"{"client_id":"sandbox-client","client_secret":"sandbox-secret","refresh_token":"sandbox-refresh-token"}"#,
-    )
-    .expect("the scratch directory is writable");
+/// A connection `id` of kind `erp` to a simulator, with `client` (the simulator's default
+/// OAuth client) as its credentials and a secrets key, both written to files under `dir`;
+/// `config` gets the key.
+fn oauth_connection(
+    config: &mut Config,
+    id: &str,
+    erp: ErpKind,
+    base_url: &str,
+    client: &crate::erp::sandbox::OAuthClient,
+    dir: &std::path::Path,
+) -> ConnectionConfig {
+    let creds = dir.join(format!("{id}.{}.json", erp.as_str()));
+    let document = serde_json::json!({
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "refresh_token": client.refresh_token,
+    });
+    std::fs::write(&creds, document.to_string()).expect("the scratch directory is writable");
     let key = dir.join("secrets.key");
     std::fs::write(&key, "5e".repeat(32)).expect("the scratch directory is writable");
     config.secrets.key = Some(format!("file:{}", key.display()));
-    let mut c = ConnectionConfig::new(id, ErpKind::Xero, &format!("{sim_url}/api.xro/2.0"));
+    let mut c = ConnectionConfig::new(id, erp, base_url);
+    c.credentials = Some(format!("file:{}", creds.display()));
+    c
+}
+
+/// A Xero connection `id` to a Xero simulator at `sim_url` (`erp::sandbox::XERO`), see
+/// [`oauth_connection`].
+pub fn xero_connection(config: &mut Config, id: &str, sim_url: &str, dir: &std::path::Path) -> ConnectionConfig {
+    let client = &crate::erp::sandbox::XeroOptions::default().clients[0];
+    let mut c = oauth_connection(config, id, ErpKind::Xero, &format!("{sim_url}/api.xro/2.0"), client, dir);
     c.token_url = Some(format!("{sim_url}/connect/token"));
     c.tenant_id = Some(crate::erp::sandbox::XERO_SANDBOX_TENANT.to_owned());
-    c.credentials = Some(format!("file:{}", creds.display()));
     c
 }
 
@@ -289,21 +305,12 @@ pub fn xero_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
 }
 
 /// A QuickBooks Online connection `id` to a QuickBooks simulator at `sim_url`
-/// (`erp::sandbox::QUICKBOOKS_ONLINE`), as [`xero_connection`] does for Xero.
+/// (`erp::sandbox::QUICKBOOKS_ONLINE`), see [`oauth_connection`].
 pub fn quickbooks_connection(config: &mut Config, id: &str, sim_url: &str, dir: &std::path::Path) -> ConnectionConfig {
-    let creds = dir.join(format!("{id}.quickbooks.json"));
-    std::fs::write(
-        &creds,
-        r#"{"client_id":"qbo-client","client_secret":"qbo-secret","refresh_token":"qbo-refresh-token"}"#,
-    )
-    .expect("the scratch directory is writable");
-    let key = dir.join("secrets.key");
-    std::fs::write(&key, "5e".repeat(32)).expect("the scratch directory is writable");
-    config.secrets.key = Some(format!("file:{}", key.display()));
-    let mut c = ConnectionConfig::new(id, ErpKind::QuickbooksOnline, sim_url);
+    let client = &crate::erp::sandbox::QuickbooksOptions::default().clients[0];
+    let mut c = oauth_connection(config, id, ErpKind::QuickbooksOnline, sim_url, client, dir);
     c.token_url = Some(format!("{sim_url}/oauth2/v1/tokens/bearer"));
     c.realm_id = Some(crate::erp::sandbox::QBO_SANDBOX_REALM.to_owned());
-    c.credentials = Some(format!("file:{}", creds.display()));
     c
 }
 

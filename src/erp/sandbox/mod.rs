@@ -42,6 +42,7 @@ pub use quickbooks::{
     QuickbooksOptions,
 };
 pub use sim::Dialect;
+pub use token_book::OAuthClient;
 pub use xero::{XERO, XERO_CONTACTS};
 
 use serde_json::Value;
