@@ -104,6 +104,12 @@ pub async fn exports_every_bill_once(vendor: &'static Vendor, db: Option<String>
     assert!(stats.max_concurrent_seen <= vendor.concurrency, "the vendor's concurrency held: {stats:?}");
     assert!(stats.refreshes >= 2, "the token expired mid-export and was refreshed: {stats:?}");
 
+    // The rotated refresh token is stored, and only sealed: the vendor's tokens (prefixed
+    // `<dialect>-rt-`) never appear in the row.
+    let stored = erpsync::store::erp_tokens::read(&rig.daemon().ctx().db, CONNECTION).await.unwrap();
+    let stored = stored.expect("the rotated refresh token is stored");
+    assert!(!stored.sealed.is_empty() && !stored.sealed.contains("-rt-"), "{}", stored.sealed);
+
     let refreshes = stats.refreshes;
     rig.daemon.take().unwrap().kill().await;
     rig.restart(Default::default()).await.unwrap();
