@@ -49,6 +49,13 @@ pub fn credentials(conn: &ConnectionConfig, text: Option<&SecretString>) -> Resu
     Ok(c)
 }
 
+/// The connection's credentials problem, if its reference reads but its document is not
+/// the kind's (an unreadable reference is reported by the connection's own checks).
+pub fn credentials_problem(conn: &ConnectionConfig) -> Option<(&'static str, String)> {
+    let text = conn.resolve_token().ok()?;
+    credentials(conn, text.as_ref()).err().map(|e| ("credentials", e))
+}
+
 /// The HTTP client of one connection: its timeouts, one idle connection per concurrent call.
 pub fn http_client(conn: &ConnectionConfig, cx: &ClientContext) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()

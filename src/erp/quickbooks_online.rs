@@ -56,11 +56,7 @@ impl ErpModule for QuickbooksOnline {
             }
             Some(_) => {}
         }
-        if let Ok(text) = conn.resolve_token()
-            && let Err(e) = oauth::credentials(conn, text.as_ref())
-        {
-            problems.push(("credentials", e));
-        }
+        problems.extend(oauth::credentials_problem(conn));
         problems
     }
 

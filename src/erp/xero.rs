@@ -58,11 +58,7 @@ impl ErpModule for Xero {
             Some(_) => {}
         }
         // An unreadable reference is reported by the connection's own checks.
-        if let Ok(text) = conn.resolve_token()
-            && let Err(e) = oauth::credentials(conn, text.as_ref())
-        {
-            problems.push(("credentials", e));
-        }
+        problems.extend(oauth::credentials_problem(conn));
         problems
     }
 
