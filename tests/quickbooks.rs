@@ -16,7 +16,8 @@ static QUICKBOOKS: Vendor = Vendor {
         opts.quickbooks.refresh_grace_secs = 0;
         opts
     },
-    expire_tokens: "/__sandbox/quickbooks/expire-access-tokens",
+    expire_tokens: Some("/__sandbox/quickbooks/expire-access-tokens"),
+    rotates_refresh_tokens: true,
     concurrency: 10,
 };
 

@@ -16,7 +16,8 @@ static XERO_VENDOR: Vendor = Vendor {
         opts.xero.refresh_grace_secs = 0;
         opts
     },
-    expire_tokens: "/__sandbox/xero/expire-access-tokens",
+    expire_tokens: Some("/__sandbox/xero/expire-access-tokens"),
+    rotates_refresh_tokens: true,
     concurrency: 5,
 };
 

@@ -25,9 +25,21 @@ pub struct ConnectionConfig {
     /// connection can point at a simulator.
     #[serde(default)]
     pub token_url: Option<String>,
-    /// Xero: the organisation's tenant id, sent as `Xero-tenant-id`.
+    /// Xero: the organisation's tenant id, sent as `Xero-tenant-id`. Business Central:
+    /// the Microsoft Entra tenant (directory) the environment belongs to. (`tenant` is
+    /// erpsync's own tenant, the AP customer the connection belongs to.)
     #[serde(default)]
     pub tenant_id: Option<String>,
+    /// Business Central: the environment's name (`production`, `sandbox`, …).
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Business Central: the company's id (a GUID) in the environment.
+    #[serde(default)]
+    pub company_id: Option<String>,
+    /// Sage Intacct: the entity (location) of a multi-entity company to work in; none
+    /// means the top level.
+    #[serde(default)]
+    pub entity_id: Option<String>,
     /// QuickBooks Online: the company's realm id (API paths are under
     /// `{base_url}/v3/company/{realm_id}/`).
     #[serde(default)]
@@ -93,6 +105,9 @@ impl ConnectionConfig {
             base_url: base_url.to_owned(),
             token_url: None,
             tenant_id: None,
+            environment: None,
+            company_id: None,
+            entity_id: None,
             realm_id: None,
             credentials: None,
             max_concurrency: None,

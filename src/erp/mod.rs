@@ -57,9 +57,14 @@ pub enum ErpError {
     /// No cluster-wide concurrency slot came free in time: nothing was sent.
     #[error("every concurrency slot of this connection is busy: {0}")]
     Saturated(String),
-    /// Credentials missing, expired or revoked.
+    /// Credentials refused for this call (a 401 or 403 that another attempt may not get).
     #[error("ERP refused our credentials ({status}): {message}")]
     Auth { status: u16, message: String },
+    /// The connection's credentials are refused for good (a revoked or expired refresh
+    /// token, a deleted client secret, a disabled integration user): no call can succeed
+    /// until an operator gives it new ones, so the connection is parked.
+    #[error("the ERP revoked this connection's credentials: {message}")]
+    Revoked { message: String },
 }
 
 impl ErpError {
@@ -70,7 +75,7 @@ impl ErpError {
             ErpError::Transient(_) => ErrorKind::Transient,
             ErpError::Ambiguous(_) => ErrorKind::Ambiguous,
             ErpError::Rejected { .. } => ErrorKind::Rejected,
-            ErpError::Auth { .. } => ErrorKind::Auth,
+            ErpError::Auth { .. } | ErpError::Revoked { .. } => ErrorKind::Auth,
             ErpError::Saturated(_) => ErrorKind::Saturated,
         }
     }

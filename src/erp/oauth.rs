@@ -271,13 +271,12 @@ impl RefreshFlow {
             })
             .unwrap_or_else(|| text.chars().take(200).collect());
         Err(match (status, refused.as_ref().map(|e| e.error.as_str())) {
-            (_, Some("invalid_grant")) => ErpError::Auth {
-                status: status.as_u16(),
-                message: format!("the refresh token was refused ({what}): reconnect the connection"),
+            (_, Some("invalid_grant")) => ErpError::Revoked {
+                message: format!("the refresh token was refused ({what}): give the connection new credentials"),
             },
-            (_, Some("invalid_client" | "unauthorized_client")) => ErpError::Auth {
-                status: status.as_u16(),
-                message: format!("the client credentials were refused ({what})"),
+            // A client secret the vendor no longer accepts does not heal either.
+            (_, Some("invalid_client" | "unauthorized_client")) => ErpError::Revoked {
+                message: format!("the client credentials were refused ({what}): give the connection new credentials"),
             },
             (StatusCode::TOO_MANY_REQUESTS, _) => ErpError::Throttled { retry_after: None },
             (s, _) if s.is_server_error() => ErpError::Transient(format!("token endpoint answered {s}: {what}")),

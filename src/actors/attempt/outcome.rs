@@ -51,7 +51,7 @@ impl From<ErpError> for Outcome {
             }
             ErpError::Saturated(_) => Outcome::NotNow(ReturnReason::Saturated),
             // Bad credentials do not fix themselves quickly: wait at least a minute.
-            ErpError::Auth { .. } => Outcome::Retry {
+            ErpError::Auth { .. } | ErpError::Revoked { .. } => Outcome::Retry {
                 error: err(ErrorKind::Auth, None, e.to_string()),
                 at_least: Some(Duration::from_secs(60)),
             },
