@@ -76,6 +76,8 @@ overview = dashboard("erpsync-overview", "erpsync — overview", [
            (f'sum(rate(erpsync_queue_messages_received_total[{RI}]))', "messages received")], "reqps", 12, 48),
     panel(15, "SQLite lock waits", "Retries of an SQLite statement that found a lock another connection held (20 µs apart for the first 2 ms, then 1 ms). A steady climb means writers queue behind each other: the embedded store is near its limit. Zero on PostgreSQL.",
           [(f'sum(rate(erpsync_sqlite_busy_waits_total[{RI}]))', "waits")], "ops", 0, 56),
+    panel(16, "Parked connections", "Connections whose items wait unattempted, by reason (auth_revoked: the ERP refused the credentials for good; operator: parked by hand). `erpsync connections` lists them.",
+          [('sum by (reason) (erpsync_connection_parked)', "{{reason}}")], "short", 12, 56),
 ])
 
 conn_var = {"name": "connection", "label": "Connection", "type": "query", "datasource": DS,

@@ -118,14 +118,9 @@ impl Daemon {
         let mut connectors = HashMap::new();
         for (i, c) in config.connections.iter().enumerate() {
             let err = |message: String| DaemonError::Connection { id: c.id.to_string(), message };
-            let token = c.resolve_token().map_err(err)?;
+            let (token, version) = crate::connections::credentials(&db, secrets.as_ref(), c).await.map_err(err)?;
             let limits = registry::limits(c);
-            let cx = registry::ClientContext {
-                db: db.clone(),
-                max_concurrency: limits.max_concurrency,
-                secrets: secrets.clone(),
-            };
-            let client = registry::module(c.erp).client(c, token, &cx).map_err(err)?;
+            let client = crate::connections::client(&db, secrets.as_ref(), c, token).map_err(err)?;
             let label = telemetry::connection_label(&config, i, c.id.as_str());
             let pool = if leases {
                 let ttl = Duration::from_secs(config.cluster.lease_ttl_secs.get().into());
@@ -144,7 +139,8 @@ impl Daemon {
                 None
             };
             let wait = Duration::from_secs(config.cluster.slot_wait_secs.get().into());
-            connectors.insert(c.id.clone(), Arc::new(Connection::new(c.clone(), limits, client, label, pool, wait)));
+            connectors
+                .insert(c.id.clone(), Arc::new(Connection::new(c.clone(), limits, client, version, label, pool, wait)));
         }
         let ctx = Arc::new(Ctx {
             prefix: format!("erpsync-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
@@ -153,6 +149,7 @@ impl Daemon {
             wal: Default::default(),
             job_writer: Default::default(),
             queue,
+            secrets,
             connectors,
             capacity: tokio::sync::Notify::new(),
             in_flight: Default::default(),
@@ -170,6 +167,9 @@ impl Daemon {
         });
         let mut background = lease_tasks(&ctx.db, pools).await;
         background.extend(store::spawn_checkpointer(&ctx.db, ctx.wal.clone()));
+        // Parked connections stay parked across a restart: known before anything is received.
+        crate::actors::parking::sync(&ctx).await;
+        background.push(tokio::spawn(crate::actors::parking::watch(ctx.clone())));
         let (root, root_done) = start_tree(&ctx).await?;
         let addr = ctx.config.http.listen;
         let listener =

@@ -7,6 +7,7 @@ pub mod actors;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod daemon;
 pub mod demo;
 pub mod domain;

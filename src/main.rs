@@ -48,6 +48,12 @@ enum Command {
         #[command(subcommand)]
         what: Tokens,
     },
+    /// List the connections with their state (active, or parked and why); give one new
+    /// credentials, park it or resume it. Running daemons follow within a second.
+    Connections {
+        #[command(subcommand)]
+        what: Option<Connections>,
+    },
     /// Inspect the dead-letter store, or move dead letters back to the queue.
     Dlq {
         #[command(subcommand)]
@@ -139,6 +145,32 @@ enum Tokens {
     },
     /// Revoke a token by its id (from `list`); the API refuses it within seconds.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum Connections {
+    /// Each connection: its ERP, tenant, state, and where its credentials come from
+    /// (never the secrets themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a connection's secrets with a JSON document of its kind (stored sealed with
+    /// secrets.key; it takes precedence over the configuration's `credentials`).
+    SetCredentials {
+        id: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Park a connection: its items wait, unattempted, until it is resumed.
+    Park {
+        id: String,
+        /// Why, shown in the job status.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Resume a parked connection: its waiting items are sent again.
+    Resume { id: String },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +292,16 @@ fn main() -> Result<()> {
                     }
                     Tokens::List { json } => erpsync::cli::tokens_list(&cfg, json).await,
                     Tokens::Revoke { id } => erpsync::cli::tokens_revoke(&cfg, &id).await,
+                }
+            }
+            Command::Connections { what } => {
+                let cfg = load(&cli.config)?;
+                use erpsync::cli::connections as c;
+                match what.unwrap_or(Connections::List { json: false }) {
+                    Connections::List { json } => c::list(&cfg, json).await,
+                    Connections::SetCredentials { id, file } => c::set_credentials(&cfg, &id, &file).await,
+                    Connections::Park { id, reason } => c::park(&cfg, &id, &reason).await,
+                    Connections::Resume { id } => c::resume(&cfg, &id).await,
                 }
             }
             Command::Dlq { what: Dlq::List { limit, json } } => {

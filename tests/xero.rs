@@ -3,23 +3,8 @@
 
 mod common;
 
-use common::vendor::{self, Vendor};
-use erpsync::erp::sandbox::{XERO, XERO_CONTACTS};
-
-static XERO_VENDOR: Vendor = Vendor {
-    dialect: &XERO,
-    connection: erpsync::rig::xero_connection,
-    invoices: erpsync::rig::xero_invoices,
-    options: |mut opts| {
-        opts.xero.minute_limit = 100_000;
-        opts.xero.day_limit = 100_000;
-        opts.xero.refresh_grace_secs = 0;
-        opts
-    },
-    expire_tokens: Some("/__sandbox/xero/expire-access-tokens"),
-    rotates_refresh_tokens: true,
-    concurrency: 5,
-};
+use common::vendor::{self, XERO_VENDOR};
+use erpsync::erp::sandbox::XERO_CONTACTS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_xero_export_through_faults_creates_every_bill_once_on_sqlite() {

@@ -35,6 +35,7 @@ pub mod delivery;
 #[cfg(any(test, feature = "testing"))]
 pub mod faults;
 pub mod outbox;
+pub mod parking;
 pub mod poller;
 pub mod stages;
 pub mod status;
@@ -65,6 +66,9 @@ pub struct Ctx {
     /// The connection new jobs are recorded on (SQLite).
     pub job_writer: crate::store::JobWriter,
     pub queue: Arc<dyn Queue>,
+    /// `[secrets] key`, when configured: connection clients are rebuilt with it when an
+    /// operator stores new credentials.
+    pub secrets: Option<crate::secrets::SecretKey>,
     pub connectors: HashMap<ConnectionId, Arc<connection::Connection>>,
     /// Fired whenever an item finishes, i.e. a connector may have room again.
     pub capacity: Notify,

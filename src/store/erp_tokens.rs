@@ -83,3 +83,10 @@ impl RefreshLock {
 pub async fn read(db: &DatabaseConnection, connection: &str) -> Result<Option<StoredToken>, DbErr> {
     stored(db.query_one_raw(stmt(db.get_database_backend(), READ, vec![connection.to_owned().into()])).await?)
 }
+
+/// When `connection`'s refresh token was last stored.
+pub async fn updated_at(db: &DatabaseConnection, connection: &str) -> Result<Option<i64>, DbErr> {
+    let sql = "SELECT updated_at_ms FROM erp_tokens WHERE connection_id = $1";
+    let row = db.query_one_raw(stmt(db.get_database_backend(), sql, vec![connection.to_owned().into()])).await?;
+    row.map(|r| r.try_get_by_index(0)).transpose()
+}

@@ -247,7 +247,8 @@ pub async fn requeue_dead_lettered(db: &DatabaseConnection, items: &[ItemId]) ->
     Ok(changed)
 }
 
-/// Items recorded but never sent to the queue, older than `age` (the outbox).
+/// Items recorded but never sent to the queue (or shelved while their connection was
+/// parked), older than `age` (the outbox).
 pub async fn unsent_items(
     db: &DatabaseConnection,
     age: Duration,
@@ -257,6 +258,8 @@ pub async fn unsent_items(
         // Written out, not bound: only then can the partial index (`WHERE enqueued = false`)
         // serve the query.
         .filter(Expr::cust("enqueued = false"))
+        // A parked connection's items wait on the shelf until it is resumed.
+        .filter(Expr::cust(super::parks::NOT_PARKED))
         .filter(job_item::Column::CreatedAtMs.lte(now_ms() - age.as_millis() as i64))
         .order_by_asc(job_item::Column::CreatedAtMs)
         .limit(limit)

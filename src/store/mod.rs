@@ -5,14 +5,16 @@
 //! This file opens and migrates the database; the rest is split by what it does:
 //! `sqlite` (connection tuning, the checkpointer, the job writer's connection), `sql` (the
 //! hand-built statement helpers), `jobs` (new jobs and the outbox), `status` (item state
-//! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots) and
-//! `tokens` (API tokens).
+//! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots),
+//! `tokens` (API tokens), `parks` (parked connections) and `connection_credentials`.
 
+pub mod connection_credentials;
 pub mod entities;
 pub mod erp_tokens;
 mod jobs;
 pub mod leases;
 pub mod migration;
+pub mod parks;
 mod queries;
 mod sql;
 mod sqlite;
@@ -31,7 +33,9 @@ pub use queries::{
 };
 pub(crate) use sql::{Marks, Script};
 pub use sqlite::{JobWriter, WalNudge, spawn_checkpointer, spawn_checkpointer_with};
-pub use status::{BillApplication, ItemStart, ItemUpdate, Started, apply_batch, apply_updates, uncounted_attempts};
+pub use status::{
+    BillApplication, ItemStart, ItemUpdate, PARKED_CODE, Started, apply_batch, apply_updates, uncounted_attempts,
+};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;

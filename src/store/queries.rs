@@ -52,6 +52,9 @@ pub struct JobSummary {
     pub total_items: i32,
     pub created_at_ms: i64,
     pub counts: std::collections::BTreeMap<String, u64>,
+    /// While the job's connection is parked and the job has items left: why, since when.
+    /// Its items wait, unattempted, until the connection is resumed.
+    pub parked: Option<super::parks::Park>,
     pub items: Vec<ItemSummary>,
 }
 
@@ -276,8 +279,11 @@ pub async fn job_summary(db: &DatabaseConnection, id: &JobId) -> Result<Option<J
             },
         });
     }
+    let unfinished = pairs.iter().any(|(state, _)| !state.is_terminal());
+    let parked = if unfinished { super::parks::of(db, &job.connection_id).await? } else { None };
     Ok(Some(JobSummary {
         job_id: job.id,
+        parked,
         connection_id: job.connection_id,
         op: job.op,
         state: JobState::derive(&pairs),

@@ -38,12 +38,20 @@ pub struct BillApplication {
     pub amount: rust_decimal::Decimal,
 }
 
+/// The error code of an attempt that found its connection's credentials revoked (the
+/// connection is then parked).
+pub const PARKED_CODE: &str = "auth_revoked";
+
 impl ItemUpdate {
-    /// A retry because the ERP throttled the attempt (429, nothing done): the status
-    /// writer counts it in `job_items.throttles`, and it does not count against
-    /// `retry.max_attempts`. Such an item is still bounded by `queue.max_receives`.
+    /// A retry because the ERP throttled the attempt (429, nothing done), or because it
+    /// refused the connection's credentials for good (the connection is parked, nothing
+    /// done): the status writer counts it in `job_items.throttles`, and it does not count
+    /// against `retry.max_attempts`.
     pub fn is_throttle(&self) -> bool {
-        self.state == ItemState::Retrying && self.error.as_ref().is_some_and(|e| e.kind == ErrorKind::Throttled)
+        self.state == ItemState::Retrying
+            && self.error.as_ref().is_some_and(|e| {
+                e.kind == ErrorKind::Throttled || (e.kind == ErrorKind::Auth && e.code.as_deref() == Some(PARKED_CODE))
+            })
     }
 }
 

@@ -70,16 +70,20 @@ pub enum ReturnReason {
     Saturated,
     /// Behind a message of the same ordered group that went back.
     BehindReturned,
+    /// Its connection is parked: shelved for the outbox, which sends it again once the
+    /// connection is resumed.
+    Parked,
 }
 
 impl ReturnReason {
-    pub const ALL: [ReturnReason; 6] = [
+    pub const ALL: [ReturnReason; 7] = [
         ReturnReason::Retry,
         ReturnReason::Busy,
         ReturnReason::Unrecorded,
         ReturnReason::ConnectorRestarting,
         ReturnReason::Saturated,
         ReturnReason::BehindReturned,
+        ReturnReason::Parked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +94,7 @@ impl ReturnReason {
             ReturnReason::ConnectorRestarting => "connector_restarting",
             ReturnReason::Saturated => "saturated",
             ReturnReason::BehindReturned => "behind_returned",
+            ReturnReason::Parked => "parked",
         }
     }
 }

@@ -28,6 +28,7 @@ pub const QUEUE_DEPTH: &str = "erpsync_queue_depth_messages";
 pub const QUEUE_OLDEST_AGE: &str = "erpsync_queue_oldest_message_age_seconds";
 pub const CONNECTION_IN_FLIGHT: &str = "erpsync_connection_in_flight_calls";
 pub const CONNECTION_LIMIT: &str = "erpsync_connection_concurrency_limit";
+pub const CONNECTION_PARKED: &str = "erpsync_connection_parked";
 pub const ACTOR_RESTARTS: &str = "erpsync_actor_restarts_total";
 pub const STATUS_BATCH_SIZE: &str = "erpsync_status_write_batch_size";
 pub const STATUS_WRITE_SECONDS: &str = "erpsync_status_write_duration_seconds";
@@ -181,6 +182,10 @@ fn describe() {
     describe_gauge!(QUEUE_OLDEST_AGE, Unit::Seconds, "Age of the oldest live message.");
     describe_gauge!(CONNECTION_IN_FLIGHT, "ERP calls in flight per connection.");
     describe_gauge!(CONNECTION_LIMIT, "Concurrency limit per connection.");
+    describe_gauge!(
+        CONNECTION_PARKED,
+        "1 while a connection is parked (its items wait unattempted), by reason: auth_revoked, operator."
+    );
     describe_counter!(ACTOR_RESTARTS, "Actor restarts by supervisors, by actor kind.");
     describe_histogram!(STATUS_BATCH_SIZE, "Item updates written per StatusActor transaction.");
     describe_histogram!(STATUS_WRITE_SECONDS, Unit::Seconds, "StatusActor transaction latency.");

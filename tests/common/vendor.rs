@@ -4,7 +4,7 @@
 
 use erpsync::config::{Config, ConnectionConfig};
 use erpsync::domain::{ConnectionId, Invoice, ItemState, JobId, Op};
-use erpsync::erp::sandbox::{Dialect, Sandbox, SandboxOptions};
+use erpsync::erp::sandbox::{Dialect, Sandbox, SandboxOptions, XERO};
 use erpsync::jobs::{self, JobRequest};
 use erpsync::rig::{Rig, RigSpec, count};
 use std::num::NonZeroU32;
@@ -146,3 +146,19 @@ pub async fn a_refused_bill_fails_alone(vendor: &'static Vendor, refused_vendor:
     assert_eq!(count(&counts, ItemState::Failed), 1, "{counts:?}");
     rig.shutdown().await;
 }
+
+/// Xero, its minute and day budgets raised and a spent refresh token refused at once.
+pub static XERO_VENDOR: Vendor = Vendor {
+    dialect: &XERO,
+    connection: erpsync::rig::xero_connection,
+    invoices: erpsync::rig::xero_invoices,
+    options: |mut opts| {
+        opts.xero.minute_limit = 100_000;
+        opts.xero.day_limit = 100_000;
+        opts.xero.refresh_grace_secs = 0;
+        opts
+    },
+    expire_tokens: Some("/__sandbox/xero/expire-access-tokens"),
+    rotates_refresh_tokens: true,
+    concurrency: 5,
+};

@@ -91,7 +91,7 @@ async fn export_invoice(
             idempotency_key: &key,
             maybe_attached: d.attempt() > 1,
         };
-        let att = conn.call(conn.client.attach_pdf(attachment)).await?;
+        let att = conn.call(conn.client().attach_pdf(attachment)).await?;
         ledger.push((att_kind.into(), source, att));
     }
     Ok(bill_id)
@@ -229,14 +229,14 @@ async fn create(
         .await?
         .map_err(|e| Outcome::Failed(err(ErrorKind::Serialize, Some(e.kind().into()), e.to_string())))?;
     if d.attempt() > 1
-        && let Some(id) = conn.call(conn.client.find_existing(op, &source, &payload)).await?
+        && let Some(id) = conn.call(conn.client().find_existing(op, &source, &payload)).await?
     {
         tracing::info!(erp_id = %id, "found the document created by an earlier attempt");
         ledger.push((kind.into(), source, id.clone()));
         return Ok(id);
     }
     let key = idempotency_key(conn, kind, &source);
-    let created = conn.call(conn.client.create(op, &payload, &key)).await?;
+    let created = conn.call(conn.client().create(op, &payload, &key)).await?;
     ledger.push((kind.into(), source, created.erp_id.clone()));
     Ok(created.erp_id)
 }

@@ -5,9 +5,11 @@ use super::outcome::{Effects, Outcome, err, uncounted_note};
 use crate::actors::Ctx;
 use crate::actors::connection::Connection;
 use crate::actors::delivery::{Delivery, Disposition};
+use crate::actors::parking;
 use crate::actors::status::client;
 use crate::actors::visibility::{returned, visibility_timeout};
 use crate::domain::{ErrorKind, ItemState};
+use crate::store::parks::ParkReason;
 use crate::store::{ItemError, ItemUpdate};
 use crate::telemetry;
 use crate::telemetry::events::{
@@ -62,6 +64,7 @@ pub async fn finish(ctx: &Ctx, conn: &Connection, d: &Delivery, outcome: Outcome
             return Disposition::Finished;
         }
         Outcome::NotNow(reason) => return returned(ctx, d, Duration::from_secs(2), reason).await,
+        Outcome::Park { error } => return park(ctx, conn, d, error, effects).await,
         Outcome::Succeeded { erp_id } => (ItemState::Succeeded, Some(erp_id), None, None),
         Outcome::Failed(e) => (ItemState::Failed, None, Some(e), None),
         Outcome::DeadLetter(reason) => {
@@ -112,6 +115,23 @@ pub async fn finish(ctx: &Ctx, conn: &Connection, d: &Delivery, outcome: Outcome
         delete(ctx, d).await;
     }
     Disposition::Finished
+}
+
+/// Parks the connection if the attempt found its credentials revoked (recording the
+/// attempt as not counting, with what it did in the ERP), then shelves the item.
+async fn park(ctx: &Ctx, conn: &Connection, d: &Delivery, error: Option<ItemError>, effects: Effects) -> Disposition {
+    if let Some(error) = error {
+        parking::park(ctx, conn, ParkReason::AuthRevoked, &error.message).await;
+        let detail = format!("parked: {}", ParkReason::AuthRevoked.as_str());
+        // The ledger must be durable before the message goes.
+        if !record(ctx, conn, d, ItemState::Retrying, None, Some(error), effects, Some(detail)).await {
+            return Disposition::Returned(visibility_timeout(ctx));
+        }
+    }
+    if parking::shelve(ctx, d.envelope.item_id, &d.receipt).await {
+        return Disposition::Finished;
+    }
+    returned(ctx, d, Duration::from_secs(60), ReturnReason::Parked).await
 }
 
 /// Deletes the message of an item that is finished.

@@ -56,6 +56,10 @@ async fn attempt(
     claims: &mut Vec<Claim>,
 ) -> Outcome {
     let env = &d.envelope;
+    // Parked while it waited for its turn: not attempted.
+    if conn.is_parked() {
+        return Outcome::Park { error: None };
+    }
     let (row, document, known) = match begin::claim_and_begin(ctx, conn, d, claims).await {
         Ok(Begun::Yes(row, document, known)) => (row, document, known),
         Ok(Begun::No(row)) => return begin::not_begun(ctx, &row),

@@ -30,6 +30,12 @@ pub enum Outcome {
     DeadLetter(String),
     /// Already terminal: nothing to do but delete the message.
     AlreadyDone,
+    /// The connection is parked (its credentials were revoked, found by this attempt
+    /// when `error` is set): the item is shelved until the connection is resumed, and the
+    /// attempt does not count.
+    Park {
+        error: Option<ItemError>,
+    },
     /// Not now, and not an attempt: another task of this daemon is exporting the same
     /// document (`Busy`), or every cluster slot of the connection stayed taken for the
     /// slot wait (`Saturated`). The reason labels the returned-message count.
@@ -51,7 +57,10 @@ impl From<ErpError> for Outcome {
             }
             ErpError::Saturated(_) => Outcome::NotNow(ReturnReason::Saturated),
             // Bad credentials do not fix themselves quickly: wait at least a minute.
-            ErpError::Auth { .. } | ErpError::Revoked { .. } => Outcome::Retry {
+            ErpError::Revoked { .. } => {
+                Outcome::Park { error: Some(err(ErrorKind::Auth, Some(store::PARKED_CODE.to_owned()), e.to_string())) }
+            }
+            ErpError::Auth { .. } => Outcome::Retry {
                 error: err(ErrorKind::Auth, None, e.to_string()),
                 at_least: Some(Duration::from_secs(60)),
             },

@@ -21,13 +21,14 @@ use crate::erp::registry::Limits;
 use crate::erp::{ErpClient, ErpError};
 use crate::limits::lease::LeasePool;
 use crate::limits::rate::RateLimiter;
+use crate::store::parks::{Park, ParkReason};
 use crate::telemetry;
 use claims::{Claim, Claims};
 use gate::Gate;
 use pacer::Pacer;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use turnstile::Turnstile;
 
@@ -35,7 +36,15 @@ pub struct Connection {
     pub config: ConnectionConfig,
     /// The limits in force: the connection's settings, else its ERP kind's profile.
     pub limits: Limits,
-    pub client: Arc<dyn ErpClient>,
+    /// Replaced when an operator stores new credentials (see `actors::parking`); an item
+    /// in flight finishes with the client it started with.
+    client: RwLock<Arc<dyn ErpClient>>,
+    /// The version of the credentials `client` was built from (`connections::CONFIGURED`
+    /// for the configuration's).
+    credentials_version: AtomicI64,
+    /// Set while the connection is parked: nothing is received for it, and what arrives
+    /// is shelved unattempted (see `store::parks`).
+    parked: RwLock<Option<Park>>,
     gate: Gate,
     /// Items handed to this connector and not finished.
     outstanding: AtomicUsize,
@@ -53,6 +62,7 @@ impl Connection {
         config: ConnectionConfig,
         limits: Limits,
         client: Arc<dyn ErpClient>,
+        credentials_version: i64,
         label: String,
         lease: Option<Arc<LeasePool>>,
         slot_wait: Duration,
@@ -67,11 +77,17 @@ impl Connection {
             limit_gauge.set(limit as f64);
         }
         metrics::gauge!(telemetry::CONNECTION_IN_FLIGHT, "connection" => label.clone()).increment(0.0);
+        for reason in ParkReason::ALL {
+            metrics::gauge!(telemetry::CONNECTION_PARKED, "connection" => label.clone(), "reason" => reason.as_str())
+                .increment(0.0);
+        }
         Connection {
             gate: Gate::new(limit, rate, lease, slot_wait, label.clone(), config.erp, config.request_timeout()),
             config,
             limits,
-            client,
+            client: RwLock::new(client),
+            credentials_version: AtomicI64::new(credentials_version),
+            parked: RwLock::new(None),
             outstanding: AtomicUsize::new(0),
             label,
             claims: Arc::new(Claims::default()),
@@ -88,8 +104,59 @@ impl Connection {
         self.limits.max_concurrency as usize
     }
 
-    /// How many more items the poller may hand over.
+    /// The client for the next ERP call.
+    pub fn client(&self) -> Arc<dyn ErpClient> {
+        self.client.read().unwrap().clone()
+    }
+
+    pub fn credentials_version(&self) -> i64 {
+        self.credentials_version.load(Ordering::Acquire)
+    }
+
+    /// Uses `client`, built from credentials of `version`, for the calls from now on.
+    pub fn replace_client(&self, client: Arc<dyn ErpClient>, version: i64) {
+        *self.client.write().unwrap() = client;
+        self.credentials_version.store(version, Ordering::Release);
+    }
+
+    /// Credentials of `version` could not be used: keep the client, and do not try them again.
+    pub fn skip_credentials(&self, version: i64) {
+        self.credentials_version.fetch_max(version, Ordering::AcqRel);
+    }
+
+    /// The connection's park, while it is parked.
+    pub fn park(&self) -> Option<Park> {
+        self.parked.read().unwrap().clone()
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.parked.read().unwrap().is_some()
+    }
+
+    /// Follows the fleet's record of this connection's park; returns whether it changed.
+    pub fn set_park(&self, park: Option<Park>) -> bool {
+        let mut current = self.parked.write().unwrap();
+        let (was, now) = (current.as_ref().map(|p| p.reason), park.as_ref().map(|p| p.reason));
+        *current = park;
+        if was == now {
+            return false;
+        }
+        // Added and taken away, not set: connections sharing the `other` label add up.
+        let gauge = |reason: ParkReason| metrics::gauge!(telemetry::CONNECTION_PARKED, "connection" => self.label.clone(), "reason" => reason.as_str());
+        if let Some(r) = was {
+            gauge(r).decrement(1.0);
+        }
+        if let Some(r) = now {
+            gauge(r).increment(1.0);
+        }
+        true
+    }
+
+    /// How many more items the poller may hand over: none while parked.
     pub fn room(&self) -> usize {
+        if self.is_parked() {
+            return 0;
+        }
         (self.limit() + self.limits.prefetch as usize).saturating_sub(self.outstanding.load(Ordering::Acquire))
     }
 

@@ -100,6 +100,10 @@ async fn route(ctx: &Arc<Ctx>, m: Received) -> Routed {
     if ctx.shutdown.is_cancelled() {
         return Routed::Back(m.receipt, Duration::ZERO, env.connection_id);
     }
+    // A parked connection's items wait on the shelf, not on the queue (see `store::parks`).
+    if conn.is_parked() && crate::actors::parking::shelve(ctx, env.item_id, &m.receipt).await {
+        return Routed::Done;
+    }
     if !conn.can_take() {
         let delay = conn.return_delay(m.receive_count);
         return Routed::Back(m.receipt, delay, env.connection_id);

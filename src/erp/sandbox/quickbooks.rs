@@ -13,7 +13,7 @@ use super::quickbooks_state::Qbo;
 use super::quickbooks_token;
 use super::quickbooks_wire::{FaultError, time, validation};
 use super::sim::{Dialect, Sim};
-use super::token_book::Revoke;
+use super::token_book::{Reconnect, Revoke};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -40,6 +40,7 @@ fn routes(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/__sandbox/stats", get(|State(q): State<Arc<Qbo>>| async move { axum::Json(q.sim.stats()) }))
         .route("/__sandbox/quickbooks/revoke", post(revoke))
+        .route("/__sandbox/quickbooks/reconnect", post(reconnect))
         .route("/__sandbox/quickbooks/expire-access-tokens", post(expire_access_tokens))
         .route("/oauth2/v1/tokens/bearer", post(token))
         .route("/v3/company/{realm}/bill", post(|s, p, q, h, b| create(s, p, q, h, b, "Bill")))
@@ -70,6 +71,15 @@ async fn token(State(q): State<Arc<Qbo>>, headers: HeaderMap, body: Bytes) -> Re
 async fn revoke(State(q): State<Arc<Qbo>>, axum::Json(r): axum::Json<Revoke>) -> Response {
     let revoked = q.tokens.lock().await.revoke(&r);
     axum::Json(json!({"revoked": revoked})).into_response()
+}
+
+/// `POST /__sandbox/quickbooks/reconnect` `{"client_id"}`: a new refresh token for the
+/// client, as when the user connects the app again (the authorization-code flow).
+async fn reconnect(State(q): State<Arc<Qbo>>, axum::Json(r): axum::Json<Reconnect>) -> Response {
+    match q.tokens.lock().await.reconnect(&r.client_id) {
+        Some(token) => axum::Json(json!({"refresh_token": token})).into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `POST /__sandbox/quickbooks/expire-access-tokens`: every access token issued so far

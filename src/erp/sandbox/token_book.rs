@@ -62,6 +62,11 @@ pub(super) enum Refused {
 /// What a `/__sandbox/<dialect>/revoke` hook names: a client (every token of it dies, as
 /// when the user disconnects the app) or one refresh token.
 #[derive(Deserialize)]
+pub(super) struct Reconnect {
+    pub(super) client_id: String,
+}
+
+#[derive(Deserialize)]
 pub(super) struct Revoke {
     client_id: Option<String>,
     refresh_token: Option<String>,
@@ -157,6 +162,18 @@ impl TokenBook {
             self.access.retain(|_, a| &a.client_id != client);
         }
         revoked
+    }
+
+    /// A new refresh token for `client_id`, as the authorization-code flow issues one when
+    /// the user connects the app again; None for an unknown client.
+    pub(super) fn reconnect(&mut self, client_id: &str) -> Option<String> {
+        if !self.secrets.contains_key(client_id) {
+            return None;
+        }
+        let token = format!("{}-rt-{}", self.prefix, uuid::Uuid::new_v4().simple());
+        self.refresh
+            .insert(token.clone(), Refresh { client_id: client_id.to_owned(), revoked: false, successor: None });
+        Some(token)
     }
 
     /// Expires every access token issued so far; returns how many.

@@ -7,7 +7,7 @@
 //! `xero_wire` Xero's envelopes. The wire contract and its sources: `xero.md`.
 
 use super::sim::{Dialect, Sim};
-use super::token_book::Revoke;
+use super::token_book::{Reconnect, Revoke};
 use super::xero_state::Xero;
 use super::xero_token;
 use super::{xero_docs, xero_invoices};
@@ -31,6 +31,7 @@ fn routes(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/__sandbox/stats", get(|State(x): State<Arc<Xero>>| async move { axum::Json(x.sim.stats()) }))
         .route("/__sandbox/xero/revoke", post(revoke))
+        .route("/__sandbox/xero/reconnect", post(reconnect))
         .route("/__sandbox/xero/expire-access-tokens", post(expire_access_tokens))
         .route("/connect/token", post(token))
         .route("/api.xro/2.0/Invoices", get(xero_invoices::list).put(xero_invoices::create).post(xero_invoices::upsert))
@@ -60,6 +61,15 @@ async fn token(State(x): State<Arc<Xero>>, headers: HeaderMap, body: Bytes) -> R
 async fn revoke(State(x): State<Arc<Xero>>, axum::Json(r): axum::Json<Revoke>) -> Response {
     let revoked = x.tokens.lock().await.revoke(&r);
     axum::Json(json!({"revoked": revoked})).into_response()
+}
+
+/// `POST /__sandbox/xero/reconnect` `{"client_id"}`: a new refresh token for the
+/// client, as when the user connects the app again (the authorization-code flow).
+async fn reconnect(State(x): State<Arc<Xero>>, axum::Json(r): axum::Json<Reconnect>) -> Response {
+    match x.tokens.lock().await.reconnect(&r.client_id) {
+        Some(token) => axum::Json(json!({"refresh_token": token})).into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `POST /__sandbox/xero/expire-access-tokens`: every access token issued so far expires

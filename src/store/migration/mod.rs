@@ -9,6 +9,7 @@ mod m0006_item_documents;
 mod m0007_bill_applications;
 mod m0008_api_tokens;
 mod m0009_erp_tokens;
+mod m0010_connection_parks;
 
 use sea_orm_migration::prelude::*;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_bill_applications::Migration),
             Box::new(m0008_api_tokens::Migration),
             Box::new(m0009_erp_tokens::Migration),
+            Box::new(m0010_connection_parks::Migration),
         ]
     }
 }

@@ -1,5 +1,7 @@
 //! Implementations of the CLI commands that talk to a running daemon or its database.
 
+pub mod connections;
+
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::store::JobSummary;
@@ -107,6 +109,8 @@ pub struct JobSummaryView {
     pub state: String,
     pub total_items: i32,
     pub counts: std::collections::BTreeMap<String, u64>,
+    #[serde(default)]
+    pub parked: Option<serde_json::Value>,
     pub items: Vec<serde_json::Value>,
 }
 
@@ -155,6 +159,14 @@ pub async fn enqueue(api: &Api, connection: &str, documents: Vec<serde_json::Val
 
 fn print_summary(s: &JobSummaryView) {
     println!("job {} on {}: {}", s.job_id, s.connection_id, s.state);
+    if let Some(p) = &s.parked {
+        println!(
+            "  parked: {} — {} (`erpsync connections resume {}` once it is fixed)",
+            p["reason"].as_str().unwrap_or(""),
+            p["detail"].as_str().unwrap_or(""),
+            s.connection_id
+        );
+    }
     for (state, n) in &s.counts {
         if *n > 0 {
             println!("  {state:<14} {n}");
@@ -240,7 +252,7 @@ pub async fn dlq_redrive(cfg: &Config, connection: Option<&str>, limit: u64) -> 
     Ok(())
 }
 
-async fn open_db(cfg: &Config) -> Result<sea_orm::DatabaseConnection> {
+pub(crate) async fn open_db(cfg: &Config) -> Result<sea_orm::DatabaseConnection> {
     let db = crate::store::connect(&cfg.database_url(), 1).await?;
     crate::store::migrate(&db).await?;
     Ok(db)
