@@ -129,9 +129,14 @@ pub fn preview(
     open_bills: Option<serde_json::Value>,
 ) -> Result<Vec<PreviewFile>, PreviewError> {
     let mut files = Vec::new();
+    // The samples name the vendor the way this ERP does.
+    let sample_vendor = matches!(source, Source::Sample).then(|| registry::module(erp).sample_vendor_id()).flatten();
     let doc = match kind {
         DocKind::Invoice => {
-            let inv: Invoice = document(source, kind, samples::invoice)?;
+            let mut inv: Invoice = document(source, kind, samples::invoice)?;
+            if let Some(id) = sample_vendor {
+                inv.vendor.id = id.to_owned();
+            }
             inv.validate().map_err(PreviewError::Invalid)?;
             files.push(file(serialize::attachment_file_name(&inv), pdf::invoice_pdf(&inv)?));
             for (name, bytes) in registry::module(erp).attachment_files(&inv)? {
@@ -141,7 +146,10 @@ pub fn preview(
             Document::Invoice(inv)
         }
         DocKind::PurchaseOrder => {
-            let po: PurchaseOrder = document(source, kind, samples::purchase_order)?;
+            let mut po: PurchaseOrder = document(source, kind, samples::purchase_order)?;
+            if let Some(id) = sample_vendor {
+                po.vendor.id = id.to_owned();
+            }
             po.validate().map_err(PreviewError::Invalid)?;
             Document::PurchaseOrder(po)
         }

@@ -102,6 +102,13 @@ pub trait ErpModule: Send + Sync + 'static {
         None
     }
 
+    /// The vendor reference the sample documents (`erpsync preview --sample`, the golden
+    /// files) carry for this ERP, where its own kind of id is not the samples' `V-1042`
+    /// (a Xero contact is a UUID).
+    fn sample_vendor_id(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Files besides the request body that exporting `inv` sends (shown by `erpsync
     /// preview`), such as metadata that goes with the PDF attachment.
     fn attachment_files(&self, _inv: &Invoice) -> Result<Vec<(String, Vec<u8>)>, SerializeError> {

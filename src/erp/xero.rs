@@ -82,4 +82,8 @@ impl ErpModule for Xero {
     fn sandbox(&self) -> Option<&'static sandbox::Dialect> {
         Some(&sandbox::XERO)
     }
+
+    fn sample_vendor_id(&self) -> Option<&'static str> {
+        Some(sandbox::XERO_CONTACTS[0].0)
+    }
 }

@@ -84,6 +84,7 @@ fn identifiers_too_long_for_the_erp_are_refused() {
     inv.number = "RE-2026-000117-CORRECTION-2".into();
     let e = serialize(ErpKind::QuickbooksOnline, &Document::Invoice(inv.clone())).unwrap_err();
     assert_eq!(e.to_string(), "number is 27 characters, quickbooks_online allows at most 21");
+    inv.vendor.id = crate::erp::sandbox::XERO_CONTACTS[0].0.to_owned();
     serialize(ErpKind::Xero, &Document::Invoice(inv)).unwrap();
     let mut inv = samples::invoice();
     inv.lines[0].tax_code = None;
@@ -167,4 +168,19 @@ async fn kinds_without_a_client_refuse_their_connections() {
     let c = ConnectionConfig::new("a", ErpKind::GenericRest, "http://127.0.0.1:1");
     assert!(module(ErpKind::GenericRest).check(&c).is_empty());
     assert!(module(ErpKind::GenericRest).client(&c, None, &cx).is_ok());
+}
+
+#[test]
+fn a_xero_document_whose_vendor_is_not_a_contact_id_is_refused_naming_the_field() {
+    let inv = samples::invoice();
+    let err = serialize(ErpKind::Xero, &Document::Invoice(inv.clone())).unwrap_err();
+    assert_eq!(err.kind(), "invalid_reference");
+    assert_eq!(err.to_string(), "vendor.id \"V-1042\" is not a xero ContactID (a UUID)");
+    let mut po = samples::purchase_order();
+    po.vendor.id = "Acme Supplies".into();
+    let err = serialize(ErpKind::Xero, &Document::PurchaseOrder(po)).unwrap_err();
+    assert_eq!(err.kind(), "invalid_reference", "{err}");
+    let mut ok = inv;
+    ok.vendor.id = crate::erp::sandbox::XERO_CONTACTS[0].0.to_owned();
+    serialize(ErpKind::Xero, &Document::Invoice(ok)).expect("a ContactID is accepted");
 }

@@ -41,6 +41,8 @@ pub enum SerializeError {
     FieldTooLong { erp: &'static str, field: String, len: usize, max: usize },
     #[error("{field} {value:?} has no equivalent in {erp}")]
     UnsupportedValue { erp: &'static str, field: String, value: String },
+    #[error("{field} {value:?} is not a {erp} {expected}")]
+    InvalidReference { erp: &'static str, field: String, value: String, expected: &'static str },
     #[error("the payment is applied to no bill; {erp} needs at least one (apply it by hand or send remittance advice)")]
     NothingApplied { erp: &'static str },
     #[error("{erp} cannot record {amount} of unapplied credit on a bill payment; record the overpayment by hand")]
@@ -57,6 +59,7 @@ impl SerializeError {
             SerializeError::MissingField { .. } => "missing_field",
             SerializeError::FieldTooLong { .. } => "field_too_long",
             SerializeError::UnsupportedValue { .. } => "unsupported_value",
+            SerializeError::InvalidReference { .. } => "invalid_reference",
             SerializeError::NothingApplied { .. } => "nothing_applied",
             SerializeError::UnappliedCredit { .. } => "unapplied_credit",
             SerializeError::Encode(_) => "encode",

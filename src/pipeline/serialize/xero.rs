@@ -120,11 +120,26 @@ fn line_items<'a>(lines: &'a [InvoiceLine], note: Option<String>) -> Vec<LineIte
     items
 }
 
+/// Xero names a contact only by its ContactID, a UUID: anything else cannot be one of
+/// the organisation's contacts, and is refused before any call.
+fn contact_id(id: &str) -> Result<&str, SerializeError> {
+    match uuid::Uuid::parse_str(id) {
+        Ok(_) => Ok(id),
+        Err(_) => Err(SerializeError::InvalidReference {
+            erp: ERP,
+            field: "vendor.id".into(),
+            value: id.into(),
+            expected: "ContactID (a UUID)",
+        }),
+    }
+}
+
 fn invoice(inv: &Invoice) -> Result<InvoiceBody<'_>, SerializeError> {
     fit(ERP, "number", &inv.number, NUMBER_MAX)?;
+    let contact_id = contact_id(&inv.vendor.id)?;
     Ok(InvoiceBody {
         kind: "ACCPAY",
-        contact: Contact { contact_id: &inv.vendor.id },
+        contact: Contact { contact_id },
         invoice_number: &inv.number,
         date: inv.issue_date,
         due_date: inv.due_date,
@@ -137,8 +152,9 @@ fn invoice(inv: &Invoice) -> Result<InvoiceBody<'_>, SerializeError> {
 
 fn purchase_order(po: &PurchaseOrder) -> Result<PurchaseOrderBody<'_>, SerializeError> {
     fit(ERP, "number", &po.number, NUMBER_MAX)?;
+    let contact_id = contact_id(&po.vendor.id)?;
     Ok(PurchaseOrderBody {
-        contact: Contact { contact_id: &po.vendor.id },
+        contact: Contact { contact_id },
         purchase_order_number: &po.number,
         date: po.date,
         currency_code: &po.currency,
