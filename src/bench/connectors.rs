@@ -3,11 +3,11 @@
 //!
 //! Every bill costs two calls (the create and its PDF). At Xero's limits — 5 calls in
 //! progress and 60 a minute per tenant — and QuickBooks' — 10 in progress and 500 a minute
-//! per realm — the minute budget binds at a 300 ms latency, so the ideal is the last call
-//! leaving when the budget allows it; with less concurrency the other bound
-//! (`calls × latency / concurrency`) would. Efficiency is the ideal over the measured
-//! drain; a connector that paces itself to the vendor's budget reaches it without a
-//! single 429.
+//! per realm — the minute budget binds at a 300 ms latency once there is more than a
+//! minute's budget of calls: the ideal ([`ideal_drain`]) spends each minute's budget as the
+//! minute opens, as fast as the concurrency allows. Efficiency is the ideal over the
+//! measured drain; a connector that spends the vendor's budget without exceeding it
+//! reaches it without a single 429.
 
 use crate::domain::{ConnectionId, ItemState, Op};
 use crate::erp::sandbox::{QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
@@ -55,6 +55,24 @@ pub struct ConnectorsReport {
     pub succeeded: u64,
 }
 
+/// The fastest drain of `calls` calls at `latency_ms` each within `concurrency` calls in
+/// progress and a vendor's fixed minute of `per_min` calls, and which of the two binds:
+/// each minute's calls go out as soon as the minute opens, as fast as the concurrency
+/// lets them; the drain ends when the last minute's last call is answered.
+pub fn ideal_drain(calls: u64, per_min: u64, concurrency: u64, latency_ms: u64) -> (&'static str, f64) {
+    let latency = latency_ms as f64 / 1000.0;
+    let waves = |n: u64| n.div_ceil(concurrency.max(1)) as f64 * latency;
+    let by_concurrency = waves(calls);
+    let per_min = per_min.max(1);
+    // A minute's calls that take longer than the minute: the concurrency binds throughout.
+    if waves(per_min) >= 60.0 || calls <= per_min {
+        return ("concurrency", by_concurrency);
+    }
+    let full = (calls - 1) / per_min;
+    let by_rate = full as f64 * 60.0 + waves(calls - full * per_min);
+    if by_rate > by_concurrency { ("rate", by_rate) } else { ("concurrency", by_concurrency) }
+}
+
 pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
     let xero = args.dialect == "xero";
@@ -97,17 +115,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let counts = rig.wait_terminal(deadline).await.map_err(|c| anyhow::anyhow!("not drained in time: {c:?}"))?;
     let measured = started.elapsed().as_secs_f64();
     let stats = sim.stats();
-    let by_rate = ideal_calls as f64 * 60.0 / per_min as f64;
-    let by_concurrency = ideal_calls as f64 * args.latency_ms as f64 / 1000.0 / concurrency as f64;
-    // A budget of `per_min` a minute lets the first minute's calls go at once: the last of
-    // `calls` goes out when the budget allows it, and is answered a latency later.
-    let by_rate_exact =
-        ((ideal_calls.saturating_sub(1)) / per_min as u64) as f64 * 60.0 + args.latency_ms as f64 / 1000.0;
-    let (binding, ideal) = if by_rate >= by_concurrency {
-        ("rate", by_rate_exact.max(by_concurrency))
-    } else {
-        ("concurrency", by_concurrency)
-    };
+    let (binding, ideal) = ideal_drain(ideal_calls, per_min as u64, concurrency as u64, args.latency_ms);
     let report = ConnectorsReport {
         dialect: args.dialect.clone(),
         invoices: args.invoices,
@@ -155,4 +163,21 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         bail!("not every bill was created exactly once: {report:?}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ideal_drain;
+
+    #[test]
+    fn the_ideal_spends_each_minute_as_it_opens() {
+        // QuickBooks, 2,000 calls: three full minutes, then 500 calls in 50 waves of 10.
+        let (binding, secs) = ideal_drain(2_000, 500, 10, 300);
+        assert_eq!(binding, "rate");
+        assert!((secs - (180.0 + 15.0)).abs() < 1e-9, "{secs}");
+        // Under a minute's budget only the concurrency binds.
+        assert_eq!(ideal_drain(400, 500, 10, 300), ("concurrency", 12.0));
+        // A budget the concurrency cannot spend in a minute does not bind.
+        assert_eq!(ideal_drain(2_000, 1_200, 5, 300).0, "concurrency");
+    }
 }

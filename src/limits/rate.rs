@@ -1,12 +1,14 @@
-//! A token bucket: `per_min` tokens a minute, bursts up to a tenth of that (at least one),
-//! so a connection spreads its calls instead of spending a minute's budget in a second
-//! and then being throttled by the ERP. The API limits each token's requests with one too.
+//! A minute's budget of `per_min` grants. Vendors count fixed or sliding minutes (Xero
+//! refuses the 61st call of its minute), so the times of the last `per_min` grants are
+//! kept, and a grant waits until fewer than `per_min` fall in the 61 seconds before it:
+//! never more than `per_min` in any minute, however the vendor draws its windows.
 //!
-//! The bucket alone would allow its burst on top of a minute's pace, more than `per_min`
-//! in some minute, and vendors count fixed or sliding minutes (Xero refuses the 61st call
-//! of its minute). So the times of the last `per_min` grants are kept too, and a grant
-//! waits until fewer than `per_min` fall in the 61 seconds before it: never more than
-//! `per_min` in any minute, however the vendor draws its windows.
+//! [`RateLimiter::budget`] is only that: an ERP connection spends its minute's budget as
+//! fast as its concurrency allows, which is what the vendor grants it — pacing the calls
+//! evenly would leave the budget unspent and a backlog waiting while the ERP is idle.
+//! [`RateLimiter::per_minute`] adds a token bucket (bursts up to a tenth of the minute, at
+//! least one) that spreads requests over the minute: the API paces each token's requests
+//! with it, so one client cannot spend its minute in a second.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,9 +35,19 @@ struct State {
 }
 
 impl RateLimiter {
+    /// Paced: `per_min` a minute, in bursts of at most a tenth of it.
     pub fn per_minute(per_min: u32) -> Self {
+        Self::with_burst(per_min, (per_min.max(1) as f64 / 10.0).max(1.0))
+    }
+
+    /// A vendor's minute budget, spent as soon as it is wanted (the bucket never binds
+    /// before the window does).
+    pub fn budget(per_min: u32) -> Self {
+        Self::with_burst(per_min, per_min.max(1) as f64)
+    }
+
+    fn with_burst(per_min: u32, burst: f64) -> Self {
         let per_min = per_min.max(1);
-        let burst = (per_min as f64 / 10.0).max(1.0);
         RateLimiter {
             interval: Duration::from_secs_f64(60.0 / per_min as f64),
             burst,
@@ -91,6 +103,23 @@ mod tests {
         }
         let e = start.elapsed();
         assert!(e >= Duration::from_secs(4) && e < Duration::from_millis(4100), "{e:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_is_spent_at_once_and_renews_a_window_later() {
+        let rl = RateLimiter::budget(500);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..1_200 {
+            rl.acquire().await;
+            at.push(start.elapsed());
+        }
+        assert!(at[499] < Duration::from_millis(10), "a minute's budget at once: {:?}", at[499]);
+        assert_eq!((at[500], at[1_000]), (WINDOW, WINDOW * 2), "then the next when the window allows");
+        for (i, t) in at.iter().enumerate() {
+            let in_minute = at[i..].iter().take_while(|u| **u < *t + WINDOW).count();
+            assert!(in_minute <= 500, "{in_minute} grants in the minute from {t:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

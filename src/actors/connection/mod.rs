@@ -68,7 +68,7 @@ impl Connection {
         slot_wait: Duration,
     ) -> Self {
         let limit = limits.max_concurrency as usize;
-        let rate = limits.rate_limit_per_min.map(RateLimiter::per_minute);
+        let rate = limits.rate_limit_per_min.map(RateLimiter::budget);
         let limit_gauge = metrics::gauge!(telemetry::CONNECTION_LIMIT, "connection" => label.clone());
         if label == telemetry::OTHER_CONNECTIONS {
             // Connections sharing the `other` label add up.
