@@ -15,6 +15,9 @@ pub mod sandbox;
 pub mod xero;
 mod xero_client;
 
+#[cfg(test)]
+mod parser_props;
+
 use crate::domain::{ErrorKind, Op};
 use crate::pipeline::serialize::Payload;
 use async_trait::async_trait;
@@ -105,7 +108,8 @@ pub trait ErpClient: Send + Sync + 'static {
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        // Beyond what a Duration holds (or negative, or not a number) is no usable answer.
+        return Duration::try_from_secs_f64(secs).ok();
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();

@@ -108,7 +108,39 @@ fn classify_fault(
     }
 }
 
-fn classify(method: &Method, status: StatusCode, headers: &header::HeaderMap, body: &str) -> ErpError {
+/// An answer that could not be read: a read is only transient, a create's outcome unknown.
+fn unreadable(method: &Method, e: impl std::fmt::Display) -> ErpError {
+    if *method == Method::GET {
+        ErpError::Transient(format!("unreadable QuickBooks answer: {e}"))
+    } else {
+        ErpError::Ambiguous(format!("unreadable QuickBooks answer: {e}"))
+    }
+}
+
+/// A 2xx answer's body, unless it is a `Fault` (classified like any other refusal).
+pub(super) fn answer(
+    method: &Method,
+    status: StatusCode,
+    headers: &header::HeaderMap,
+    bytes: &[u8],
+) -> Result<Value, ErpError> {
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| unreadable(method, e))?;
+    if let Some((kind, code, message)) = fault(&body) {
+        return Err(classify_fault(status, &kind, code, message, headers));
+    }
+    Ok(body)
+}
+
+/// The id of the entity `name` a create's answer holds.
+pub(super) fn created_id(name: &str, answer: &Value) -> Result<String, ErpError> {
+    answer[name]["Id"]
+        .as_str()
+        .filter(|id| !id.trim().is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ErpError::Ambiguous(format!("QuickBooks' answer holds no {name}.Id")))
+}
+
+pub(super) fn classify(method: &Method, status: StatusCode, headers: &header::HeaderMap, body: &str) -> ErpError {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     if let Some((kind, code, message)) = parsed.as_ref().and_then(fault) {
         return classify_fault(status, &kind, code, message, headers);
@@ -178,18 +210,8 @@ impl QuickbooksClient {
             Err(Sent::Network(e)) => return Err(classify_send_error(&method, e)),
         };
         let (status, headers) = (resp.status(), resp.headers().clone());
-        let unreadable = |e: reqwest::Error| {
-            if method == Method::GET {
-                ErpError::Transient(format!("unreadable QuickBooks answer: {e}"))
-            } else {
-                ErpError::Ambiguous(format!("unreadable QuickBooks answer: {e}"))
-            }
-        };
-        let body: Value = resp.json().await.map_err(unreadable)?;
-        if let Some((kind, code, message)) = fault(&body) {
-            return Err(classify_fault(status, &kind, code, message, &headers));
-        }
-        Ok(body)
+        let bytes = resp.bytes().await.map_err(|e| unreadable(&method, e))?;
+        answer(&method, status, &headers, &bytes)
     }
 
     /// `select * from {entity} where {condition}`: the rows QuickBooks answers.
@@ -211,10 +233,7 @@ impl ErpClient for QuickbooksClient {
         let answer = self
             .send(Method::POST, url, |r| r.header(header::CONTENT_TYPE, payload.content_type).body(body.clone()))
             .await?;
-        let id = answer[name]["Id"]
-            .as_str()
-            .ok_or_else(|| ErpError::Ambiguous(format!("QuickBooks' answer holds no {name}.Id")))?;
-        Ok(Created { erp_id: id.to_owned(), replayed: false })
+        Ok(Created { erp_id: created_id(name, &answer)?, replayed: false })
     }
 
     async fn find_existing(&self, op: Op, _source_id: &str, payload: &Payload) -> Result<Option<String>, ErpError> {

@@ -110,7 +110,7 @@ fn classify_send_error(method: &Method, e: reqwest::Error) -> ErpError {
     }
 }
 
-fn classify(method: &Method, status: StatusCode, headers: &header::HeaderMap, body: &str) -> ErpError {
+pub(super) fn classify(method: &Method, status: StatusCode, headers: &header::HeaderMap, body: &str) -> ErpError {
     let short: String = body.chars().take(500).collect();
     match status {
         StatusCode::TOO_MANY_REQUESTS => ErpError::Throttled { retry_after: retry_after(headers) },
@@ -137,6 +137,13 @@ fn classify(method: &Method, status: StatusCode, headers: &header::HeaderMap, bo
     }
 }
 
+/// The created ids of a create's 2xx answer: unreadable, it leaves the outcome unknown.
+pub(super) fn created_from(op: Op, bytes: &[u8]) -> Result<Vec<String>, ErpError> {
+    let answer: Value =
+        serde_json::from_slice(bytes).map_err(|e| ErpError::Ambiguous(format!("unreadable Xero answer: {e}")))?;
+    created_ids(op, &answer)
+}
+
 /// The created ids of a `summarizeErrors=false` answer, or the first element's refusal.
 fn created_ids(op: Op, body: &Value) -> Result<Vec<String>, ErpError> {
     let (coll, id_field) = collection(op);
@@ -156,8 +163,8 @@ fn created_ids(op: Op, body: &Value) -> Result<Vec<String>, ErpError> {
             });
         }
         match element[id_field].as_str() {
-            Some(id) => ids.push(id.to_owned()),
-            None => return Err(ErpError::Ambiguous(format!("a {coll} element without {id_field}"))),
+            Some(id) if !id.trim().is_empty() => ids.push(id.to_owned()),
+            _ => return Err(ErpError::Ambiguous(format!("a {coll} element without {id_field}"))),
         }
     }
     Ok(ids)
@@ -177,10 +184,9 @@ impl ErpClient for XeroClient {
                     .body(body.clone())
             })
             .await?;
-        let answer: Value =
-            resp.json().await.map_err(|e| ErpError::Ambiguous(format!("unreadable Xero answer: {e}")))?;
+        let bytes = resp.bytes().await.map_err(|e| ErpError::Ambiguous(format!("unreadable Xero answer: {e}")))?;
         // A payment document is one Xero payment per bill it pays: their ids, joined.
-        let ids = created_ids(op, &answer)?;
+        let ids = created_from(op, &bytes)?;
         Ok(Created { erp_id: ids.join(","), replayed: false })
     }
 
