@@ -49,6 +49,17 @@ fn api(http: &Client, sb: &Sandbox, method: Method, path: &str, token: &str) -> 
     http.request(method, url).bearer_auth(token).header("accept", "application/json")
 }
 
+/// A `GET` of `path` with `$filter=filter`, its JSON answer.
+async fn filtered(http: &Client, sb: &Sandbox, path: &str, filter: &str, token: &str) -> Value {
+    let mut url = reqwest::Url::parse(&format!(
+        "{}/v2.0/{BC_SANDBOX_TENANT}/{BC_SANDBOX_ENVIRONMENT}/api/v2.0/companies({BC_SANDBOX_COMPANY})/{path}",
+        sb.base_url()
+    ))
+    .unwrap();
+    url.query_pairs_mut().append_pair("$filter", filter);
+    http.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 fn bill(vendor: &str, number: &str) -> Value {
     json!({
         "vendorNumber": vendor,
@@ -137,24 +148,10 @@ async fn a_purchase_invoice_is_created_with_its_lines_and_found_by_its_vendor_in
     assert!(created["number"].as_str().is_some_and(|n| !n.is_empty()));
 
     let filter = format!("vendorInvoiceNumber eq 'RE-2026-000117' and vendorId eq {}", BC_VENDORS[0].0);
-    let found: Value = api(&http, &sb, Method::GET, "purchaseInvoices", &t)
-        .query(&[("$filter", filter.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = filtered(&http, &sb, "purchaseInvoices", filter.as_str(), &t).await;
     assert_eq!(found["value"].as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found["value"][0]["id"].as_str(), Some(id.as_str()));
-    let none: Value = api(&http, &sb, Method::GET, "purchaseInvoices", &t)
-        .query(&[("$filter", "vendorInvoiceNumber eq 'O''Brien'")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none: Value = filtered(&http, &sb, "purchaseInvoices", "vendorInvoiceNumber eq 'O''Brien'", &t).await;
     assert_eq!(none["value"], json!([]));
     let stats = sb.stats();
     assert_eq!((stats.creates, stats.lookups, stats.duplicate_creates), (1, 2, 0));
@@ -262,14 +259,7 @@ async fn a_snapshot_batch_of_vendor_payments_keeps_all_or_nothing() {
     let answer: Value = send(mixed, false).await.unwrap().json().await.unwrap();
     assert_eq!(answer["responses"][0]["status"], json!(201));
     assert_eq!(sb.stats().creates, 2, "without it, the requests that succeeded are kept");
-    let listed: Value = api(&http, &sb, Method::GET, &format!("vendorPaymentJournals({journal})/vendorPayments"), &t)
-        .query(&[("$filter", "comment eq 'pay-1 via wire'")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = filtered(&http, &sb, &format!("vendorPaymentJournals({journal})/vendorPayments"), "comment eq 'pay-1 via wire'", &t).await;
     assert_eq!(listed["value"].as_array().unwrap().len(), 1);
     let too_many = json!({"requests": (0..101).map(|_| line("10000", 1.0)).collect::<Vec<_>>()});
     assert_eq!(send(too_many, true).await.unwrap().status(), StatusCode::BAD_REQUEST);
@@ -332,14 +322,7 @@ async fn faults_answer_503_and_a_stalled_create_is_committed() {
         .send()
         .await;
     assert!(lost.is_err_and(|e| e.is_timeout()));
-    let found: Value = api(&http, &sb, Method::GET, "purchaseInvoices", &t)
-        .query(&[("$filter", "vendorInvoiceNumber eq 'S-1' and vendorNumber eq '20000'")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = filtered(&http, &sb, "purchaseInvoices", "vendorInvoiceNumber eq 'S-1' and vendorNumber eq '20000'", &t).await;
     assert_eq!(found["value"].as_array().unwrap().len(), 1, "the create committed before its answer stalled");
     assert_eq!(sb.stats().stalls, 1);
 }

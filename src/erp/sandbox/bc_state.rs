@@ -125,7 +125,7 @@ impl Bc {
         environment: &str,
         headers: &HeaderMap,
     ) -> Result<Admitted<'a>, Response> {
-        let (in_flight, arrived, _) = arrive(&self.sim);
+        let (in_flight, _, _) = arrive(&self.sim);
         let o = &self.sim.opts.business_central;
         let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let Some(bearer) = bearer else { return Err(unauthorized(None)) };
@@ -140,9 +140,11 @@ impl Bc {
             all.entry(user.clone()).or_insert_with(|| Arc::new(Semaphore::new(o.concurrent_limit as usize))).clone()
         };
         let slot = slots.acquire_owned().await.expect("the semaphore is never closed");
+        // Processing (the simulated latency) starts when a slot is free, not on arrival.
+        let processing = Instant::now();
         queued.armed = false;
         let admitted = Admitted { _in_flight: in_flight, _slot: slot, bc: self, user };
-        if settle(&self.sim, arrived).await.is_err() {
+        if settle(&self.sim, processing).await.is_err() {
             let mut r = odata_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "injected fault");
             r.headers_mut().insert("retry-after", HeaderValue::from(1));
             return Err(r);
