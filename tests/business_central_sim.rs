@@ -25,7 +25,14 @@ fn with_bc(f: impl FnOnce(&mut BusinessCentralOptions)) -> SandboxOptions {
     o
 }
 
-async fn token_request(http: &Client, sb: &Sandbox, tenant: &str, id: &str, secret: &str, scope: &str) -> (StatusCode, Value) {
+async fn token_request(
+    http: &Client,
+    sb: &Sandbox,
+    tenant: &str,
+    id: &str,
+    secret: &str,
+    scope: &str,
+) -> (StatusCode, Value) {
     let r = http
         .post(format!("{}/{tenant}/oauth2/v2.0/token", sb.base_url()))
         .form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)])
@@ -99,7 +106,9 @@ async fn the_token_endpoint_grants_client_credentials_and_refuses_as_the_identit
     assert_eq!(wrong["error_codes"], json!([7000215]));
     let (status, unknown) = token_request(&http, &sb, BC_SANDBOX_TENANT, "who", "x", SCOPE).await;
     assert_eq!((status, unknown["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unauthorized_client")));
-    let (status, scope) = token_request(&http, &sb, BC_SANDBOX_TENANT, "bc-client", "bc-secret", "https://graph.microsoft.com/.default").await;
+    let (status, scope) =
+        token_request(&http, &sb, BC_SANDBOX_TENANT, "bc-client", "bc-secret", "https://graph.microsoft.com/.default")
+            .await;
     assert_eq!((status, scope["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
     let (status, tenant) = token_request(&http, &sb, "other-tenant", "bc-client", "bc-secret", SCOPE).await;
     assert_eq!((status, tenant["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([90002])));
@@ -175,7 +184,12 @@ async fn documents_business_central_refuses_carry_its_odata_error() {
     old_field["purchaseInvoiceLines"][0] = json!({"lineType": "Account", "lineObjectNumber": "6100", "description": "x", "quantity": 1, "directUnitCost": 5});
     let (status, refused) = post_bill(&http, &sb, &t, &old_field).await;
     assert_eq!((status, odata_code(&refused)), (StatusCode::BAD_REQUEST, "BadRequest"));
-    assert!(refused["error"]["message"].as_str().unwrap().contains("'directUnitCost' does not exist on type 'Microsoft.NAV.purchaseInvoiceLine'"));
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'directUnitCost' does not exist on type 'Microsoft.NAV.purchaseInvoiceLine'")
+    );
 
     let mut account = bill("10000", "B-3");
     account["purchaseInvoiceLines"][0]["lineObjectNumber"] = json!("9999");
@@ -210,7 +224,8 @@ async fn an_attachment_is_a_record_then_its_content_and_a_second_copy_is_counted
     let content = format!("documentAttachments({att_id})/attachmentContent");
     let r = api(&http, &sb, Method::PATCH, &content, &t).body("%PDF-1.7 x").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "If-Match is required");
-    let r = api(&http, &sb, Method::PATCH, &content, &t).header("if-match", "*").body("%PDF-1.7 x").send().await.unwrap();
+    let r =
+        api(&http, &sb, Method::PATCH, &content, &t).header("if-match", "*").body("%PDF-1.7 x").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let listed: Value = api(&http, &sb, Method::GET, &format!("purchaseInvoices({bill_id})/documentAttachments"), &t)
         .send()
@@ -238,11 +253,14 @@ async fn a_snapshot_batch_of_vendor_payments_keeps_all_or_nothing() {
     let t = token(&http, &sb).await;
     let (_, created) = post_bill(&http, &sb, &t, &bill("10000", "P-1")).await;
     let inv = created["id"].as_str().unwrap();
-    let journals: Value = api(&http, &sb, Method::GET, "vendorPaymentJournals", &t).send().await.unwrap().json().await.unwrap();
+    let journals: Value =
+        api(&http, &sb, Method::GET, "vendorPaymentJournals", &t).send().await.unwrap().json().await.unwrap();
     let journal = journals["value"][0]["id"].as_str().unwrap().to_owned();
     let url = format!("companies({BC_SANDBOX_COMPANY})/vendorPaymentJournals({journal})/vendorPayments");
-    let line = |vendor: &str, amount: f64| json!({"method": "POST", "id": "1", "url": url, "headers": {"Content-Type": "application/json"},
-        "body": {"vendorNumber": vendor, "postingDate": "2026-12-01", "amount": amount, "appliesToInvoiceId": inv, "description": "Payment", "comment": "pay-1 via wire"}});
+    let line = |vendor: &str, amount: f64| {
+        json!({"method": "POST", "id": "1", "url": url, "headers": {"Content-Type": "application/json"},
+        "body": {"vendorNumber": vendor, "postingDate": "2026-12-01", "amount": amount, "appliesToInvoiceId": inv, "description": "Payment", "comment": "pay-1 via wire"}})
+    };
     let batch_url = format!("{}/v2.0/{BC_SANDBOX_TENANT}/{BC_SANDBOX_ENVIRONMENT}/api/v2.0/$batch", sb.base_url());
     let send = |body: Value, snapshot: bool| {
         let mut r = http.post(&batch_url).bearer_auth(&t).json(&body);
@@ -259,7 +277,14 @@ async fn a_snapshot_batch_of_vendor_payments_keeps_all_or_nothing() {
     let answer: Value = send(mixed, false).await.unwrap().json().await.unwrap();
     assert_eq!(answer["responses"][0]["status"], json!(201));
     assert_eq!(sb.stats().creates, 2, "without it, the requests that succeeded are kept");
-    let listed: Value = filtered(&http, &sb, &format!("vendorPaymentJournals({journal})/vendorPayments"), "comment eq 'pay-1 via wire'", &t).await;
+    let listed: Value = filtered(
+        &http,
+        &sb,
+        &format!("vendorPaymentJournals({journal})/vendorPayments"),
+        "comment eq 'pay-1 via wire'",
+        &t,
+    )
+    .await;
     assert_eq!(listed["value"].as_array().unwrap().len(), 1);
     let too_many = json!({"requests": (0..101).map(|_| line("10000", 1.0)).collect::<Vec<_>>()});
     assert_eq!(send(too_many, true).await.unwrap().status(), StatusCode::BAD_REQUEST);
@@ -275,7 +300,11 @@ async fn beyond_five_requests_wait_in_the_queue_and_beyond_the_queue_are_refused
     let calls = (0..8).map(|_| api(&http, &sb, Method::GET, "purchaseInvoices", &t).send());
     let answers = futures::future::join_all(calls).await;
     assert!(answers.iter().all(|r| r.as_ref().unwrap().status() == StatusCode::OK));
-    assert!(started.elapsed() >= Duration::from_millis(550), "the last three waited for a slot: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(550),
+        "the last three waited for a slot: {:?}",
+        started.elapsed()
+    );
     assert_eq!(sb.stats().throttled, 0);
 
     // No queue: the sixth at once is refused.
@@ -283,7 +312,8 @@ async fn beyond_five_requests_wait_in_the_queue_and_beyond_the_queue_are_refused
     let t = token(&http, &sb).await;
     let calls = (0..6).map(|_| api(&http, &sb, Method::GET, "purchaseInvoices", &t).send());
     let answers = futures::future::join_all(calls).await;
-    let refused: Vec<_> = answers.iter().filter(|r| r.as_ref().unwrap().status() == StatusCode::TOO_MANY_REQUESTS).collect();
+    let refused: Vec<_> =
+        answers.iter().filter(|r| r.as_ref().unwrap().status() == StatusCode::TOO_MANY_REQUESTS).collect();
     assert_eq!(refused.len(), 1);
     assert_eq!(sb.stats().throttled_by_kind.get("connections"), Some(&1));
 }
@@ -322,7 +352,8 @@ async fn faults_answer_503_and_a_stalled_create_is_committed() {
         .send()
         .await;
     assert!(lost.is_err_and(|e| e.is_timeout()));
-    let found: Value = filtered(&http, &sb, "purchaseInvoices", "vendorInvoiceNumber eq 'S-1' and vendorNumber eq '20000'", &t).await;
+    let found: Value =
+        filtered(&http, &sb, "purchaseInvoices", "vendorInvoiceNumber eq 'S-1' and vendorNumber eq '20000'", &t).await;
     assert_eq!(found["value"].as_array().unwrap().len(), 1, "the create committed before its answer stalled");
     assert_eq!(sb.stats().stalls, 1);
 }

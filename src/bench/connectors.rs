@@ -7,13 +7,15 @@
 //! leaving when the budget allows it; with less concurrency the other bound
 //! (`calls × latency / concurrency`) would. Efficiency is the ideal over the measured
 //! drain; a connector that paces itself to the vendor's budget reaches it without a
-//! single 429.
+//! single 429. A Business Central bill costs three calls (the create, the attachment record
+//! and its content); at 5 in progress and 6,000 in five minutes per user, concurrency binds.
 
 use crate::domain::{ConnectionId, ItemState, Op};
-use crate::erp::sandbox::{QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
+use crate::erp::sandbox::{BUSINESS_CENTRAL, QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
 use crate::jobs::{self, JobRequest};
 use crate::rig::{
-    Rig, RigSpec, count, quickbooks_connection, quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
+    Rig, RigSpec, business_central_connection, business_central_invoices, count, quickbooks_connection,
+    quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
 };
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectorsArgs {
-    /// The vendor dialect: `xero` or `quickbooks_online`.
+    /// The vendor dialect: `xero`, `quickbooks_online` or `business_central`.
     #[arg(long, default_value = "xero")]
     pub dialect: String,
     /// Bills to export (two calls each: the create and the PDF).
@@ -57,26 +59,32 @@ pub struct ConnectorsReport {
 
 pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
-    let xero = args.dialect == "xero";
+    // A Business Central PDF is two calls: the attachment record, then its content.
+    let calls_per_bill: u64 = if args.dialect == "business_central" { 3 } else { 2 };
     let (dialect, concurrency, per_min) = match args.dialect.as_str() {
         "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit),
         "quickbooks_online" => {
             (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit)
         }
-        other => bail!("--dialect: xero or quickbooks_online, not {other:?}"),
+        // 6,000 requests in a sliding five-minute window: 1,200 a minute on average.
+        "business_central" => {
+            (&BUSINESS_CENTRAL, opts.business_central.concurrent_limit as u32, opts.business_central.rate_per_5min / 5)
+        }
+        other => bail!("--dialect: xero, quickbooks_online or business_central, not {other:?}"),
     };
     let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
     let dir = scratch_dir();
     let sim_url = sim.base_url();
     let dir2 = dir.clone();
+    let dialect_name = args.dialect.clone();
     let rig = Rig::start(RigSpec {
         limits: vec![],
         tune: Box::new(move |c| {
             c.log.level = "warn".into();
-            let conn = if xero {
-                xero_connection(c, "bench-erp", &sim_url, &dir2)
-            } else {
-                quickbooks_connection(c, "bench-erp", &sim_url, &dir2)
+            let conn = match dialect_name.as_str() {
+                "xero" => xero_connection(c, "bench-erp", &sim_url, &dir2),
+                "business_central" => business_central_connection(c, "bench-erp", &sim_url, &dir2),
+                _ => quickbooks_connection(c, "bench-erp", &sim_url, &dir2),
             };
             c.connections = vec![conn];
         }),
@@ -84,7 +92,11 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     })
     .await?;
     // Short numbers: QuickBooks' DocNumber holds 21 characters.
-    let docs = if xero { xero_invoices("bench", args.invoices) } else { quickbooks_invoices("bench", args.invoices) };
+    let docs = match args.dialect.as_str() {
+        "xero" => xero_invoices("bench", args.invoices),
+        "business_central" => business_central_invoices("bench", args.invoices),
+        _ => quickbooks_invoices("bench", args.invoices),
+    };
     let req = JobRequest {
         connection_id: ConnectionId::new("bench-erp"),
         op: Op::ExportInvoice,
@@ -92,7 +104,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     };
     let started = Instant::now();
     jobs::submit(rig.daemon().ctx(), req).await?;
-    let ideal_calls = 2 * args.invoices as u64;
+    let ideal_calls = calls_per_bill * args.invoices as u64;
     let deadline = Duration::from_secs(ideal_calls * 60 / per_min.max(1) as u64 * 3 + 120);
     let counts = rig.wait_terminal(deadline).await.map_err(|c| anyhow::anyhow!("not drained in time: {c:?}"))?;
     let measured = started.elapsed().as_secs_f64();

@@ -125,3 +125,157 @@ impl ErpModule for BusinessCentral {
         Some(&sandbox::BUSINESS_CENTRAL)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Op;
+    use crate::erp::Attachment;
+    use crate::erp::sandbox::{BC_SANDBOX_COMPANY, BC_VENDORS, BUSINESS_CENTRAL, Sandbox, SandboxOptions};
+    use crate::erp::{ErpError, module::ClientContext};
+    use serde_json::json;
+
+    fn conn_with(creds: &str) -> (ConnectionConfig, std::path::PathBuf) {
+        let dir = crate::rig::scratch_dir();
+        let file = dir.join("creds.json");
+        std::fs::write(&file, creds).unwrap();
+        let mut c = ConnectionConfig::new("bc", ErpKind::BusinessCentral, "");
+        c.credentials = Some(format!("file:{}", file.display()));
+        (c, dir)
+    }
+
+    #[test]
+    fn check_names_every_missing_key_at_once_and_never_quotes_a_secret() {
+        let (mut c, dir) = conn_with(r#"{"client_id":"a","client_secret":"s3cr3t-value","refresh_token":"r"}"#);
+        let problems = BusinessCentral.check(&c);
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["tenant_id", "environment", "company_id", "credentials"], "{problems:?}");
+        assert!(problems[0].1.contains("not erpsync's own `tenant`"), "{problems:?}");
+        assert!(problems[3].1.contains("refresh_token"), "the extra key is named: {problems:?}");
+        assert!(problems.iter().all(|(_, m)| !m.contains("s3cr3t-value")));
+        std::fs::write(dir.join("creds.json"), r#"{"client_id":"a"}"#).unwrap();
+        c.tenant_id = Some("t".into());
+        c.environment = Some("production".into());
+        c.company_id = Some("not-a-guid".into());
+        let problems = BusinessCentral.check(&c);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].1.contains("GUID") && problems[1].1.contains("client_secret"), "{problems:?}");
+        std::fs::write(dir.join("creds.json"), r#"{"client_id":"a","client_secret":"b"}"#).unwrap();
+        c.company_id = Some(BC_SANDBOX_COMPANY.into());
+        assert!(BusinessCentral.check(&c).is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_default_urls_name_the_tenant_and_environment() {
+        assert_eq!(
+            default_base_url("t1", "production"),
+            "https://api.businesscentral.dynamics.com/v2.0/t1/production/api/v2.0"
+        );
+        assert_eq!(default_token_url("t1"), "https://login.microsoftonline.com/t1/oauth2/v2.0/token");
+    }
+
+    async fn client_of(sb: &Sandbox) -> (Arc<dyn ErpClient>, std::path::PathBuf) {
+        let dir = crate::rig::scratch_dir();
+        let mut config = crate::config::Config::default();
+        let conn = crate::rig::business_central_connection(&mut config, "bc", &sb.base_url(), &dir);
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let cx = ClientContext { db, max_concurrency: 5, secrets: None };
+        let text = conn.resolve_token().unwrap();
+        (BusinessCentral.client(&conn, text, &cx).unwrap(), dir)
+    }
+
+    fn payload(v: serde_json::Value) -> Payload {
+        Payload { content_type: "application/json", body: serde_json::to_vec(&v).unwrap() }
+    }
+
+    #[tokio::test]
+    async fn orders_payments_and_attachments_are_created_once_and_found_again() {
+        let sb = Sandbox::start_speaking(
+            &BUSINESS_CENTRAL,
+            "127.0.0.1:0".parse().unwrap(),
+            SandboxOptions { latency_ms: 0, ..Default::default() },
+        )
+        .await
+        .unwrap();
+        let (client, dir) = client_of(&sb).await;
+        let po = payload(
+            json!({"vendorNumber": "10000", "number": "PO-7", "orderDate": "2026-10-12", "postingDate": "2026-10-12",
+            "purchaseOrderLines": [{"lineType": "Account", "lineObjectNumber": "6100", "description": "x", "quantity": 1, "directUnitCost": 5}]}),
+        );
+        let created = client.create(Op::ExportPurchaseOrder, &po, "k").await.unwrap();
+        assert_eq!(client.find_existing(Op::ExportPurchaseOrder, "s", &po).await.unwrap(), Some(created.erp_id));
+
+        let bill = payload(json!({"vendorNumber": "10000", "vendorInvoiceNumber": "B-9", "postingDate": "2026-11-01",
+            "purchaseInvoiceLines": [{"lineType": "Account", "lineObjectNumber": "6100", "description": "x", "quantity": 1, "unitCost": 5}]}));
+        assert_eq!(client.find_existing(Op::ExportInvoice, "s", &bill).await.unwrap(), None);
+        let bill_id = client.create(Op::ExportInvoice, &bill, "k").await.unwrap().erp_id;
+        assert_eq!(client.find_existing(Op::ExportInvoice, "s", &bill).await.unwrap(), Some(bill_id.clone()));
+
+        let line = |amount: f64| {
+            json!({"method": "POST", "id": "1", "url": "vendorPayments", "headers": {"Content-Type": "application/json"},
+            "body": {"vendorNumber": "10000", "postingDate": "2026-12-01", "amount": amount, "appliesToInvoiceId": bill_id, "description": "Payment", "comment": "pay-9 via wire"}})
+        };
+        let pay = payload(json!({"requests": [line(3.0), line(2.0)]}));
+        assert_eq!(client.find_existing(Op::ExportPayment, "pay-9", &pay).await.unwrap(), None);
+        let paid = client.create(Op::ExportPayment, &pay, "k").await.unwrap();
+        assert_eq!(paid.erp_id.split(',').count(), 2);
+        assert_eq!(client.find_existing(Op::ExportPayment, "pay-9", &pay).await.unwrap(), Some(paid.erp_id));
+
+        let attach = |maybe_attached| Attachment {
+            bill_id: &bill_id,
+            file_name: "B-9.pdf",
+            pdf: b"%PDF-1.7".to_vec(),
+            idempotency_key: "k",
+            maybe_attached,
+        };
+        let first = client.attach_pdf(attach(false)).await.unwrap();
+        assert_eq!(
+            client.attach_pdf(attach(true)).await.unwrap(),
+            first,
+            "an attempt after one that may have attached reuses it"
+        );
+        let stats = sb.stats();
+        assert_eq!(
+            (stats.creates, stats.duplicate_creates, stats.attachments, stats.duplicate_attachments),
+            (4, 0, 1, 0),
+            "{stats:?}"
+        );
+
+        // A blocked vendor's bill is refused with Business Central's code.
+        let blocked = payload(json!({"vendorNumber": BC_VENDORS[3].1, "vendorInvoiceNumber": "B-10"}));
+        let err = client.create(Op::ExportInvoice, &blocked, "k").await.unwrap_err();
+        assert!(
+            matches!(err, ErpError::Rejected { status: 400, ref code, .. } if code == "Application_DialogException"),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_client_secret_is_revoked_once_the_token_must_be_renewed() {
+        let sb = Sandbox::start_speaking(
+            &BUSINESS_CENTRAL,
+            "127.0.0.1:0".parse().unwrap(),
+            SandboxOptions { latency_ms: 0, ..Default::default() },
+        )
+        .await
+        .unwrap();
+        let (client, dir) = client_of(&sb).await;
+        let po = payload(json!({"number": "PO-1"}));
+        assert_eq!(client.find_existing(Op::ExportPurchaseOrder, "s", &po).await.unwrap(), None);
+        let http = reqwest::Client::new();
+        let hook = |path: &str| format!("{}/__sandbox/business_central/{path}", sb.base_url());
+        http.post(hook("revoke-client-secret")).json(&json!({"client_id": "bc-client"})).send().await.unwrap();
+        assert_eq!(
+            client.find_existing(Op::ExportPurchaseOrder, "s", &po).await.unwrap(),
+            None,
+            "the issued token lives on"
+        );
+        http.post(hook("expire-access-tokens")).send().await.unwrap();
+        let err = client.find_existing(Op::ExportPurchaseOrder, "s", &po).await.unwrap_err();
+        let ErpError::Revoked { message } = err else { panic!("{err:?}") };
+        assert!(message.contains("AADSTS7000222") && !message.contains("bc-secret"), "{message}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -28,9 +28,9 @@
 //! document refused with Business Central's OData `{"error":{"code","message"}}`.
 
 use super::client_credentials::ClientCredentialsFlow;
+use crate::domain::Op;
 use crate::erp::oauth::Sent;
 use crate::erp::{Attachment, Created, ErpClient, ErpError, retry_after};
-use crate::domain::Op;
 use crate::pipeline::serialize::Payload;
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, header};
@@ -159,7 +159,12 @@ fn parse_payload(payload: &Payload) -> Result<Value, ErpError> {
 }
 
 impl BusinessCentralClient {
-    pub fn new(http: reqwest::Client, base: &str, company: String, tokens: ClientCredentialsFlow) -> Result<Self, String> {
+    pub fn new(
+        http: reqwest::Client,
+        base: &str,
+        company: String,
+        tokens: ClientCredentialsFlow,
+    ) -> Result<Self, String> {
         let mut base = Url::parse(base).map_err(|e| format!("{base:?}: {e}"))?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -225,15 +230,11 @@ impl BusinessCentralClient {
         self.journal
             .get_or_try_init(|| async {
                 let journals = values(&self.get(self.url("vendorPaymentJournals", None)).await?)?;
-                journals
-                    .first()
-                    .and_then(|j| j["id"].as_str())
-                    .map(str::to_owned)
-                    .ok_or_else(|| ErpError::Rejected {
-                        status: 200,
-                        code: "NoVendorPaymentJournal".into(),
-                        message: "the company has no vendor payment journal to record payments in".into(),
-                    })
+                journals.first().and_then(|j| j["id"].as_str()).map(str::to_owned).ok_or_else(|| ErpError::Rejected {
+                    status: 200,
+                    code: "NoVendorPaymentJournal".into(),
+                    message: "the company has no vendor payment journal to record payments in".into(),
+                })
             })
             .await
             .cloned()
@@ -326,7 +327,9 @@ impl ErpClient for BusinessCentralClient {
 
     async fn attach_pdf(&self, a: Attachment<'_>) -> Result<String, ErpError> {
         if a.maybe_attached {
-            let listed = values(&self.get(self.url(&format!("purchaseInvoices({})/documentAttachments", a.bill_id), None)).await?)?;
+            let listed = values(
+                &self.get(self.url(&format!("purchaseInvoices({})/documentAttachments", a.bill_id), None)).await?,
+            )?;
             if let Some(same) = listed.iter().find(|x| x["fileName"] == a.file_name)
                 && let Some(id) = same["id"].as_str()
             {
@@ -357,7 +360,8 @@ mod tests {
     fn business_centrals_answers_map_to_erpsyncs_classes() {
         let post = Method::POST;
         let blocked = r#"{"error":{"code":"Application_DialogException","message":"You cannot create this type of document when Vendor 40000 is blocked with type All  CorrelationId:  1."}}"#;
-        let ErpError::Rejected { status, code, message } = classify(&post, StatusCode::BAD_REQUEST, &h(), blocked) else {
+        let ErpError::Rejected { status, code, message } = classify(&post, StatusCode::BAD_REQUEST, &h(), blocked)
+        else {
             panic!("a 400 is a rejection")
         };
         assert_eq!((status, code.as_str()), (400, "Application_DialogException"));
@@ -368,7 +372,10 @@ mod tests {
             classify(&post, StatusCode::TOO_MANY_REQUESTS, &throttled, ""),
             ErpError::Throttled { retry_after: Some(d) } if d.as_secs() == 30
         ));
-        assert!(matches!(classify(&post, StatusCode::TOO_MANY_REQUESTS, &h(), ""), ErpError::Throttled { retry_after: None }));
+        assert!(matches!(
+            classify(&post, StatusCode::TOO_MANY_REQUESTS, &h(), ""),
+            ErpError::Throttled { retry_after: None }
+        ));
         for lost in [StatusCode::REQUEST_TIMEOUT, StatusCode::GATEWAY_TIMEOUT] {
             assert!(matches!(classify(&post, lost, &h(), ""), ErpError::Ambiguous(_)), "{lost} on a write");
             assert!(matches!(classify(&Method::PATCH, lost, &h(), ""), ErpError::Ambiguous(_)), "{lost} on a write");
@@ -390,15 +397,22 @@ mod tests {
     #[test]
     fn an_expired_token_is_told_from_other_401s() {
         let mut www = h();
-        www.insert(header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token", error_description="The token is expired""#.parse().unwrap());
+        www.insert(
+            header::WWW_AUTHENTICATE,
+            r#"Bearer error="invalid_token", error_description="The token is expired""#.parse().unwrap(),
+        );
         assert!(is_expired_token(&www, ""));
         assert!(is_expired_token(&h(), r#"{"error":{"code":"Unauthorized","message":"The token expired."}}"#));
-        assert!(!is_expired_token(&h(), r#"{"error":{"code":"Authentication_InvalidCredentials","message":"The server has rejected the client credentials."}}"#));
+        assert!(!is_expired_token(
+            &h(),
+            r#"{"error":{"code":"Authentication_InvalidCredentials","message":"The server has rejected the client credentials."}}"#
+        ));
     }
 
     #[test]
     fn a_batch_answer_yields_every_id_or_the_first_refusal() {
-        let ok = br#"{"responses":[{"id":"1","status":201,"body":{"id":"a"}},{"id":"2","status":201,"body":{"id":"b"}}]}"#;
+        let ok =
+            br#"{"responses":[{"id":"1","status":201,"body":{"id":"a"}},{"id":"2","status":201,"body":{"id":"b"}}]}"#;
         assert_eq!(batch_ids(ok).unwrap(), ["a", "b"]);
         let refused = br#"{"responses":[{"id":"1","status":201,"body":{"id":"a"}},{"id":"2","status":400,"body":{"error":{"code":"Application_DialogException","message":"The amount must be positive."}}}]}"#;
         assert!(matches!(batch_ids(refused), Err(ErpError::Rejected { status: 400, .. })));

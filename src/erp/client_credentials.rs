@@ -10,9 +10,9 @@
 //! wrong secret, AADSTS7000222 expired secret; `unauthorized_client`, e.g. AADSTS700016 no
 //! such application) does not heal: it is [`ErpError::Revoked`].
 
+use crate::config::connection::ConnectionConfig;
 use crate::erp::ErpError;
 use crate::erp::oauth::{Refused, Sent};
-use crate::config::connection::ConnectionConfig;
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -209,7 +209,8 @@ mod tests {
             panic!("an expired secret is revoked")
         };
         assert!(message.contains("AADSTS7000222") && !message.contains("Trace ID"), "{message}");
-        let unknown_app = r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application not found"}"#;
+        let unknown_app =
+            r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application not found"}"#;
         assert!(matches!(classify_token_error(StatusCode::BAD_REQUEST, unknown_app), ErpError::Revoked { .. }));
         let scope = r#"{"error":"invalid_scope","error_description":"AADSTS70011: The provided value for the input parameter 'scope' is not valid."}"#;
         assert!(matches!(classify_token_error(StatusCode::BAD_REQUEST, scope), ErpError::Auth { status: 400, .. }));

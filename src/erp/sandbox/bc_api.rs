@@ -65,7 +65,10 @@ pub(super) async fn dispatch(
     if !company.eq_ignore_ascii_case(&bc.sim.opts.business_central.company) {
         return not_found(&format!("companies({company})"));
     }
-    let context = format!("{root}/$metadata#companies({company})/{}", segs[1..].iter().map(|s| s.0).collect::<Vec<_>>().join("/"));
+    let context = format!(
+        "{root}/$metadata#companies({company})/{}",
+        segs[1..].iter().map(|s| s.0).collect::<Vec<_>>().join("/")
+    );
     let q = form(uri.query().unwrap_or("").as_bytes());
     let filter = match q.get("$filter").map(|f| (f, parse_filter(f))) {
         None => None,
@@ -88,7 +91,8 @@ pub(super) async fn dispatch(
         (&Method::GET, [("purchaseInvoices", Some(id))]) => {
             let books = bc.books.lock().await;
             match books.invoice(id) {
-                Some(d) => axum::Json(entity(&context, d.version, &header_only(&d.props, "purchaseInvoiceLines"))).into_response(),
+                Some(d) => axum::Json(entity(&context, d.version, &header_only(&d.props, "purchaseInvoiceLines")))
+                    .into_response(),
                 None => not_found(&format!("purchaseInvoices({id})")),
             }
         }
@@ -98,7 +102,8 @@ pub(super) async fn dispatch(
                 return not_found(&format!("purchaseInvoices({id})"));
             }
             let id = id.to_ascii_lowercase();
-            let items = books.attachments.iter().filter(|a| a.parent == id).map(|a| with_etag(a.version, &a.props)).collect();
+            let items =
+                books.attachments.iter().filter(|a| a.parent == id).map(|a| with_etag(a.version, &a.props)).collect();
             collection(&context, items)
         }
         (&Method::GET, [("purchaseOrders", None)]) => {
@@ -124,12 +129,16 @@ pub(super) async fn dispatch(
         }
         (&Method::GET, [("documentAttachments", Some(id)), ("attachmentContent", None)]) => {
             let books = bc.books.lock().await;
-            match books.attachments.iter().find(|a| a.props["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))) {
+            match books.attachments.iter().find(|a| a.props["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id)))
+            {
                 Some(a) => a.bytes.clone().unwrap_or_default().into_response(),
                 None => not_found(&format!("documentAttachments({id})")),
             }
         }
-        (_, [(name, _), ..]) if ["purchaseInvoices", "purchaseOrders", "vendorPaymentJournals", "documentAttachments"].contains(name) => {
+        (_, [(name, _), ..])
+            if ["purchaseInvoices", "purchaseOrders", "vendorPaymentJournals", "documentAttachments"]
+                .contains(name) =>
+        {
             not_allowed(&method)
         }
         (_, [(name, _), ..]) => not_found(name),
@@ -138,7 +147,9 @@ pub(super) async fn dispatch(
 }
 
 fn not_allowed(method: &Method) -> Response {
-    let msg = format!("'{method}' requests for this resource are not allowed within Microsoft Dynamics 365 Business Central OData web services.");
+    let msg = format!(
+        "'{method}' requests for this resource are not allowed within Microsoft Dynamics 365 Business Central OData web services."
+    );
     odata_error(StatusCode::METHOD_NOT_ALLOWED, "BadRequest_MethodNotAllowed", &msg)
 }
 
@@ -220,7 +231,8 @@ async fn upload(bc: &Bc, id: &str, headers: &HeaderMap, body: &Bytes) -> Respons
     let c = &bc.sim.counters;
     let mut books = bc.books.lock().await;
     let CompanyBooks { attachments, .. } = &mut *books;
-    let Some(at) = attachments.iter().position(|a| a.props["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))) else {
+    let Some(at) = attachments.iter().position(|a| a.props["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id)))
+    else {
         return not_found(&format!("documentAttachments({id})"));
     };
     let if_match = headers.get("if-match").and_then(|v| v.to_str().ok());
@@ -230,7 +242,11 @@ async fn upload(bc: &Bc, id: &str, headers: &HeaderMap, body: &Bytes) -> Respons
             return odata_error(StatusCode::BAD_REQUEST, "BadRequest_InvalidToken", msg);
         }
         Some(tag) if tag != "*" && tag != etag(attachments[at].version) => {
-            return odata_error(StatusCode::CONFLICT, "Request_EntityChanged", "Another user has already changed the record.");
+            return odata_error(
+                StatusCode::CONFLICT,
+                "Request_EntityChanged",
+                "Another user has already changed the record.",
+            );
         }
         Some(_) => {}
     }
@@ -261,7 +277,8 @@ async fn batch(bc: &Bc, headers: &HeaderMap, body: &[u8]) -> Response {
         let msg = format!("The batch request contains {} operations; at most {MAX_BATCH} are allowed.", requests.len());
         return odata_error(StatusCode::BAD_REQUEST, "BadRequest", &msg);
     }
-    let snapshot = headers.get("isolation").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("snapshot"));
+    let snapshot =
+        headers.get("isolation").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("snapshot"));
     let c = &bc.sim.counters;
     let company = bc.sim.opts.business_central.company.to_ascii_lowercase();
     let mut books = bc.books.lock().await;

@@ -34,27 +34,90 @@ pub const BC_ITEMS: [(&str, &str); 2] = [("1896-S", "ATHENS Desk"), ("ITEM-HP200
 
 /// Writable properties of the API pages, as the v2.0 reference lists them.
 const INVOICE_PROPS: &[&str] = &[
-    "number", "postingDate", "invoiceDate", "dueDate", "vendorInvoiceNumber", "vendorId", "vendorNumber",
-    "payToVendorId", "payToVendorNumber", "shipToName", "shipToContact", "buyFromAddressLine1",
-    "buyFromAddressLine2", "buyFromCity", "buyFromCountry", "buyFromState", "buyFromPostCode", "shipToAddressLine1",
-    "shipToAddressLine2", "shipToCity", "shipToCountry", "shipToState", "shipToPostCode", "payToAddressLine1",
-    "payToAddressLine2", "payToCity", "payToCountry", "payToState", "payToPostCode", "shortcutDimension1Code",
-    "shortcutDimension2Code", "currencyId", "currencyCode", "purchaser", "discountAmount",
-    "discountAppliedBeforeTax", "purchaseInvoiceLines",
+    "number",
+    "postingDate",
+    "invoiceDate",
+    "dueDate",
+    "vendorInvoiceNumber",
+    "vendorId",
+    "vendorNumber",
+    "payToVendorId",
+    "payToVendorNumber",
+    "shipToName",
+    "shipToContact",
+    "buyFromAddressLine1",
+    "buyFromAddressLine2",
+    "buyFromCity",
+    "buyFromCountry",
+    "buyFromState",
+    "buyFromPostCode",
+    "shipToAddressLine1",
+    "shipToAddressLine2",
+    "shipToCity",
+    "shipToCountry",
+    "shipToState",
+    "shipToPostCode",
+    "payToAddressLine1",
+    "payToAddressLine2",
+    "payToCity",
+    "payToCountry",
+    "payToState",
+    "payToPostCode",
+    "shortcutDimension1Code",
+    "shortcutDimension2Code",
+    "currencyId",
+    "currencyCode",
+    "purchaser",
+    "discountAmount",
+    "discountAppliedBeforeTax",
+    "purchaseInvoiceLines",
 ];
 const ORDER_PROPS: &[&str] = &[
-    "number", "orderDate", "postingDate", "vendorId", "vendorNumber", "payToVendorId", "payToVendorNumber",
-    "shortcutDimension1Code", "shortcutDimension2Code", "currencyId", "currencyCode", "purchaser",
-    "requestedReceiptDate", "discountAmount", "purchaseOrderLines",
+    "number",
+    "orderDate",
+    "postingDate",
+    "vendorId",
+    "vendorNumber",
+    "payToVendorId",
+    "payToVendorNumber",
+    "shortcutDimension1Code",
+    "shortcutDimension2Code",
+    "currencyId",
+    "currencyCode",
+    "purchaser",
+    "requestedReceiptDate",
+    "discountAmount",
+    "purchaseOrderLines",
 ];
 const COMMON_LINE_PROPS: &[&str] = &[
-    "sequence", "itemId", "accountId", "lineType", "lineObjectNumber", "description", "unitOfMeasureId",
-    "unitOfMeasureCode", "quantity", "discountAmount", "discountPercent", "taxCode", "expectedReceiptDate",
-    "itemVariantId", "locationId",
+    "sequence",
+    "itemId",
+    "accountId",
+    "lineType",
+    "lineObjectNumber",
+    "description",
+    "unitOfMeasureId",
+    "unitOfMeasureCode",
+    "quantity",
+    "discountAmount",
+    "discountPercent",
+    "taxCode",
+    "expectedReceiptDate",
+    "itemVariantId",
+    "locationId",
 ];
 const PAYMENT_PROPS: &[&str] = &[
-    "lineNumber", "vendorId", "vendorNumber", "postingDate", "documentNumber", "externalDocumentNumber", "amount",
-    "appliesToInvoiceId", "appliesToInvoiceNumber", "description", "comment",
+    "lineNumber",
+    "vendorId",
+    "vendorNumber",
+    "postingDate",
+    "documentNumber",
+    "externalDocumentNumber",
+    "amount",
+    "appliesToInvoiceId",
+    "appliesToInvoiceNumber",
+    "description",
+    "comment",
 ];
 const LINE_TYPES: &[&str] = &["Comment", "Account", "Item", "Resource", "Fixed Asset", "Charge"];
 
@@ -129,7 +192,10 @@ fn unknown_props(v: &Value, allowed: &[&[&str]], entity_type: &str) -> Result<()
 
 /// The vendor a document names (by `vendorId` or `vendorNumber`), refusing an unknown or
 /// blocked one as Business Central does.
-pub(super) fn vendor(doc: &Value, blocked_for_payments: bool) -> Result<(&'static str, &'static str, &'static str), Refusal> {
+pub(super) fn vendor(
+    doc: &Value,
+    blocked_for_payments: bool,
+) -> Result<(&'static str, &'static str, &'static str), Refusal> {
     let found = match (doc["vendorId"].as_str(), doc["vendorNumber"].as_str()) {
         (Some(id), _) => BC_VENDORS.iter().find(|v| v.0.eq_ignore_ascii_case(id)).ok_or_else(|| {
             (StatusCode::BAD_REQUEST, "Internal_RecordNotFound", format!("The vendor with id {id} does not exist."))
@@ -183,9 +249,9 @@ fn decimal(v: &Value, field: &str) -> Result<Decimal, Refusal> {
         Value::Null => Ok(Decimal::ZERO),
         Value::Number(n) => {
             let t = n.to_string();
-            t.parse().or_else(|_| Decimal::from_scientific(&t)).map_err(|_| {
-                (StatusCode::BAD_REQUEST, "BadRequest", format!("Cannot convert {t} to Edm.Decimal."))
-            })
+            t.parse()
+                .or_else(|_| Decimal::from_scientific(&t))
+                .map_err(|_| (StatusCode::BAD_REQUEST, "BadRequest", format!("Cannot convert {t} to Edm.Decimal.")))
         }
         other => Err((StatusCode::BAD_REQUEST, "BadRequest", format!("Cannot convert {other} to Edm.Decimal."))),
     }
@@ -336,13 +402,24 @@ pub(super) fn build_payment(books: &CompanyBooks, doc: &Value, line_number: usiz
 
 /// Validates a document attachment record (`POST documentAttachments`).
 pub(super) fn build_attachment(books: &CompanyBooks, doc: &Value) -> Result<(Value, String), Refusal> {
-    unknown_props(doc, &[&["fileName", "parentType", "parentId", "lineNumber", "documentFlowSales", "documentFlowPurchase"]], "documentAttachment")?;
+    unknown_props(
+        doc,
+        &[&["fileName", "parentType", "parentId", "lineNumber", "documentFlowSales", "documentFlowPurchase"]],
+        "documentAttachment",
+    )?;
     let file = text(doc, "fileName", 250)?.unwrap_or("");
     if file.is_empty() {
-        return Err((StatusCode::BAD_REQUEST, "BadRequest_RequiredParamNotProvided", "Field 'fileName' must not be blank or empty.".into()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "BadRequest_RequiredParamNotProvided",
+            "Field 'fileName' must not be blank or empty.".into(),
+        ));
     }
     if doc["parentType"].as_str() != Some("Purchase Invoice") {
-        let msg = format!("'{}' is not a parent type this simulator keeps attachments for.", doc["parentType"].as_str().unwrap_or(""));
+        let msg = format!(
+            "'{}' is not a parent type this simulator keeps attachments for.",
+            doc["parentType"].as_str().unwrap_or("")
+        );
         return Err((StatusCode::BAD_REQUEST, "BadRequest", msg));
     }
     let parent = doc["parentId"].as_str().unwrap_or("");

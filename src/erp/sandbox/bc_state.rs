@@ -129,7 +129,8 @@ impl Bc {
         let o = &self.sim.opts.business_central;
         let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let Some(bearer) = bearer else { return Err(unauthorized(None)) };
-        let user = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).check(bearer).map_err(|r| unauthorized(Some(r)))?;
+        let user =
+            self.tokens.lock().unwrap_or_else(|e| e.into_inner()).check(bearer).map_err(|r| unauthorized(Some(r)))?;
         if !tenant.eq_ignore_ascii_case(&o.tenant) || environment != o.environment {
             let msg = format!("Environment '{environment}' of tenant '{tenant}' was not found.");
             return Err(odata_error(StatusCode::NOT_FOUND, "NoEnvironment", &msg));

@@ -95,7 +95,9 @@ impl TokenBook {
     ) -> (Response, bool) {
         let refuse = |r| (r, false);
         if !tenant.eq_ignore_ascii_case(&self.tenant) {
-            let msg = format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.");
+            let msg = format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            );
             return refuse(sts_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &msg));
         }
         let mut f = form(body);
@@ -109,10 +111,8 @@ impl TokenBook {
             return refuse(sts_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000218, msg));
         };
         let Some(client) = self.clients.get(&client_id) else {
-            let msg = format!(
-                "Application with identifier '{client_id}' was not found in the directory '{}'.",
-                self.tenant
-            );
+            let msg =
+                format!("Application with identifier '{client_id}' was not found in the directory '{}'.", self.tenant);
             return refuse(sts_error(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, &msg));
         };
         if client.revoked {

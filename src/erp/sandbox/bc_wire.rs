@@ -136,12 +136,18 @@ mod tests {
 
     #[test]
     fn filters_of_equalities_parse() {
-        let f = parse_filter("vendorInvoiceNumber eq 'O''Brien and co' and vendorId eq 0b5e0b34-0000-4000-8000-000000000001").unwrap();
+        let f = parse_filter(
+            "vendorInvoiceNumber eq 'O''Brien and co' and vendorId eq 0b5e0b34-0000-4000-8000-000000000001",
+        )
+        .unwrap();
         assert_eq!(f[0], ("vendorInvoiceNumber".into(), json!("O'Brien and co")));
         assert_eq!(f[1], ("vendorId".into(), json!("0b5e0b34-0000-4000-8000-000000000001")));
         assert!(parse_filter("amount gt 5").is_none());
         assert!(parse_filter("a eq 'x' or b eq 'y'").is_none());
         assert!(parse_filter("a eq 'unterminated").is_none());
-        assert!(matches(&json!({"vendorNumber": "v1", "amount": 5}), &parse_filter("vendorNumber eq 'V1' and amount eq 5").unwrap()));
+        assert!(matches(
+            &json!({"vendorNumber": "v1", "amount": 5}),
+            &parse_filter("vendorNumber eq 'V1' and amount eq 5").unwrap()
+        ));
     }
 }

@@ -43,7 +43,9 @@ mod xero_state;
 mod xero_token;
 mod xero_wire;
 
-pub use bc_options::{BC_SANDBOX_COMPANY, BC_SANDBOX_ENVIRONMENT, BC_SANDBOX_TENANT, BusinessCentralClient, BusinessCentralOptions};
+pub use bc_options::{
+    BC_SANDBOX_COMPANY, BC_SANDBOX_ENVIRONMENT, BC_SANDBOX_TENANT, BusinessCentralClient, BusinessCentralOptions,
+};
 pub use business_central::{BC_ACCOUNTS, BC_ITEMS, BC_VENDORS, BUSINESS_CENTRAL};
 pub use generic_rest::GENERIC_REST;
 pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
