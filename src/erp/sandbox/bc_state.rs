@@ -79,7 +79,7 @@ fn too_many(retry_after: Option<u64>) -> Response {
     let mut r = odata_error(
         StatusCode::TOO_MANY_REQUESTS,
         "Application_TooManyRequests",
-        "Too many requests reached. Actual (101). Maximum (100).",
+        "Too many requests: the limits of this user are exhausted.",
     );
     if let Some(secs) = retry_after {
         r.headers_mut().insert("retry-after", HeaderValue::from(secs.max(1)));
@@ -135,7 +135,7 @@ impl Bc {
             let msg = format!("Environment '{environment}' of tenant '{tenant}' was not found.");
             return Err(odata_error(StatusCode::NOT_FOUND, "NoEnvironment", &msg));
         }
-        let mut queued = self.take_connection(&user)?;
+        let mut queued = self.take_connection(&user).map_err(too_many)?;
         let slots = {
             let mut all = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             all.entry(user.clone()).or_insert_with(|| Arc::new(Semaphore::new(o.concurrent_limit as usize))).clone()
@@ -153,9 +153,10 @@ impl Bc {
         Ok(admitted)
     }
 
-    /// Counts a request against the user's connections and rate, or refuses it (429).
-    /// A refused request uses no allowance.
-    fn take_connection(&self, user: &str) -> Result<Queued<'_>, Response> {
+    /// Counts a request against the user's connections and rate, or refuses it (429, with
+    /// the seconds until the rate admits it again when that is the limit hit). A refused
+    /// request uses no allowance.
+    fn take_connection(&self, user: &str) -> Result<Queued<'_>, Option<u64>> {
         let o = &self.sim.opts.business_central;
         let now = Instant::now();
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,13 +166,13 @@ impl Bc {
         }
         if u.connections >= o.concurrent_limit + o.queue_limit {
             self.sim.counters.throttled_as("connections");
-            return Err(too_many(None));
+            return Err(None);
         }
         if u.recent.len() >= o.rate_per_5min as usize {
             self.sim.counters.throttled_as("rate");
             let oldest = *u.recent.front().expect("the window is full");
             let wait = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
-            return Err(too_many(Some(wait.as_secs_f64().ceil() as u64)));
+            return Err(Some(wait.as_secs_f64().ceil() as u64));
         }
         u.connections += 1;
         u.recent.push_back(now);

@@ -107,7 +107,7 @@ pub(super) fn parse_filter(f: &str) -> Option<Vec<(String, Value)>> {
             (Value::String(s), &quoted[end?..])
         } else {
             let (token, tail) = after.split_once(' ').unwrap_or((after, ""));
-            let v = token.parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n)).map(Value::Number);
+            let v = token.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number);
             (v.unwrap_or_else(|| Value::String(token.to_owned())), tail)
         };
         out.push((field.to_owned(), value));
