@@ -61,17 +61,19 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
     // A Business Central PDF is two calls: the attachment record, then its content.
     let calls_per_bill: u64 = if args.dialect == "business_central" { 3 } else { 2 };
-    let (dialect, concurrency, per_min) = match args.dialect.as_str() {
-        "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit),
+    // The rate budget: `budget` calls in any `window_secs` (Business Central's window slides
+    // over five minutes; the others are a minute).
+    let (dialect, concurrency, budget, window_secs) = match args.dialect.as_str() {
+        "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit, 60),
         "quickbooks_online" => {
-            (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit)
+            (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit, 60)
         }
-        // 6,000 requests in a sliding five-minute window: 1,200 a minute on average.
         "business_central" => {
-            (&BUSINESS_CENTRAL, opts.business_central.concurrent_limit as u32, opts.business_central.rate_per_5min / 5)
+            (&BUSINESS_CENTRAL, opts.business_central.concurrent_limit as u32, opts.business_central.rate_per_5min, 300)
         }
         other => bail!("--dialect: xero, quickbooks_online or business_central, not {other:?}"),
     };
+    let per_min = (budget as u64 * 60 / window_secs) as u32;
     let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
     let dir = scratch_dir();
     let sim_url = sim.base_url();
@@ -109,12 +111,12 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let counts = rig.wait_terminal(deadline).await.map_err(|c| anyhow::anyhow!("not drained in time: {c:?}"))?;
     let measured = started.elapsed().as_secs_f64();
     let stats = sim.stats();
-    let by_rate = ideal_calls as f64 * 60.0 / per_min as f64;
+    let by_rate = ideal_calls as f64 * window_secs as f64 / budget as f64;
     let by_concurrency = ideal_calls as f64 * args.latency_ms as f64 / 1000.0 / concurrency as f64;
-    // A budget of `per_min` a minute lets the first minute's calls go at once: the last of
+    // A budget of `budget` a window lets the first window's calls go at once: the last of
     // `calls` goes out when the budget allows it, and is answered a latency later.
     let by_rate_exact =
-        ((ideal_calls.saturating_sub(1)) / per_min as u64) as f64 * 60.0 + args.latency_ms as f64 / 1000.0;
+        ((ideal_calls.saturating_sub(1)) / budget as u64) as f64 * window_secs as f64 + args.latency_ms as f64 / 1000.0;
     let (binding, ideal) = if by_rate >= by_concurrency {
         ("rate", by_rate_exact.max(by_concurrency))
     } else {

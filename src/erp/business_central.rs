@@ -38,13 +38,14 @@ pub use client::MAX_BATCH_OPERATIONS;
 pub const SCOPE: &str = "https://api.businesscentral.dynamics.com/.default";
 
 /// 5 requests processed at once per user; 6,000 per sliding five-minute window (1,200 a
-/// minute on average). One document per call: bills and purchase orders are not batched
-/// (a payment's journal lines go in one `$batch` of at most [`MAX_BATCH_OPERATIONS`]).
+/// minute on average). A `$batch` carries up to [`MAX_BATCH_OPERATIONS`] operations, atomic
+/// only with `Isolation: snapshot`; the client sends a payment's journal lines that way and
+/// every bill and purchase order in a call of its own.
 const PROFILE: ErpProfile = ErpProfile {
     max_concurrency: 5,
     rate_limit_per_min: Some(1_200),
     daily_limit: None,
-    batch: BatchCapacity::ONE,
+    batch: BatchCapacity::all(MAX_BATCH_OPERATIONS as u32),
     accepts_purchase_orders: true,
 };
 
