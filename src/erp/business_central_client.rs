@@ -15,7 +15,10 @@
 //!   finds.
 //! - Payments: one `$batch` of `vendorPayments` lines in the company's first vendor payment
 //!   journal, sent with `Isolation: snapshot` so it is atomic (all lines or none), at most
-//!   100 operations. Found again by the lines' `comment`, which names the source payment.
+//!   100 operations. Found again by the lines' `comment`, which names the source payment —
+//!   while the journal is not posted: posted lines leave the journal, so a retry after that
+//!   finds nothing there, and erpsync's own ledger is what stands between it and a second
+//!   payment.
 //! - The PDF: a `documentAttachments` record (`parentType: "Purchase Invoice"`), then its
 //!   content by `PATCH …/documentAttachments({id})/attachmentContent` with `If-Match: *`.
 //!   After an attempt that may have attached it, the bill's attachments are listed first and

@@ -133,6 +133,17 @@ pub(super) fn matches(doc: &Value, filter: &[(String, Value)]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_filter_text_parses_or_is_refused_without_panicking(f in ".{0,80}") {
+            if let Some(eqs) = parse_filter(&f) {
+                prop_assert!(!eqs.is_empty());
+                let _ = matches(&json!({"a": "b"}), &eqs);
+            }
+        }
+    }
 
     #[test]
     fn filters_of_equalities_parse() {
