@@ -72,11 +72,12 @@ enum Command {
     SandboxErp {
         #[arg(long, default_value = "127.0.0.1:8089")]
         listen: std::net::SocketAddr,
-        /// The protocol it speaks: generic_rest, xero or quickbooks_online.
-        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero", "quickbooks_online"])]
+        /// The protocol it speaks: generic_rest, xero, quickbooks_online or business_central.
+        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero", "quickbooks_online", "business_central"])]
         dialect: String,
+        /// Boxed: every dialect's options together are far larger than any other command.
         #[command(flatten)]
-        options: erpsync::erp::sandbox::SandboxOptions,
+        options: Box<erpsync::erp::sandbox::SandboxOptions>,
     },
     /// Sandbox ERPs and the daemon in one process, exporting sample invoices with live progress.
     Demo {
@@ -321,9 +322,10 @@ fn main() -> Result<()> {
                 let dialect = match dialect.as_str() {
                     "xero" => &erpsync::erp::sandbox::XERO,
                     "quickbooks_online" => &erpsync::erp::sandbox::QUICKBOOKS_ONLINE,
+                    "business_central" => &erpsync::erp::sandbox::BUSINESS_CENTRAL,
                     _ => &erpsync::erp::sandbox::GENERIC_REST,
                 };
-                let sb = erpsync::erp::sandbox::Sandbox::start_speaking(dialect, listen, options)
+                let sb = erpsync::erp::sandbox::Sandbox::start_speaking(dialect, listen, *options)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 println!("sandbox ERP listening on {}", sb.base_url());

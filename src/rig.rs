@@ -322,3 +322,40 @@ pub fn quickbooks_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
     }
     all
 }
+
+/// A Business Central connection `id` to a Business Central simulator at `sim_url`
+/// (`erp::sandbox::BUSINESS_CENTRAL`): the simulator's tenant, environment and company, and
+/// its default Entra client as the credentials, written to a file under `dir`.
+pub fn business_central_connection(
+    _config: &mut Config,
+    id: &str,
+    sim_url: &str,
+    dir: &std::path::Path,
+) -> ConnectionConfig {
+    use crate::erp::sandbox::{BC_SANDBOX_COMPANY, BC_SANDBOX_ENVIRONMENT, BC_SANDBOX_TENANT, BusinessCentralOptions};
+    let client = &BusinessCentralOptions::default().clients[0];
+    let creds = dir.join(format!("{id}.business_central.json"));
+    let document = serde_json::json!({"client_id": client.client_id, "client_secret": client.client_secret});
+    std::fs::write(&creds, document.to_string()).expect("the scratch directory is writable");
+    let base = format!("{sim_url}/v2.0/{BC_SANDBOX_TENANT}/{BC_SANDBOX_ENVIRONMENT}/api/v2.0");
+    let mut c = ConnectionConfig::new(id, ErpKind::BusinessCentral, &base);
+    c.credentials = Some(format!("file:{}", creds.display()));
+    c.token_url = Some(format!("{sim_url}/{BC_SANDBOX_TENANT}/oauth2/v2.0/token"));
+    c.tenant_id = Some(BC_SANDBOX_TENANT.to_owned());
+    c.environment = Some(BC_SANDBOX_ENVIRONMENT.to_owned());
+    c.company_id = Some(BC_SANDBOX_COMPANY.to_owned());
+    c
+}
+
+/// `n` sample invoices whose vendors are vendors of the Business Central simulator's
+/// company (by number) and whose lines post to its G/L accounts.
+pub fn business_central_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
+    let mut all = crate::samples::invoices(prefix, n);
+    for (i, inv) in all.iter_mut().enumerate() {
+        inv.vendor.id = crate::erp::sandbox::BC_VENDORS[i % 3].1.to_owned();
+        for line in &mut inv.lines {
+            line.gl_account.get_or_insert_with(|| "6000".to_owned());
+        }
+    }
+    all
+}

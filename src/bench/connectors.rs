@@ -7,13 +7,16 @@
 //! minute's budget of calls: the ideal ([`ideal_drain`]) spends each minute's budget as the
 //! minute opens, as fast as the concurrency allows. Efficiency is the ideal over the
 //! measured drain; a connector that spends the vendor's budget without exceeding it
-//! reaches it without a single 429.
+//! reaches it without a single 429. A Business Central bill costs three calls (the create,
+//! the attachment record and its content); at 5 in progress and 6,000 in five minutes per
+//! user, concurrency binds.
 
 use crate::domain::{ConnectionId, ItemState, Op};
-use crate::erp::sandbox::{QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
+use crate::erp::sandbox::{BUSINESS_CENTRAL, QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
 use crate::jobs::{self, JobRequest};
 use crate::rig::{
-    Rig, RigSpec, count, quickbooks_connection, quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
+    Rig, RigSpec, business_central_connection, business_central_invoices, count, quickbooks_connection,
+    quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
 };
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectorsArgs {
-    /// The vendor dialect: `xero` or `quickbooks_online`.
+    /// The vendor dialect: `xero`, `quickbooks_online` or `business_central`.
     #[arg(long, default_value = "xero")]
     pub dialect: String,
     /// Bills to export (two calls each: the create and the PDF).
@@ -56,45 +59,59 @@ pub struct ConnectorsReport {
 }
 
 /// The fastest drain of `calls` calls at `latency_ms` each within `concurrency` calls in
-/// progress and a vendor's fixed minute of `per_min` calls, and which of the two binds:
-/// each minute's calls go out as soon as the minute opens, as fast as the concurrency
-/// lets them; the drain ends when the last minute's last call is answered.
-pub fn ideal_drain(calls: u64, per_min: u64, concurrency: u64, latency_ms: u64) -> (&'static str, f64) {
+/// progress and a vendor's fixed window of `budget` calls every `window_secs`, and which
+/// of the two binds: each window's calls go out as soon as the window opens, as fast as
+/// the concurrency lets them; the drain ends when the last window's last call is answered.
+pub fn ideal_drain(
+    calls: u64,
+    budget: u64,
+    window_secs: u64,
+    concurrency: u64,
+    latency_ms: u64,
+) -> (&'static str, f64) {
     let latency = latency_ms as f64 / 1000.0;
     let waves = |n: u64| n.div_ceil(concurrency.max(1)) as f64 * latency;
     let by_concurrency = waves(calls);
-    let per_min = per_min.max(1);
-    // A minute's calls that take longer than the minute: the concurrency binds throughout.
-    if waves(per_min) >= 60.0 || calls <= per_min {
+    let budget = budget.max(1);
+    // A window's calls that take longer than the window: the concurrency binds throughout.
+    if waves(budget) >= window_secs as f64 || calls <= budget {
         return ("concurrency", by_concurrency);
     }
-    let full = (calls - 1) / per_min;
-    let by_rate = full as f64 * 60.0 + waves(calls - full * per_min);
+    let full = (calls - 1) / budget;
+    let by_rate = (full * window_secs) as f64 + waves(calls - full * budget);
     if by_rate > by_concurrency { ("rate", by_rate) } else { ("concurrency", by_concurrency) }
 }
 
 pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
-    let xero = args.dialect == "xero";
-    let (dialect, concurrency, per_min) = match args.dialect.as_str() {
-        "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit),
+    // A Business Central PDF is two calls: the attachment record, then its content.
+    let calls_per_bill: u64 = if args.dialect == "business_central" { 3 } else { 2 };
+    // The rate budget: `budget` calls in any `window_secs` (Business Central's window slides
+    // over five minutes; the others are a minute).
+    let (dialect, concurrency, budget, window_secs) = match args.dialect.as_str() {
+        "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit, 60),
         "quickbooks_online" => {
-            (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit)
+            (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit, 60)
         }
-        other => bail!("--dialect: xero or quickbooks_online, not {other:?}"),
+        "business_central" => {
+            (&BUSINESS_CENTRAL, opts.business_central.concurrent_limit as u32, opts.business_central.rate_per_5min, 300)
+        }
+        other => bail!("--dialect: xero, quickbooks_online or business_central, not {other:?}"),
     };
+    let per_min = (budget as u64 * 60 / window_secs) as u32;
     let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
     let dir = scratch_dir();
     let sim_url = sim.base_url();
     let dir2 = dir.clone();
+    let dialect_name = args.dialect.clone();
     let rig = Rig::start(RigSpec {
         limits: vec![],
         tune: Box::new(move |c| {
             c.log.level = "warn".into();
-            let conn = if xero {
-                xero_connection(c, "bench-erp", &sim_url, &dir2)
-            } else {
-                quickbooks_connection(c, "bench-erp", &sim_url, &dir2)
+            let conn = match dialect_name.as_str() {
+                "xero" => xero_connection(c, "bench-erp", &sim_url, &dir2),
+                "business_central" => business_central_connection(c, "bench-erp", &sim_url, &dir2),
+                _ => quickbooks_connection(c, "bench-erp", &sim_url, &dir2),
             };
             c.connections = vec![conn];
         }),
@@ -102,7 +119,11 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     })
     .await?;
     // Short numbers: QuickBooks' DocNumber holds 21 characters.
-    let docs = if xero { xero_invoices("bench", args.invoices) } else { quickbooks_invoices("bench", args.invoices) };
+    let docs = match args.dialect.as_str() {
+        "xero" => xero_invoices("bench", args.invoices),
+        "business_central" => business_central_invoices("bench", args.invoices),
+        _ => quickbooks_invoices("bench", args.invoices),
+    };
     let req = JobRequest {
         connection_id: ConnectionId::new("bench-erp"),
         op: Op::ExportInvoice,
@@ -110,12 +131,12 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     };
     let started = Instant::now();
     jobs::submit(rig.daemon().ctx(), req).await?;
-    let ideal_calls = 2 * args.invoices as u64;
+    let ideal_calls = calls_per_bill * args.invoices as u64;
     let deadline = Duration::from_secs(ideal_calls * 60 / per_min.max(1) as u64 * 3 + 120);
     let counts = rig.wait_terminal(deadline).await.map_err(|c| anyhow::anyhow!("not drained in time: {c:?}"))?;
     let measured = started.elapsed().as_secs_f64();
     let stats = sim.stats();
-    let (binding, ideal) = ideal_drain(ideal_calls, per_min as u64, concurrency as u64, args.latency_ms);
+    let (binding, ideal) = ideal_drain(ideal_calls, budget as u64, window_secs, concurrency as u64, args.latency_ms);
     let report = ConnectorsReport {
         dialect: args.dialect.clone(),
         invoices: args.invoices,
@@ -172,12 +193,14 @@ mod tests {
     #[test]
     fn the_ideal_spends_each_minute_as_it_opens() {
         // QuickBooks, 2,000 calls: three full minutes, then 500 calls in 50 waves of 10.
-        let (binding, secs) = ideal_drain(2_000, 500, 10, 300);
+        let (binding, secs) = ideal_drain(2_000, 500, 60, 10, 300);
         assert_eq!(binding, "rate");
         assert!((secs - (180.0 + 15.0)).abs() < 1e-9, "{secs}");
         // Under a minute's budget only the concurrency binds.
-        assert_eq!(ideal_drain(400, 500, 10, 300), ("concurrency", 12.0));
-        // A budget the concurrency cannot spend in a minute does not bind.
-        assert_eq!(ideal_drain(2_000, 1_200, 5, 300).0, "concurrency");
+        assert_eq!(ideal_drain(400, 500, 60, 10, 300), ("concurrency", 12.0));
+        // A budget the concurrency cannot spend in its window does not bind (Business
+        // Central: 6,000 in five minutes, 5 in progress).
+        assert_eq!(ideal_drain(3_000, 6_000, 300, 5, 300).0, "concurrency");
+        assert_eq!(ideal_drain(20_000, 6_000, 300, 5, 300).0, "concurrency");
     }
 }

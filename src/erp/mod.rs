@@ -3,6 +3,8 @@
 //! document (rejected), or stop calling the connection for a while (auth).
 
 pub mod business_central;
+mod business_central_client;
+pub mod client_credentials;
 pub mod generic_rest;
 pub mod module;
 pub mod netsuite;

@@ -13,8 +13,16 @@
 //!
 //! [`XERO`] speaks Xero's Accounting API and token endpoint instead (`xero.md` beside this
 //! file is its wire contract), [`QUICKBOOKS_ONLINE`] Intuit's (`quickbooks.md`).
+//! [`BUSINESS_CENTRAL`] speaks Business Central's API v2.0 and Entra's token endpoint (`business_central.md`).
 
 mod admission;
+mod bc_api;
+mod bc_books;
+mod bc_options;
+mod bc_state;
+mod bc_token;
+mod bc_wire;
+mod business_central;
 mod generic_rest;
 mod options;
 mod quickbooks;
@@ -35,6 +43,10 @@ mod xero_state;
 mod xero_token;
 mod xero_wire;
 
+pub use bc_options::{
+    BC_SANDBOX_COMPANY, BC_SANDBOX_ENVIRONMENT, BC_SANDBOX_TENANT, BusinessCentralClient, BusinessCentralOptions,
+};
+pub use business_central::{BC_ACCOUNTS, BC_ITEMS, BC_VENDORS, BUSINESS_CENTRAL};
 pub use generic_rest::GENERIC_REST;
 pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
 pub use quickbooks::{

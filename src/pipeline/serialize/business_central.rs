@@ -9,6 +9,11 @@
 //! one journal line per paid invoice, plus one unapplied line for any credit, sent as one
 //! `$batch` so they are created together; request URLs are relative to the connection's
 //! vendor payment journal, which the connector prefixes.
+//!
+//! Field names follow the API v2.0 reference (MicrosoftDocs/dynamics365smb-devitpro-pb
+//! `dev-itpro/api-reference/v2.0/resources/`): a purchase invoice line's price is `unitCost`
+//! (`dynamics_purchaseinvoiceline.md`), a purchase order line's `directUnitCost`
+//! (`dynamics_purchaseorderline.md`).
 
 use super::json::{Num, payload};
 use super::{Payload, SerializeError, bill_note, check_applied, clip, fit};
@@ -22,6 +27,10 @@ const ERP: &str = "business_central";
 /// `Vendor Invoice No.` and `External Document No.` are Code[35]; descriptions Text[100].
 const NUMBER_MAX: usize = 35;
 const TEXT_MAX: usize = 100;
+/// Operations one `$batch` may carry; it is atomic (all lines or none) only when sent with
+/// `Isolation: snapshot`, which the connector adds (MicrosoftDocs/dynamics365smb-devitpro-pb
+/// `dev-itpro/developer/devenv-connect-apps-tips.md`, "OData transactional $batch requests").
+const MAX_BATCH_OPERATIONS: usize = 100;
 
 pub fn serialize(doc: &Document) -> Result<Payload, SerializeError> {
     match doc {
@@ -36,7 +45,7 @@ pub fn serialize(doc: &Document) -> Result<Payload, SerializeError> {
                 posting_date: inv.issue_date,
                 due_date: Some(inv.due_date),
                 currency_code: &inv.currency,
-                purchase_invoice_lines: Some(lines(&inv.lines, bill_note(inv).as_deref())),
+                purchase_invoice_lines: Some(lines(&inv.lines, bill_note(inv).as_deref(), Price::UnitCost)),
                 purchase_order_lines: None,
             })
         }
@@ -52,7 +61,7 @@ pub fn serialize(doc: &Document) -> Result<Payload, SerializeError> {
                 due_date: None,
                 currency_code: &po.currency,
                 purchase_invoice_lines: None,
-                purchase_order_lines: Some(lines(&po.lines, po.memo.as_deref())),
+                purchase_order_lines: Some(lines(&po.lines, po.memo.as_deref(), Price::DirectUnitCost)),
             })
         }
         Document::Payment(p, outcome) => payload(&payment_batch(p, outcome)?),
@@ -104,10 +113,21 @@ struct Line<'a> {
     description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     quantity: Option<Num>,
+    /// Purchase invoice lines' price (`purchaseInvoiceLine.unitCost`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit_cost: Option<Num>,
+    /// Purchase order lines' price (`purchaseOrderLine.directUnitCost`).
     #[serde(skip_serializing_if = "Option::is_none")]
     direct_unit_cost: Option<Num>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tax_code: Option<&'a str>,
+}
+
+/// Which price field a document's lines carry: the API pages differ.
+#[derive(Clone, Copy)]
+enum Price {
+    UnitCost,
+    DirectUnitCost,
 }
 
 fn comment<'a>(text: String) -> Line<'a> {
@@ -116,12 +136,13 @@ fn comment<'a>(text: String) -> Line<'a> {
         line_object_number: None,
         description: text,
         quantity: None,
+        unit_cost: None,
         direct_unit_cost: None,
         tax_code: None,
     }
 }
 
-fn lines<'a>(lines: &'a [InvoiceLine], memo: Option<&str>) -> Vec<Line<'a>> {
+fn lines<'a>(lines: &'a [InvoiceLine], memo: Option<&str>, price: Price) -> Vec<Line<'a>> {
     let mut out = Vec::with_capacity(lines.len());
     for l in lines {
         let mut chunks = wrap(&l.description, TEXT_MAX).into_iter();
@@ -134,7 +155,8 @@ fn lines<'a>(lines: &'a [InvoiceLine], memo: Option<&str>) -> Vec<Line<'a>> {
             line_object_number: Some(object),
             description: chunks.next().unwrap_or_default(),
             quantity: Some(Num(l.quantity)),
-            direct_unit_cost: Some(Num(l.unit_price)),
+            unit_cost: matches!(price, Price::UnitCost).then_some(Num(l.unit_price)),
+            direct_unit_cost: matches!(price, Price::DirectUnitCost).then_some(Num(l.unit_price)),
             tax_code: l.tax_code.as_deref(),
         });
         out.extend(chunks.map(comment));
@@ -233,6 +255,12 @@ fn payment_batch<'a>(p: &'a Payment, outcome: &'a MatchOutcome) -> Result<Batch<
         .collect();
     if outcome.unapplied > rust_decimal::Decimal::ZERO {
         bodies.push(line(outcome.unapplied, None, format!("Unapplied credit from {}", p.source_id)));
+    }
+    if bodies.len() > MAX_BATCH_OPERATIONS {
+        return Err(SerializeError::Unsupported {
+            erp: ERP,
+            what: "a payment of more than 100 journal lines (one $batch holds at most 100 operations)",
+        });
     }
     let requests = bodies
         .into_iter()
