@@ -10,18 +10,19 @@
 //! single 429.
 
 use crate::domain::{ConnectionId, ItemState, Op};
-use crate::erp::sandbox::{QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
+use crate::erp::sandbox::{QUICKBOOKS_ONLINE, SAGE_INTACCT, Sandbox, SandboxOptions, XERO};
 use crate::jobs::{self, JobRequest};
 use crate::rig::{
     Rig, RigSpec, count, quickbooks_connection, quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
 };
+use crate::rig::{sage_intacct_connection, sage_intacct_invoices};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectorsArgs {
-    /// The vendor dialect: `xero` or `quickbooks_online`.
+    /// The vendor dialect: `xero`, `quickbooks_online` or `sage_intacct`.
     #[arg(long, default_value = "xero")]
     pub dialect: String,
     /// Bills to export (two calls each: the create and the PDF).
@@ -58,12 +59,15 @@ pub struct ConnectorsReport {
 pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
     let xero = args.dialect == "xero";
+    let intacct = args.dialect == "sage_intacct";
     let (dialect, concurrency, per_min) = match args.dialect.as_str() {
         "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit),
         "quickbooks_online" => {
             (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit)
         }
-        other => bail!("--dialect: xero or quickbooks_online, not {other:?}"),
+        // Intacct meters volume monthly and throttles only concurrency: no minute budget.
+        "sage_intacct" => (&SAGE_INTACCT, opts.intacct.concurrent_limit as u32, u32::MAX),
+        other => bail!("--dialect: xero, quickbooks_online or sage_intacct, not {other:?}"),
     };
     let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
     let dir = scratch_dir();
@@ -75,6 +79,8 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
             c.log.level = "warn".into();
             let conn = if xero {
                 xero_connection(c, "bench-erp", &sim_url, &dir2)
+            } else if intacct {
+                sage_intacct_connection(c, "bench-erp", &sim_url, &dir2)
             } else {
                 quickbooks_connection(c, "bench-erp", &sim_url, &dir2)
             };
@@ -84,7 +90,13 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     })
     .await?;
     // Short numbers: QuickBooks' DocNumber holds 21 characters.
-    let docs = if xero { xero_invoices("bench", args.invoices) } else { quickbooks_invoices("bench", args.invoices) };
+    let docs = if xero {
+        xero_invoices("bench", args.invoices)
+    } else if intacct {
+        sage_intacct_invoices("bench", args.invoices)
+    } else {
+        quickbooks_invoices("bench", args.invoices)
+    };
     let req = JobRequest {
         connection_id: ConnectionId::new("bench-erp"),
         op: Op::ExportInvoice,

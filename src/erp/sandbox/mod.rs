@@ -13,9 +13,14 @@
 //!
 //! [`XERO`] speaks Xero's Accounting API and token endpoint instead (`xero.md` beside this
 //! file is its wire contract), [`QUICKBOOKS_ONLINE`] Intuit's (`quickbooks.md`).
+//! [`SAGE_INTACCT`] speaks Sage Intacct's XML gateway (`sage_intacct.md`).
 
 mod admission;
 mod generic_rest;
+mod intacct;
+mod intacct_books;
+mod intacct_options;
+mod intacct_wire;
 mod options;
 mod quickbooks;
 mod quickbooks_books;
@@ -36,6 +41,8 @@ mod xero_token;
 mod xero_wire;
 
 pub use generic_rest::GENERIC_REST;
+pub use intacct::{INTACCT_INACTIVE_VENDOR, INTACCT_VENDORS, SAGE_INTACCT};
+pub use intacct_options::{INTACCT_SANDBOX_COMPANY, IntacctOptions};
 pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
 pub use quickbooks::{
     QBO_ACCOUNTS, QBO_INACTIVE_VENDOR, QBO_ITEMS, QBO_SANDBOX_REALM, QBO_VENDORS, QUICKBOOKS_ONLINE, QuickbooksClient,
