@@ -326,7 +326,12 @@ pub fn quickbooks_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
 /// A Sage Intacct connection `id` to an Intacct simulator at `sim_url`
 /// (`erp::sandbox::SAGE_INTACCT`), with the simulator's default sender and user as its
 /// credentials, written to a file under `dir`.
-pub fn sage_intacct_connection(_config: &mut Config, id: &str, sim_url: &str, dir: &std::path::Path) -> ConnectionConfig {
+pub fn sage_intacct_connection(
+    _config: &mut Config,
+    id: &str,
+    sim_url: &str,
+    dir: &std::path::Path,
+) -> ConnectionConfig {
     let o = crate::erp::sandbox::IntacctOptions::default();
     let creds = dir.join(format!("{id}.sage_intacct.json"));
     let document = serde_json::json!({

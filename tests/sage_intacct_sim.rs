@@ -23,7 +23,8 @@ fn control(sender_password: &str, controlid: &str, unique: bool) -> String {
     )
 }
 
-const LOGIN: &str = "<login><userid>ws-erpsync</userid><companyid>erpsync-sandbox</companyid><password>user-secret</password></login>";
+const LOGIN: &str =
+    "<login><userid>ws-erpsync</userid><companyid>erpsync-sandbox</companyid><password>user-secret</password></login>";
 
 fn request(control: &str, auth: &str, functions: &str) -> String {
     format!(
@@ -61,7 +62,8 @@ mod roxmltree_owned {
 }
 
 async fn session(sb: &Sandbox) -> String {
-    let body = request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
+    let body =
+        request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
     let (status, doc) = post(sb, body).await;
     assert_eq!(status, StatusCode::OK);
     doc.first("sessionid")
@@ -74,7 +76,8 @@ fn with_session(id: &str) -> String {
 #[tokio::test]
 async fn a_login_opens_a_session_naming_its_endpoint_and_timeout() {
     let sb = sandbox(fast()).await;
-    let body = request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
+    let body =
+        request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
     let (_, doc) = post(&sb, body).await;
     assert_eq!(doc.all("status"), ["success", "success", "success"], "{}", doc.0);
     assert_eq!(doc.first("function"), "getAPISession");
@@ -85,9 +88,13 @@ async fn a_login_opens_a_session_naming_its_endpoint_and_timeout() {
     assert_eq!(sb.stats().refreshes, 1);
     // The session authenticates what follows; an unknown one is refused before any function.
     let id = doc.first("sessionid");
-    let (_, ok) = post(&sb, request(&control("sender-secret", "c1", true), &with_session(&id), &bill("b", "V-1042", "N-1"))).await;
-    assert_eq!(ok.first("RECORDNO").parse::<u64>().is_ok(), true, "{}", ok.0);
-    let (_, bad) = post(&sb, request(&control("sender-secret", "c2", true), &with_session("nope"), &bill("b", "V-1042", "N-2"))).await;
+    let (_, ok) =
+        post(&sb, request(&control("sender-secret", "c1", true), &with_session(&id), &bill("b", "V-1042", "N-1")))
+            .await;
+    assert!(ok.first("RECORDNO").parse::<u64>().is_ok(), "{}", ok.0);
+    let (_, bad) =
+        post(&sb, request(&control("sender-secret", "c2", true), &with_session("nope"), &bill("b", "V-1042", "N-2")))
+            .await;
     assert_eq!(bad.all("status"), ["success", "failure"], "{}", bad.0);
     assert_eq!(bad.first("errorno"), "XL03000006");
     assert_eq!(sb.stats().creates, 1);
@@ -113,7 +120,8 @@ async fn expired_sessions_and_a_disabled_user_are_refused() {
     let id = session(&sb).await;
     let http = reqwest::Client::new();
     http.post(format!("{}/__sandbox/intacct/expire-sessions", sb.base_url())).send().await.unwrap();
-    let (_, doc) = post(&sb, request(&control("sender-secret", "c", true), &with_session(&id), &bill("b", "V-1042", "N"))).await;
+    let (_, doc) =
+        post(&sb, request(&control("sender-secret", "c", true), &with_session(&id), &bill("b", "V-1042", "N"))).await;
     assert_eq!((doc.first("errorno"), doc.first("description2")), ("XL03000006".into(), "Invalid session".into()));
     http.post(format!("{}/__sandbox/intacct/disable-user", sb.base_url())).send().await.unwrap();
     let (_, doc) = post(&sb, request(&control("sender-secret", "s", false), LOGIN, "")).await;
@@ -169,7 +177,8 @@ async fn an_inactive_vendor_is_refused_and_bills_are_found_by_number_and_vendor(
 async fn a_supporting_document_is_created_once_and_linked_to_its_bill() {
     let sb = sandbox(fast()).await;
     let id = session(&sb).await;
-    let (_, doc) = post(&sb, request(&control("sender-secret", "c", true), &with_session(&id), &bill("b", "V-1042", "N"))).await;
+    let (_, doc) =
+        post(&sb, request(&control("sender-secret", "c", true), &with_session(&id), &bill("b", "V-1042", "N"))).await;
     let recordno = doc.first("RECORDNO");
     let attach = format!(
         "<function controlid=\"s\"><create_supdoc><supdocid>ES{recordno}</supdocid><supdocname>N.pdf</supdocname>\
@@ -192,11 +201,12 @@ async fn past_the_concurrency_limit_the_gateway_answers_429_gw_0010() {
     let opts = SandboxOptions {
         // Long enough that all five are in flight at once on a loaded machine.
         latency_ms: 1_000,
-        intacct: IntacctOptions { concurrent_limit: 2, ..Default::default() },
+        intacct: Box::new(IntacctOptions { concurrent_limit: 2, ..Default::default() }),
         ..Default::default()
     };
     let sb = sandbox(opts).await;
-    let body = request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
+    let body =
+        request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
     let answers = futures::future::join_all((0..5).map(|_| post(&sb, body.clone()))).await;
     let throttled: Vec<_> = answers.iter().filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS).collect();
     assert_eq!(throttled.len(), 3, "five at once, two admitted");
@@ -210,7 +220,8 @@ async fn past_the_concurrency_limit_the_gateway_answers_429_gw_0010() {
 #[tokio::test]
 async fn injected_faults_answer_503_before_anything_runs() {
     let sb = sandbox(SandboxOptions { latency_ms: 0, fault_rate: 1.0, ..Default::default() }).await;
-    let body = request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
+    let body =
+        request(&control("sender-secret", "s", false), LOGIN, "<function controlid=\"f\"><getAPISession/></function>");
     let r = reqwest::Client::new().post(gateway(&sb)).body(body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let stats = sb.stats();

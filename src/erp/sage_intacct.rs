@@ -151,8 +151,11 @@ mod tests {
     fn a_connection_with_good_credentials_has_no_problems() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
-        std::fs::write(&path, r#"{"sender_id":"s","sender_password":"p","company_id":"c","user_id":"u","user_password":"q"}"#)
-            .unwrap();
+        std::fs::write(
+            &path,
+            r#"{"sender_id":"s","sender_password":"p","company_id":"c","user_id":"u","user_password":"q"}"#,
+        )
+        .unwrap();
         let mut c = ConnectionConfig::new("a", ErpKind::SageIntacct, "");
         c.credentials = Some(format!("file:{}", path.display()));
         assert!(SageIntacct.check(&c).is_empty(), "{:?}", SageIntacct.check(&c));

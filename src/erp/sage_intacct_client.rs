@@ -19,8 +19,8 @@
 //! XML) is `Ambiguous`.
 
 use super::sage_intacct_wire::{self as wire, Answer, Auth, Control, FnResult, GwError};
-use crate::erp::{Attachment, Created, ErpClient, ErpError, retry_after};
 use crate::domain::Op;
+use crate::erp::{Attachment, Created, ErpClient, ErpError, retry_after};
 use crate::pipeline::serialize::Payload;
 use async_trait::async_trait;
 use reqwest::{StatusCode, Url, header};
@@ -208,7 +208,8 @@ impl IntacctClient {
 
     /// The bill an earlier attempt created: APBILL by number and vendor.
     async fn find_bill(&self, number: &str, vendor: &str) -> Result<Option<String>, ErpError> {
-        let query = format!("RECORDID = '{}' AND VENDORID = '{}'", wire::query_literal(number), wire::query_literal(vendor));
+        let query =
+            format!("RECORDID = '{}' AND VENDORID = '{}'", wire::query_literal(number), wire::query_literal(vendor));
         let f = wire::read_by_query("lookup", "APBILL", "RECORDNO,RECORDID,VENDORID,STATE", &query, 10);
         let control_id = format!("erpsync-lookup-{}", uuid::Uuid::new_v4());
         let results = self.call(&[&f], &control_id, Kind::Read).await?;
@@ -313,7 +314,8 @@ pub const DUPLICATE_CONTROL_ID: &str = "DUPLICATE_CONTROL_ID";
 fn is_replay(r: &FnResult) -> bool {
     r.errors.iter().any(|e| {
         let m = e.message.to_ascii_lowercase();
-        e.errorno == DUPLICATE_CONTROL_ID || (m.contains("control") && (m.contains("already") || m.contains("duplicate")))
+        e.errorno == DUPLICATE_CONTROL_ID
+            || (m.contains("control") && (m.contains("already") || m.contains("duplicate")))
     })
 }
 

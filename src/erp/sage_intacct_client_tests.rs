@@ -18,7 +18,8 @@ fn answer(result: &str) -> String {
 #[test]
 fn control_failures_are_throttles_revocations_or_refusals() {
     assert!(matches!(control_failure(&errs("GW-0010", "Rate limit")), ErpError::Throttled { retry_after: None }));
-    let ErpError::Revoked { message } = control_failure(&errs("XL03000006", "Incorrect Intacct XML Partner ID or password."))
+    let ErpError::Revoked { message } =
+        control_failure(&errs("XL03000006", "Incorrect Intacct XML Partner ID or password."))
     else {
         panic!("a refused sender is revoked")
     };
@@ -94,7 +95,8 @@ fn session_refusals_and_unreadable_answers_are_classified() {
 #[test]
 fn the_bill_key_is_read_back_from_the_serializers_function() {
     let inv = crate::domain::samples::invoice();
-    let payload = crate::pipeline::serialize::sage_intacct::serialize(&crate::pipeline::Document::Invoice(inv)).unwrap();
+    let payload =
+        crate::pipeline::serialize::sage_intacct::serialize(&crate::pipeline::Document::Invoice(inv)).unwrap();
     assert_eq!(bill_key(&payload), Some(("RE-2026-000117".into(), "V-1042".into())));
 }
 

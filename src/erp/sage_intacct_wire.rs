@@ -167,7 +167,12 @@ pub fn escape(s: &str) -> String {
 /// How the operation is authenticated.
 pub enum Auth<'a> {
     /// The company user's login, with the entity (`locationid`) of a multi-entity company.
-    Login { user_id: &'a str, company_id: &'a str, password: &'a str, entity_id: Option<&'a str> },
+    Login {
+        user_id: &'a str,
+        company_id: &'a str,
+        password: &'a str,
+        entity_id: Option<&'a str>,
+    },
     Session(&'a str),
 }
 
@@ -184,10 +189,10 @@ pub struct Control<'a> {
 /// before it allowed). `transaction` makes the functions all-or-nothing.
 pub fn request(control: &Control, auth: &Auth, functions: &[&str], transaction: bool) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<request>\n<control>");
-    let _ = write!(
+    let _ = writeln!(
         x,
         "<senderid>{}</senderid><password>{}</password><controlid>{}</controlid><uniqueid>{}</uniqueid>\
-         <dtdversion>3.0</dtdversion><includewhitespace>false</includewhitespace></control>\n",
+         <dtdversion>3.0</dtdversion><includewhitespace>false</includewhitespace></control>",
         escape(control.sender_id),
         escape(control.sender_password),
         escape(control.control_id),

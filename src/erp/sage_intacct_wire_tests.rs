@@ -111,7 +111,8 @@ fn a_request_carries_the_control_block_login_and_functions() {
     let control = Control { sender_id: "s&1", sender_password: "p<", control_id: "k-1", unique: true };
     let auth = Auth::Login { user_id: "u", company_id: "c", password: "pw", entity_id: Some("E1") };
     let f = get_api_session("f1", Some("E1"));
-    let body = request(&control, &auth, &["<?xml version=\"1.0\"?>\n<function controlid=\"x\"><a/></function>", &f], true);
+    let body =
+        request(&control, &auth, &["<?xml version=\"1.0\"?>\n<function controlid=\"x\"><a/></function>", &f], true);
     let doc = roxmltree::Document::parse(&body).unwrap();
     let text = |tag: &str| doc.descendants().find(|n| n.has_tag_name(tag)).and_then(|n| n.text()).unwrap_or("");
     assert_eq!((text("senderid"), text("password"), text("uniqueid")), ("s&1", "p<", "true"));
@@ -125,7 +126,9 @@ fn a_request_carries_the_control_block_login_and_functions() {
 
 #[test]
 fn base64_matches_rfc_4648() {
-    for (raw, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")] {
+    for (raw, enc) in
+        [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
+    {
         assert_eq!(base64(raw.as_bytes()), enc);
     }
     assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");

@@ -108,7 +108,7 @@ async fn gateway(State(x): State<Arc<Intacct>>, headers: HeaderMap, body: Bytes)
         let why = "Rate limit exceeded: too many concurrent requests for this company".to_owned();
         return xml(StatusCode::TOO_MANY_REQUESTS, wire::control_failure(None, &[Error("GW-0010", "", why)]));
     }
-    let req = match std::str::from_utf8(&body).map_err(|e| e.to_string()).and_then(|t| wire::request(t)) {
+    let req = match std::str::from_utf8(&body).map_err(|e| e.to_string()).and_then(wire::request) {
         Ok(r) => r,
         Err(e) => return xml(StatusCode::OK, wire::control_failure(None, &[Error("XL03000003", "", e)])),
     };
@@ -122,7 +122,7 @@ async fn gateway(State(x): State<Arc<Intacct>>, headers: HeaderMap, body: Bytes)
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
     let (signed, new_session) = match x.authenticate(&req) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(refused) => return xml(StatusCode::OK, refused),
     };
     let (answer, wrote) = x.run(&req, &signed, new_session.as_deref(), &host).await;
     if wrote && o_timeout(&x.sim) {
@@ -144,12 +144,13 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 impl Intacct {
     /// The operation's authentication: who is signed in, and the session a login opens
     /// (a login opens one for `getAPISession` to hand out).
-    fn authenticate(&self, req: &Req) -> Result<(Signed, Option<String>), Response> {
+    /// `Err` is the authentication failure's answer.
+    fn authenticate(&self, req: &Req) -> Result<(Signed, Option<String>), String> {
         let o = &self.sim.opts.intacct;
         let (user, company) = (o.user_id.clone(), o.company_id.clone());
         let refuse = |why: &str| {
             let e = [Error(SIGN_IN, "", why.to_owned())];
-            Err(xml(StatusCode::OK, wire::auth_failure(req, &o.user_id, &o.company_id, &e)))
+            Err(wire::auth_failure(req, &o.user_id, &o.company_id, &e))
         };
         let mut u = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let now = chrono::Utc::now();

@@ -85,7 +85,9 @@ pub(super) fn run(co: &mut Company, op: &El, c: &Counters) -> Outcome {
         "create" => match op.children.first() {
             Some(o) if o.name == "APBILL" => create_bill(co, o, c),
             Some(o) if o.name == "APPYMT" => create_payment(co, o, c),
-            Some(o) => Err(refuse("BL01001973", "Could not create record!", format!("object {} is not supported", o.name))),
+            Some(o) => {
+                Err(refuse("BL01001973", "Could not create record!", format!("object {} is not supported", o.name)))
+            }
             None => Err(refuse("XL03000003", "XML Parse schema error", "create names no object".into())),
         },
         "readByQuery" => {
@@ -95,7 +97,11 @@ pub(super) fn run(co: &mut Company, op: &El, c: &Counters) -> Outcome {
         "create_supdoc" => create_supdoc(co, op, c),
         "update" => match op.child("APBILL") {
             Some(b) => attach(co, b, c),
-            None => Err(refuse("BL01001973", "Could not update record!", "only APBILL SUPDOCID updates are simulated".into())),
+            None => Err(refuse(
+                "BL01001973",
+                "Could not update record!",
+                "only APBILL SUPDOCID updates are simulated".into(),
+            )),
         },
         other => Err(refuse("XL03000003", "XML Parse schema error", format!("unknown function {other}"))),
     }
@@ -126,7 +132,11 @@ fn create_bill(co: &mut Company, b: &El, c: &Counters) -> Outcome {
     let recordid = b.text_of("RECORDID").to_owned();
     let items = b.child("APBILLITEMS").map(|i| i.children.as_slice()).unwrap_or_default();
     if items.is_empty() {
-        return reject(refuse(COULD_NOT_CREATE, "Could not create APBILL record!", "A bill needs at least one line.".into()));
+        return reject(refuse(
+            COULD_NOT_CREATE,
+            "Could not create APBILL record!",
+            "A bill needs at least one line.".into(),
+        ));
     }
     let mut total = Decimal::ZERO;
     for (i, item) in items.iter().enumerate() {
@@ -232,7 +242,8 @@ fn read_by_query(co: &Company, op: &El) -> Outcome {
         _ => None,
     };
     let fields: Vec<&str> = op.text_of("fields").split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
-    let fields = if fields.is_empty() || fields == ["*"] { vec!["RECORDNO", "RECORDID", "VENDORID", "STATE"] } else { fields };
+    let fields =
+        if fields.is_empty() || fields == ["*"] { vec!["RECORDNO", "RECORDID", "VENDORID", "STATE"] } else { fields };
     let matching: Vec<&Bill> =
         co.bills.iter().filter(|b| conds.iter().all(|(f, v)| value(b, f).as_deref() == Some(v.as_str()))).collect();
     let size = op.text_of("pagesize").parse::<usize>().unwrap_or(100).clamp(1, 2000);
@@ -253,10 +264,18 @@ fn read_by_query(co: &Company, op: &El) -> Outcome {
 fn create_supdoc(co: &mut Company, op: &El, c: &Counters) -> Outcome {
     let id = op.text_of("supdocid").to_owned();
     if id.is_empty() || op.text_of("supdocfoldername").is_empty() {
-        return Err(refuse(COULD_NOT_CREATE, "Could not create attachment record!", "supdocid and supdocfoldername are required".into()));
+        return Err(refuse(
+            COULD_NOT_CREATE,
+            "Could not create attachment record!",
+            "supdocid and supdocfoldername are required".into(),
+        ));
     }
     if co.supdocs.contains_key(&id) {
-        return Err(refuse(COULD_NOT_CREATE, "Could not create attachment record!", format!("Attachment {id} already exists.")));
+        return Err(refuse(
+            COULD_NOT_CREATE,
+            "Could not create attachment record!",
+            format!("Attachment {id} already exists."),
+        ));
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let files = op.child("attachments").map(|a| a.children.as_slice()).unwrap_or_default();
@@ -276,10 +295,18 @@ fn attach(co: &mut Company, b: &El, c: &Counters) -> Outcome {
     let recordno = b.text_of("RECORDNO");
     let supdoc = b.text_of("SUPDOCID").to_owned();
     let Some(bill) = co.bills.iter_mut().find(|x| x.recordno.to_string() == recordno) else {
-        return Err(refuse(COULD_NOT_CREATE, "Could not update APBILL record!", format!("Bill {recordno} does not exist.")));
+        return Err(refuse(
+            COULD_NOT_CREATE,
+            "Could not update APBILL record!",
+            format!("Bill {recordno} does not exist."),
+        ));
     };
     let Some(&hash) = co.supdocs.get(&supdoc) else {
-        return Err(refuse(COULD_NOT_CREATE, "Could not update APBILL record!", format!("Attachment {supdoc} does not exist.")));
+        return Err(refuse(
+            COULD_NOT_CREATE,
+            "Could not update APBILL record!",
+            format!("Attachment {supdoc} does not exist."),
+        ));
     };
     if let Some(old) = bill.supdocid.as_ref().filter(|o| **o != supdoc)
         && co.supdocs.get(old) == Some(&hash)

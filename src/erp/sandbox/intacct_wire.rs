@@ -136,7 +136,9 @@ pub(super) fn control_failure(req: Option<&Req>, errors: &[Error]) -> String {
     let mut x = String::new();
     match req {
         Some(r) => control(&mut x, "failure", &r.sender_id, &r.control_id, r.unique),
-        None => x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response><control><status>failure</status></control>"),
+        None => x.push_str(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response><control><status>failure</status></control>",
+        ),
     }
     errormessage(&mut x, errors);
     x.push_str("</response>");

@@ -39,9 +39,10 @@ pub struct SandboxOptions {
     /// What only the QuickBooks Online dialect reads: its OAuth clients, realms and limits.
     #[command(flatten)]
     pub quickbooks: super::quickbooks_options::QuickbooksOptions,
-    /// What only the Sage Intacct dialect reads: its sender, company user, sessions and limit.
+    /// What only the Sage Intacct dialect reads: its sender, company user, sessions and limit
+    /// (boxed: the CLI's command enum stays small).
     #[command(flatten)]
-    pub intacct: super::intacct_options::IntacctOptions,
+    pub intacct: Box<super::intacct_options::IntacctOptions>,
 }
 
 /// An OAuth client the Xero dialect knows, with the refresh token it starts from.
