@@ -216,6 +216,7 @@ impl Intacct {
                     req.control_id
                 );
                 out.push(wire::result_failed("failure", &op.name, &fid, &[Error(DUPLICATE_CONTROL_ID, "", why)]));
+                c.replays.fetch_add(1, SeqCst);
                 continue;
             }
             match books::run(&mut co, op, c) {

@@ -230,3 +230,37 @@ pub(super) fn data(listtype: &str, tag: &str, records: &[Vec<(&str, String)>], t
     x.push_str("</data>");
     x
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_request_is_read_with_its_control_block_and_functions() {
+        let body = "<request><control><senderid>s</senderid><password> p </password><controlid>c</controlid>\
+                    <uniqueid>true</uniqueid></control><operation><authentication><sessionid> x.. </sessionid>\
+                    </authentication><content><function controlid=\"f\"><getAPISession/></function></content>\
+                    </operation></request>";
+        let r = request(body).unwrap();
+        assert_eq!((r.sender_id.as_str(), r.password.as_str(), r.unique), ("s", " p ", true));
+        assert!(matches!(r.auth, ReqAuth::Session(ref id) if id == "x.."));
+        assert_eq!((r.functions.len(), r.functions[0].attr("controlid")), (1, Some("f")));
+        assert!(request("<response/>").is_err() && request("<request/>").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_request_reader(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = request(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn cut_requests_never_panic_the_request_reader(cut in 0usize..400) {
+            let body = "<request><control><senderid>s</senderid></control><operation><authentication><login>\
+                        <userid>u</userid></login></authentication><content><function controlid=\"f\"><create>\
+                        <APBILL/></create></function></content></operation></request>";
+            let _ = request(&body[..cut.min(body.len())]);
+        }
+    }
+}
