@@ -40,6 +40,31 @@ async fn a_bill_intacct_refuses_fails_alone_with_intaccts_error() {
     vendor::a_refused_bill_fails_alone(&INTACCT_VENDOR, INTACCT_INACTIVE_VENDOR).await;
 }
 
+/// A company on a smaller tier than the connection assumes: 3 requests at once.
+static SMALL_TIER: Vendor = Vendor {
+    options: |mut opts| {
+        opts.intacct.concurrent_limit = 3;
+        opts
+    },
+    expire_tokens: None,
+    ..INTACCT_VENDOR
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gw_0010_throttles_are_retried_until_every_bill_is_created_once() {
+    let sb = vendor::simulator(&SMALL_TIER, 0.0, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rig = vendor::start(&SMALL_TIER, None, &sb, dir.path()).await;
+    let job = vendor::submit(&rig, &erpsync::rig::sage_intacct_invoices("t", 40)).await;
+    let counts = rig.wait_terminal(std::time::Duration::from_secs(60)).await.expect("every item finishes");
+    let succeeded = erpsync::rig::count(&counts, erpsync::domain::ItemState::Succeeded);
+    assert_eq!(succeeded, 40, "{counts:?} {:?}", vendor::errors(&rig, &job).await);
+    let stats = sb.stats();
+    assert!(stats.throttled_by_kind.get("concurrent").is_some_and(|n| *n > 0), "6 at once met a limit of 3: {stats:?}");
+    assert_eq!((stats.creates, stats.duplicate_creates, stats.duplicate_attachments), (40, 0, 0), "{stats:?}");
+    rig.shutdown().await;
+}
+
 async fn sim() -> Sandbox {
     let opts = SandboxOptions { latency_ms: 0, ..Default::default() };
     Sandbox::start_speaking(&SAGE_INTACCT, "127.0.0.1:0".parse().unwrap(), opts).await.unwrap()
