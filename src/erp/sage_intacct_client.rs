@@ -7,10 +7,11 @@
 //!
 //! Sources: Sage's developer pages "XML Requests" (control block, `uniqueid`), "Error
 //! Handling" (failure levels, `GW-0010` as 429, mid-process failures as HTTP 500 without
-//! XML), "API Sessions" (`getAPISession`, the endpoint and `sessiontimeout` it answers);
-//! Sage's SDK intacct/intacct-sdk-php (`Xml/Request/ControlBlock.php`: control ids of 1 to
-//! 256 characters; `RequestConfig.php`: 524 is "CDN cut connection but system still
-//! processing request", never retried blindly; `Functions/Company/AttachmentsCreate.php`).
+//! XML); Sage's SDK intacct/intacct-sdk-php (`test/Intacct/SessionProviderTest.php`: the
+//! `getAPISession` answer, its endpoint, `sessiontimestamp` and `sessiontimeout`;
+//! `Xml/Request/ControlBlock.php`: control ids of 1 to 256 characters; `RequestConfig.php`:
+//! 524 is "CDN cut connection but system still processing request", never retried
+//! blindly; `Functions/Company/AttachmentsCreate.php`).
 //!
 //! Classes: a function's failure is `Rejected` with Intacct's first `errorno` and every
 //! description; `GW-0010` (HTTP 429) is `Throttled`; an invalid session is re-opened once;
@@ -115,8 +116,8 @@ impl IntacctClient {
         let function = wire::get_api_session("getAPISession", l.entity_id.as_deref());
         let body = wire::request(&control, &auth, &[&function], false);
         let text = self.post(self.gateway.clone(), body, Kind::Read).await?;
-        let (timeout, results) = match wire::parse(&text) {
-            Ok(Answer::Results { session_timeout, results }) => (session_timeout, results),
+        let (lifetime, results) = match wire::parse(&text) {
+            Ok(Answer::Results { session_lifetime, results }) => (session_lifetime, results),
             Ok(Answer::Control(errs)) => return Err(control_failure(&errs)),
             // A sign-in refused at the authentication level is the user's password, a
             // locked or disabled user: no retry can succeed.
@@ -138,10 +139,7 @@ impl IntacctClient {
             .filter(|e| !e.is_empty())
             .and_then(|e| Url::parse(e).ok())
             .unwrap_or_else(|| self.gateway.clone());
-        let lifetime = match timeout {
-            Some(at) => (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO),
-            None => SESSION_FALLBACK,
-        };
+        let lifetime = lifetime.unwrap_or(SESSION_FALLBACK);
         let margin = SESSION_MARGIN.min(lifetime / 2);
         Ok(Session {
             id: SecretString::from(id.to_owned()),

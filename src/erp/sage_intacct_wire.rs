@@ -60,8 +60,10 @@ pub enum Answer {
     Control(Vec<GwError>),
     /// The authentication block failed: no function ran.
     Authentication(Vec<GwError>),
-    /// Every function's result, in order; `session_timeout` from the authentication block.
-    Results { session_timeout: Option<DateTime<FixedOffset>>, results: Vec<FnResult> },
+    /// Every function's result, in order; the session's lifetime from the authentication
+    /// block (`sessiontimeout` less `sessiontimestamp`: both Intacct's clock, so ours
+    /// being off does not matter).
+    Results { session_lifetime: Option<std::time::Duration>, results: Vec<FnResult> },
 }
 
 /// Parses a gateway answer. `Err` says why it is no answer at all (not XML, no
@@ -93,12 +95,16 @@ pub fn parse(body: &str) -> Result<Answer, String> {
         }
         other => return Err(format!("authentication status {other:?}")),
     }
-    let session_timeout = DateTime::parse_from_rfc3339(text_of(auth, "sessiontimeout").trim()).ok();
+    let at = |tag: &str| DateTime::<FixedOffset>::parse_from_rfc3339(text_of(auth, tag).trim()).ok();
+    let session_lifetime = match (at("sessiontimestamp"), at("sessiontimeout")) {
+        (Some(from), Some(to)) => (to - from).to_std().ok(),
+        _ => None,
+    };
     let results = op.children().filter(|n| n.has_tag_name("result")).map(result).collect::<Vec<_>>();
     if results.is_empty() {
         return Err("the operation holds no <result>".into());
     }
-    Ok(Answer::Results { session_timeout, results })
+    Ok(Answer::Results { session_lifetime, results })
 }
 
 fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {

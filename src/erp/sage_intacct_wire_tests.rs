@@ -82,8 +82,8 @@ pub(super) const CREATED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 
 #[test]
 fn a_session_answer_names_its_id_endpoint_and_timeout() {
-    let Answer::Results { session_timeout, results } = parse(SESSION).unwrap() else { panic!("not results") };
-    assert_eq!(session_timeout.unwrap().to_rfc3339(), "2015-12-07T15:57:08-08:00");
+    let Answer::Results { session_lifetime, results } = parse(SESSION).unwrap() else { panic!("not results") };
+    assert_eq!(session_lifetime, Some(std::time::Duration::from_secs(86_400)));
     let api = &results[0].records[0];
     assert_eq!((api.tag.as_str(), api.get("sessionid")), ("api", Some("fAkESesSiOnId..")));
     assert_eq!(api.get("endpoint"), Some("https://unittest.intacct.com/ia/xml/xmlgw.phtml"));
