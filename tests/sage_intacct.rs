@@ -157,3 +157,38 @@ async fn a_wrong_sender_password_is_revoked_without_quoting_it() {
     assert!(matches!(&e, ErpError::Revoked { message } if message.contains("XL03000006")), "{e:?}");
     assert!(!format!("{e:?} {e}").contains("not-the-PASSWORD"));
 }
+
+/// A bill of `vendor` numbered `number` for `amount`, as the serializer's function.
+fn bill_of(vendor: &str, number: &str, amount: &str) -> erpsync::pipeline::serialize::Payload {
+    let body = format!(
+        "<function controlid=\"bill-{number}\"><create><APBILL><VENDORID>{vendor}</VENDORID><RECORDID>{number}</RECORDID>\
+         <APBILLITEMS><APBILLITEM><ACCOUNTNO>6100</ACCOUNTNO><TRX_AMOUNT>{amount}</TRX_AMOUNT></APBILLITEM>\
+         </APBILLITEMS></APBILL></create></function>"
+    );
+    erpsync::pipeline::serialize::Payload { content_type: "application/xml", body: body.into_bytes() }
+}
+
+#[tokio::test]
+async fn a_payment_sent_again_is_found_instead_of_paying_twice() {
+    let sb = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&sb, dir.path()).await;
+    let mut open = erpsync::samples::sample_open_bills();
+    for (i, b) in open.iter_mut().enumerate() {
+        let created = c.create(Op::ExportInvoice, &bill_of("V-1042", &b.number, "5000.00"), &format!("b-{i}")).await;
+        b.erp_id = created.unwrap().erp_id;
+    }
+    let payment = erpsync::domain::samples::payment();
+    let outcome = erpsync::pipeline::matching::match_payment(&payment, &open).unwrap();
+    let payload =
+        erpsync::erp::registry::serialize(ErpKind::SageIntacct, &Document::Payment(payment, outcome)).unwrap();
+    assert_eq!(c.find_existing(Op::ExportPayment, "ap-pay-c0ffee", &payload).await.unwrap(), None);
+    let paid = c.create(Op::ExportPayment, &payload, "erpsync:acme:bill_payment:ap-pay-c0ffee").await.unwrap();
+    // After a lost answer: the lookup finds it, and a resend under its control id adopts it.
+    let found = c.find_existing(Op::ExportPayment, "ap-pay-c0ffee", &payload).await.unwrap();
+    assert_eq!(found.as_deref(), Some(paid.erp_id.as_str()));
+    let again = c.create(Op::ExportPayment, &payload, "erpsync:acme:bill_payment:ap-pay-c0ffee").await.unwrap();
+    assert_eq!((again.erp_id, again.replayed), (paid.erp_id, true));
+    let stats = sb.stats();
+    assert_eq!((stats.creates, stats.duplicate_creates), (3, 0), "two bills and one payment: {stats:?}");
+}

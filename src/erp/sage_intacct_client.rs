@@ -204,6 +204,38 @@ impl IntacctClient {
         Err(classify_status(kind, status, &headers, &text))
     }
 
+    /// The payment an earlier attempt created: the vendor's APPYMTs of that date, the one
+    /// whose DESCRIPTION the serializer began with the document's source id.
+    async fn find_payment(&self, vendor: &str, date: &str, source: &str) -> Result<Option<String>, ErpError> {
+        let query =
+            format!("VENDORID = '{}' AND PAYMENTDATE = '{}'", wire::query_literal(vendor), wire::query_literal(date));
+        let f = wire::read_by_query("lookup", "APPYMT", "RECORDNO,DESCRIPTION", &query, 2000);
+        let control_id = format!("erpsync-lookup-{}", uuid::Uuid::new_v4());
+        let results = self.call(&[&f], &control_id, Kind::Read).await?;
+        let r = &results[0];
+        if !r.ok() {
+            return Err(ErpError::Transient(describe("Intacct's payment lookup failed", &r.errors)));
+        }
+        let prefix = format!("{source}:");
+        let ours = r.records.iter().find(|p| p.get("DESCRIPTION").is_some_and(|d| d.starts_with(&prefix)));
+        Ok(ours.and_then(|p| p.get("RECORDNO")).filter(|n| !n.is_empty()).map(str::to_owned))
+    }
+
+    /// The record an earlier attempt created of the document `payload` creates.
+    async fn find(&self, op: Op, payload: &Payload) -> Result<Option<String>, ErpError> {
+        match (op, document_key(payload)) {
+            (Op::ExportInvoice, Some(k)) => match (k.get("RECORDID"), k.get("VENDORID")) {
+                (Some(number), Some(vendor)) => self.find_bill(number, vendor).await,
+                _ => Ok(None),
+            },
+            (Op::ExportPayment, Some(k)) => match (k.get("VENDORID"), k.get("PAYMENTDATE"), k.source.as_deref()) {
+                (Some(vendor), Some(date), Some(source)) => self.find_payment(vendor, date, source).await,
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
     /// The bill an earlier attempt created: APBILL by number and vendor.
     async fn find_bill(&self, number: &str, vendor: &str) -> Result<Option<String>, ErpError> {
         let query =
@@ -331,12 +363,31 @@ fn created_recordno(r: &FnResult) -> Result<String, ErpError> {
         .ok_or_else(|| ErpError::Ambiguous(format!("Intacct's {} answer names no RECORDNO", r.function)))
 }
 
-/// The bill's number and vendor, read back from the serializer's `<function>`.
-fn bill_key(payload: &Payload) -> Option<(String, String)> {
+/// What identifies a document, read back from the serializer's `<function>`: its
+/// object's fields, and the source id its controlid attribute ends with.
+struct DocumentKey {
+    fields: Vec<(String, String)>,
+    source: Option<String>,
+}
+
+impl DocumentKey {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+}
+
+fn document_key(payload: &Payload) -> Option<DocumentKey> {
     let text = std::str::from_utf8(&payload.body).ok()?;
     let doc = roxmltree::Document::parse(text).ok()?;
-    let find = |tag: &str| doc.descendants().find(|n| n.has_tag_name(tag)).and_then(|n| n.text()).map(str::to_owned);
-    Some((find("RECORDID")?, find("VENDORID")?))
+    let function = doc.root_element();
+    let object = function.descendants().find(|n| n.has_tag_name("APBILL") || n.has_tag_name("APPYMT"))?;
+    let fields = object
+        .children()
+        .filter(|c| c.is_element())
+        .map(|c| (c.tag_name().name().to_owned(), c.text().unwrap_or("").trim().to_owned()))
+        .collect();
+    let source = function.attribute("controlid").and_then(|c| c.split_once('-')).map(|(_, s)| s.to_owned());
+    Some(DocumentKey { fields, source })
 }
 
 #[async_trait]
@@ -352,11 +403,7 @@ impl ErpClient for IntacctClient {
             return Err(rejected(r));
         }
         // Intacct executed this control id before: the record exists; find it.
-        let found = match (op, bill_key(payload)) {
-            (Op::ExportInvoice, Some((number, vendor))) => self.find_bill(&number, &vendor).await?,
-            _ => None,
-        };
-        match found {
+        match self.find(op, payload).await? {
             Some(id) => Ok(Created { erp_id: id, replayed: true }),
             None => Err(ErpError::Ambiguous(
                 "Intacct says this document's request was executed before, but no record was found yet".into(),
@@ -365,15 +412,7 @@ impl ErpClient for IntacctClient {
     }
 
     async fn find_existing(&self, op: Op, _source_id: &str, payload: &Payload) -> Result<Option<String>, ErpError> {
-        // A payment has no key of ours to search by: its replayed control id is what
-        // keeps a second one from being created.
-        if op != Op::ExportInvoice {
-            return Ok(None);
-        }
-        match bill_key(payload) {
-            Some((number, vendor)) => self.find_bill(&number, &vendor).await,
-            None => Ok(None),
-        }
+        self.find(op, payload).await
     }
 
     async fn attach_pdf(&self, a: Attachment<'_>) -> Result<String, ErpError> {

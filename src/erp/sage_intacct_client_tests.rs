@@ -93,11 +93,13 @@ fn session_refusals_and_unreadable_answers_are_classified() {
 }
 
 #[test]
-fn the_bill_key_is_read_back_from_the_serializers_function() {
+fn the_document_key_is_read_back_from_the_serializers_function() {
     let inv = crate::domain::samples::invoice();
     let payload =
         crate::pipeline::serialize::sage_intacct::serialize(&crate::pipeline::Document::Invoice(inv)).unwrap();
-    assert_eq!(bill_key(&payload), Some(("RE-2026-000117".into(), "V-1042".into())));
+    let key = document_key(&payload).unwrap();
+    assert_eq!((key.get("RECORDID"), key.get("VENDORID")), (Some("RE-2026-000117"), Some("V-1042")));
+    assert_eq!(key.source.as_deref(), Some("ap-inv-7f3a9c"));
 }
 
 proptest! {

@@ -36,6 +36,14 @@ pub(super) struct Bill {
     pub(super) supdocid: Option<String>,
 }
 
+pub(super) struct Payment {
+    recordno: u64,
+    vendorid: String,
+    paymentdate: String,
+    docnumber: String,
+    description: String,
+}
+
 pub(super) struct Company {
     vendors: HashMap<String, bool>,
     pub(super) bills: Vec<Bill>,
@@ -43,7 +51,7 @@ pub(super) struct Company {
     by_key: HashMap<(String, String), Vec<usize>>,
     /// SUPDOCID → a hash of its attachments' bytes.
     supdocs: HashMap<String, u64>,
-    payments: u64,
+    payments: Vec<Payment>,
     next_recordno: u64,
     /// (request control id, function control id) of functions completed under `uniqueid`.
     pub(super) executed: HashSet<(String, String)>,
@@ -56,7 +64,7 @@ impl Company {
             bills: Vec::new(),
             by_key: HashMap::new(),
             supdocs: HashMap::new(),
-            payments: 0,
+            payments: Vec::new(),
             next_recordno: 1000,
             executed: HashSet::new(),
         }
@@ -195,8 +203,18 @@ fn create_payment(co: &mut Company, p: &El, c: &Counters) -> Outcome {
     for (at, paid) in owed {
         co.bills[at].paid = paid;
     }
-    co.payments += 1;
+    let description = p.text_of("DESCRIPTION");
+    if !description.is_empty() && co.payments.iter().any(|x| x.vendorid == vendor && x.description == description) {
+        c.duplicate_creates.fetch_add(1, SeqCst);
+    }
     let recordno = co.next();
+    co.payments.push(Payment {
+        recordno,
+        vendorid: vendor.to_owned(),
+        paymentdate: p.text_of("PAYMENTDATE").to_owned(),
+        docnumber: p.text_of("DOCNUMBER").to_owned(),
+        description: p.text_of("DESCRIPTION").to_owned(),
+    });
     c.creates.fetch_add(1, SeqCst);
     Ok(created("appymt", recordno))
 }
@@ -226,39 +244,69 @@ fn conditions(query: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
+/// The fields `readByQuery` can read of an object's records.
+fn rows(co: &Company, object: &str) -> Option<Vec<Vec<(&'static str, String)>>> {
+    Some(match object {
+        "APBILL" => co
+            .bills
+            .iter()
+            .map(|b| {
+                vec![
+                    ("RECORDNO", b.recordno.to_string()),
+                    ("RECORDID", b.recordid.clone()),
+                    ("VENDORID", b.vendorid.clone()),
+                    ("STATE", if b.paid >= b.total { "Paid" } else { "Posted" }.to_owned()),
+                    ("SUPDOCID", b.supdocid.clone().unwrap_or_default()),
+                ]
+            })
+            .collect(),
+        "APPYMT" => co
+            .payments
+            .iter()
+            .map(|p| {
+                vec![
+                    ("RECORDNO", p.recordno.to_string()),
+                    ("VENDORID", p.vendorid.clone()),
+                    ("PAYMENTDATE", p.paymentdate.clone()),
+                    ("DOCNUMBER", p.docnumber.clone()),
+                    ("DESCRIPTION", p.description.clone()),
+                ]
+            })
+            .collect(),
+        _ => return None,
+    })
+}
+
 fn read_by_query(co: &Company, op: &El) -> Outcome {
-    if op.text_of("object") != "APBILL" {
-        return Err(refuse("Query Failed", "", format!("Object definition {} not found", op.text_of("object"))));
-    }
+    let object = op.text_of("object");
+    let Some(all) = rows(co, object) else {
+        return Err(refuse("Query Failed", "", format!("Object definition {object} not found")));
+    };
     let Some(conds) = conditions(op.text_of("query")) else {
         return Err(refuse("Query Failed", "", format!("Invalid query: {}", op.text_of("query"))));
     };
-    let value = |b: &Bill, f: &str| match f {
-        "RECORDNO" => Some(b.recordno.to_string()),
-        "RECORDID" => Some(b.recordid.clone()),
-        "VENDORID" => Some(b.vendorid.clone()),
-        "STATE" => Some(if b.paid >= b.total { "Paid" } else { "Posted" }.to_owned()),
-        "SUPDOCID" => Some(b.supdocid.clone().unwrap_or_default()),
-        _ => None,
-    };
+    let get = |r: &[(&'static str, String)], f: &str| r.iter().find(|(k, _)| *k == f).map(|(_, v)| v.clone());
     let fields: Vec<&str> = op.text_of("fields").split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
-    let fields =
-        if fields.is_empty() || fields == ["*"] { vec!["RECORDNO", "RECORDID", "VENDORID", "STATE"] } else { fields };
-    let matching: Vec<&Bill> =
-        co.bills.iter().filter(|b| conds.iter().all(|(f, v)| value(b, f).as_deref() == Some(v.as_str()))).collect();
+    let matching: Vec<&Vec<(&'static str, String)>> =
+        all.iter().filter(|r| conds.iter().all(|(f, v)| get(r, f).as_deref() == Some(v.as_str()))).collect();
     let size = op.text_of("pagesize").parse::<usize>().unwrap_or(100).clamp(1, 2000);
     let mut records = Vec::new();
-    for b in matching.iter().take(size) {
+    for row in matching.iter().take(size) {
+        if fields.is_empty() || fields == ["*"] {
+            records.push(row.iter().map(|(k, v)| (*k, v.clone())).collect());
+            continue;
+        }
         let mut r = Vec::new();
         for f in &fields {
-            match value(b, f) {
+            match get(row, f) {
                 Some(v) => r.push((*f, v)),
-                None => return Err(refuse("Query Failed", "", format!("Invalid field {f} for APBILL"))),
+                None => return Err(refuse("Query Failed", "", format!("Invalid field {f} for {object}"))),
             }
         }
         records.push(r);
     }
-    Ok(data("apbill", "apbill", &records, matching.len()))
+    let tag = object.to_ascii_lowercase();
+    Ok(data(&tag, &tag, &records, matching.len()))
 }
 
 fn create_supdoc(co: &mut Company, op: &El, c: &Counters) -> Outcome {
