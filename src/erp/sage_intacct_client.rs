@@ -39,6 +39,11 @@ pub struct Login {
     pub entity_id: Option<String>,
 }
 
+/// The supporting document of a bill: one per bill, named after it.
+pub fn supdoc_id(bill_recordno: &str) -> String {
+    format!("ES{bill_recordno}")
+}
+
 /// The folder supporting documents are filed in (it must exist in the company).
 pub const SUPDOC_FOLDER: &str = "erpsync";
 
@@ -418,7 +423,7 @@ impl ErpClient for IntacctClient {
     async fn attach_pdf(&self, a: Attachment<'_>) -> Result<String, ErpError> {
         // One supporting document per bill, named after the bill: a second attempt finds it
         // already there instead of filing a copy.
-        let supdocid = format!("ES{}", a.bill_id);
+        let supdocid = supdoc_id(a.bill_id);
         let create = wire::create_supdoc("supdoc", &supdocid, a.file_name, SUPDOC_FOLDER, a.file_name, &a.pdf);
         let link = wire::attach_supdoc("link", a.bill_id, &supdocid);
         let results = self.call(&[&create, &link], a.idempotency_key, Kind::Write).await?;
