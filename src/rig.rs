@@ -359,3 +359,41 @@ pub fn business_central_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
     }
     all
 }
+
+/// A Sage Intacct connection `id` to an Intacct simulator at `sim_url`
+/// (`erp::sandbox::SAGE_INTACCT`), with the simulator's default sender and user as its
+/// credentials, written to a file under `dir`.
+pub fn sage_intacct_connection(
+    _config: &mut Config,
+    id: &str,
+    sim_url: &str,
+    dir: &std::path::Path,
+) -> ConnectionConfig {
+    let o = crate::erp::sandbox::IntacctOptions::default();
+    let creds = dir.join(format!("{id}.sage_intacct.json"));
+    let document = serde_json::json!({
+        "sender_id": o.sender_id,
+        "sender_password": o.sender_password,
+        "company_id": o.company_id,
+        "user_id": o.user_id,
+        "user_password": o.user_password,
+    });
+    std::fs::write(&creds, document.to_string()).expect("the scratch directory is writable");
+    let mut c = ConnectionConfig::new(id, ErpKind::SageIntacct, &format!("{sim_url}/ia/xml/xmlgw.phtml"));
+    c.credentials = Some(format!("file:{}", creds.display()));
+    c
+}
+
+/// `n` sample invoices whose vendors are active vendors of the Intacct simulator's company
+/// and whose lines all post to an account; a taxed line names its tax detail.
+pub fn sage_intacct_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
+    let mut all = crate::samples::invoices(prefix, n);
+    for (i, inv) in all.iter_mut().enumerate() {
+        inv.vendor.id = crate::erp::sandbox::INTACCT_VENDORS[i % 3].0.to_owned();
+        for line in &mut inv.lines {
+            line.gl_account.get_or_insert_with(|| "6100".to_owned());
+            line.tax_code.get_or_insert_with(|| "VAT19".to_owned());
+        }
+    }
+    all
+}

@@ -12,19 +12,20 @@
 //! user, concurrency binds.
 
 use crate::domain::{ConnectionId, ItemState, Op};
-use crate::erp::sandbox::{BUSINESS_CENTRAL, QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
+use crate::erp::sandbox::{BUSINESS_CENTRAL, QUICKBOOKS_ONLINE, SAGE_INTACCT, Sandbox, SandboxOptions, XERO};
 use crate::jobs::{self, JobRequest};
 use crate::rig::{
     Rig, RigSpec, business_central_connection, business_central_invoices, count, quickbooks_connection,
     quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
 };
+use crate::rig::{sage_intacct_connection, sage_intacct_invoices};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectorsArgs {
-    /// The vendor dialect: `xero`, `quickbooks_online` or `business_central`.
+    /// The vendor dialect: `xero`, `quickbooks_online`, `business_central` or `sage_intacct`.
     #[arg(long, default_value = "xero")]
     pub dialect: String,
     /// Bills to export (two calls each: the create and the PDF).
@@ -96,7 +97,9 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         "business_central" => {
             (&BUSINESS_CENTRAL, opts.business_central.concurrent_limit as u32, opts.business_central.rate_per_5min, 300)
         }
-        other => bail!("--dialect: xero, quickbooks_online or business_central, not {other:?}"),
+        // Intacct meters volume monthly and throttles only concurrency: no minute budget.
+        "sage_intacct" => (&SAGE_INTACCT, opts.intacct.concurrent_limit as u32, u32::MAX, 60),
+        other => bail!("--dialect: xero, quickbooks_online, business_central or sage_intacct, not {other:?}"),
     };
     let per_min = (budget as u64 * 60 / window_secs) as u32;
     let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
@@ -111,6 +114,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
             let conn = match dialect_name.as_str() {
                 "xero" => xero_connection(c, "bench-erp", &sim_url, &dir2),
                 "business_central" => business_central_connection(c, "bench-erp", &sim_url, &dir2),
+                "sage_intacct" => sage_intacct_connection(c, "bench-erp", &sim_url, &dir2),
                 _ => quickbooks_connection(c, "bench-erp", &sim_url, &dir2),
             };
             c.connections = vec![conn];
@@ -122,6 +126,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let docs = match args.dialect.as_str() {
         "xero" => xero_invoices("bench", args.invoices),
         "business_central" => business_central_invoices("bench", args.invoices),
+        "sage_intacct" => sage_intacct_invoices("bench", args.invoices),
         _ => quickbooks_invoices("bench", args.invoices),
     };
     let req = JobRequest {
@@ -132,11 +137,11 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let started = Instant::now();
     jobs::submit(rig.daemon().ctx(), req).await?;
     let ideal_calls = calls_per_bill * args.invoices as u64;
-    let deadline = Duration::from_secs(ideal_calls * 60 / per_min.max(1) as u64 * 3 + 120);
+    let (binding, ideal) = ideal_drain(ideal_calls, budget as u64, window_secs, concurrency as u64, args.latency_ms);
+    let deadline = Duration::from_secs_f64(ideal * 3.0 + 120.0);
     let counts = rig.wait_terminal(deadline).await.map_err(|c| anyhow::anyhow!("not drained in time: {c:?}"))?;
     let measured = started.elapsed().as_secs_f64();
     let stats = sim.stats();
-    let (binding, ideal) = ideal_drain(ideal_calls, budget as u64, window_secs, concurrency as u64, args.latency_ms);
     let report = ConnectorsReport {
         dialect: args.dialect.clone(),
         invoices: args.invoices,
@@ -162,13 +167,16 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{}: {} bills ({} calls) at {} ms, limits {} in progress and {}/min ({} binds): {:.1} s against an ideal {:.1} s, efficiency {:.2}; {} throttled {:?}, {} duplicates, {} token refreshes, at most {} in progress",
+            "{}: {} bills ({} calls) at {} ms, limits {} in progress and {} ({} binds): {:.1} s against an ideal {:.1} s, efficiency {:.2}; {} throttled {:?}, {} duplicates, {} token refreshes, at most {} in progress",
             report.dialect,
             report.invoices,
             report.calls,
             report.latency_ms,
             report.concurrency_limit,
-            report.rate_limit_per_min,
+            match report.rate_limit_per_min {
+                u32::MAX => "no rate budget".to_owned(),
+                n => format!("{n}/min"),
+            },
             report.binding_limit,
             report.measured_secs,
             report.ideal_secs,

@@ -13,6 +13,8 @@ mod quickbooks_client;
 pub mod quickbooks_online;
 pub mod registry;
 pub mod sage_intacct;
+mod sage_intacct_client;
+mod sage_intacct_wire;
 pub mod sandbox;
 pub mod xero;
 mod xero_client;

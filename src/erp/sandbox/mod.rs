@@ -14,6 +14,7 @@
 //! [`XERO`] speaks Xero's Accounting API and token endpoint instead (`xero.md` beside this
 //! file is its wire contract), [`QUICKBOOKS_ONLINE`] Intuit's (`quickbooks.md`).
 //! [`BUSINESS_CENTRAL`] speaks Business Central's API v2.0 and Entra's token endpoint (`business_central.md`).
+//! [`SAGE_INTACCT`] speaks Sage Intacct's XML gateway (`sage_intacct.md`).
 
 mod admission;
 mod bc_api;
@@ -24,6 +25,10 @@ mod bc_token;
 mod bc_wire;
 mod business_central;
 mod generic_rest;
+mod intacct;
+mod intacct_books;
+mod intacct_options;
+mod intacct_wire;
 mod options;
 mod quickbooks;
 mod quickbooks_books;
@@ -48,6 +53,8 @@ pub use bc_options::{
 };
 pub use business_central::{BC_ACCOUNTS, BC_ITEMS, BC_VENDORS, BUSINESS_CENTRAL};
 pub use generic_rest::GENERIC_REST;
+pub use intacct::{INTACCT_INACTIVE_VENDOR, INTACCT_VENDORS, SAGE_INTACCT};
+pub use intacct_options::{INTACCT_SANDBOX_COMPANY, IntacctOptions};
 pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
 pub use quickbooks::{
     QBO_ACCOUNTS, QBO_INACTIVE_VENDOR, QBO_ITEMS, QBO_SANDBOX_REALM, QBO_VENDORS, QUICKBOOKS_ONLINE, QuickbooksClient,

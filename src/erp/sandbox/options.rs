@@ -42,6 +42,10 @@ pub struct SandboxOptions {
     /// What only the Business Central dialect reads: its Entra clients, company and limits.
     #[command(flatten)]
     pub business_central: super::bc_options::BusinessCentralOptions,
+    /// What only the Sage Intacct dialect reads: its sender, company user, sessions and limit
+    /// (boxed: the CLI's command enum stays small).
+    #[command(flatten)]
+    pub intacct: Box<super::intacct_options::IntacctOptions>,
 }
 
 /// An OAuth client the Xero dialect knows, with the refresh token it starts from.
@@ -116,6 +120,7 @@ impl Default for SandboxOptions {
             xero: XeroOptions::default(),
             quickbooks: Default::default(),
             business_central: Default::default(),
+            intacct: Default::default(),
         }
     }
 }

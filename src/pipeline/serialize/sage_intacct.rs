@@ -1,13 +1,20 @@
 //! Sage Intacct XML API: the `<function>` element of a request, creating an `APBILL` or
 //! an `APPYMT` whose details point at the bills' `RECORDNO`s. Purchase orders belong to
-//! Intacct's Purchasing module and are refused for now (see `serialize`).
+//! Intacct's Purchasing module and are refused (see `serialize`).
 //!
-//! `controlid` is the ledger's document kind plus the AP source id: deterministic, so with
-//! `<uniqueid>true</uniqueid>` in the request's control block (the connector's envelope,
-//! which also carries the session) a retried request is refused as a duplicate instead of
-//! creating a second bill. Dates are MM/DD/YYYY as Intacct's object API expects. Intacct
-//! bill lines always post to a GL account (an item is a dimension on top), and tax is a
-//! tax entry naming a tax detail, so a taxed line needs a `tax_code`.
+//! The function's `controlid` attribute is the ledger's document kind plus the AP source
+//! id: what matches a `<result>` to its function. The duplicate check is the request's:
+//! Sage's "XML Requests" page (developer.intacct.com/web-services/requests) has the
+//! control block's `<controlid>` identify the request and `<uniqueid>true</uniqueid>`
+//! refuse a request executed before, checking its functions' `controlid` attributes to
+//! tell whether the operation was already executed and completed. The connector's
+//! envelope carries that control block (deterministic per document, with the session),
+//! so both ids are stable across retries. Dates are MM/DD/YYYY as Intacct's object API
+//! expects. Intacct bill lines always post to a GL account (an item is a dimension on
+//! top), and tax is a tax entry naming a tax detail, so a taxed line needs a `tax_code`.
+//! Payment methods are AP's own (Sage's SDK intacct/intacct-sdk-php,
+//! `Functions/AccountsPayable/ApPaymentInfo.php`: `Printed Check`, `Cash`, `EFT`,
+//! `Charge Card`, `ACH`; `Credit Card` is an AR receipt method, not an AP one).
 
 use super::xml::XmlWriter;
 use super::{Payload, SerializeError, bill_note, check_applied, clip, fit, require};
@@ -27,7 +34,7 @@ pub fn serialize(doc: &Document) -> Result<Payload, SerializeError> {
         Document::Invoice(inv) => bill(inv)?,
         Document::PurchaseOrder(_) => {
             // Intacct purchase orders live in the Purchasing module (`create_potransaction`
-            // with a transaction definition per company); not mapped yet.
+            // with a transaction definition per company), which erpsync does not map.
             return Err(SerializeError::Unsupported { erp: ERP, what: "purchase orders" });
         }
         Document::Payment(p, outcome) => payment(p, outcome)?,
@@ -85,7 +92,7 @@ fn payment_method(method: &str) -> Result<&'static str, SerializeError> {
         "check" | "cheque" => "Printed Check",
         "ach" => "ACH",
         "wire" | "eft" => "EFT",
-        "card" | "credit_card" => "Credit Card",
+        "card" | "credit_card" | "charge_card" => "Charge Card",
         "cash" => "Cash",
         _ => {
             return Err(SerializeError::UnsupportedValue { erp: ERP, field: "method".into(), value: method.into() });
@@ -119,4 +126,34 @@ fn payment(p: &Payment, outcome: &MatchOutcome) -> Result<String, SerializeError
     }
     w.close().close().close().close();
     Ok(w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::samples;
+    use crate::pipeline::matching::match_payment;
+
+    #[test]
+    fn a_card_payment_is_a_charge_card_payment() {
+        for m in ["card", "Credit_Card", "charge_card"] {
+            assert_eq!(payment_method(m).unwrap(), "Charge Card");
+        }
+        assert_eq!(payment_method("cheque").unwrap(), "Printed Check");
+    }
+
+    /// `tests/golden/sage_intacct/bill_payment_card.xml` (`UPDATE_GOLDEN=1` rewrites it).
+    #[test]
+    fn a_card_payment_matches_its_golden_file() {
+        let mut p = samples::payment();
+        p.method = "card".into();
+        let outcome = match_payment(&p, &crate::samples::sample_open_bills()).unwrap();
+        let body = serialize(&Document::Payment(p, outcome)).unwrap().body;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/sage_intacct/bill_payment_card.xml");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &body).unwrap();
+        }
+        let expected = std::fs::read_to_string(path).expect("the golden file (UPDATE_GOLDEN=1 writes it)");
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+    }
 }
