@@ -66,8 +66,8 @@ enum Command {
     SandboxErp {
         #[arg(long, default_value = "127.0.0.1:8089")]
         listen: std::net::SocketAddr,
-        /// The protocol it speaks: generic_rest, xero or quickbooks_online.
-        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero", "quickbooks_online"])]
+        /// The protocol it speaks: generic_rest, xero, quickbooks_online or netsuite.
+        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero", "quickbooks_online", "netsuite"])]
         dialect: String,
         #[command(flatten)]
         options: erpsync::erp::sandbox::SandboxOptions,
@@ -279,6 +279,7 @@ fn main() -> Result<()> {
                 let dialect = match dialect.as_str() {
                     "xero" => &erpsync::erp::sandbox::XERO,
                     "quickbooks_online" => &erpsync::erp::sandbox::QUICKBOOKS_ONLINE,
+                    "netsuite" => &erpsync::erp::sandbox::NETSUITE,
                     _ => &erpsync::erp::sandbox::GENERIC_REST,
                 };
                 let sb = erpsync::erp::sandbox::Sandbox::start_speaking(dialect, listen, options)

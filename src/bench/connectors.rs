@@ -10,10 +10,11 @@
 //! single 429.
 
 use crate::domain::{ConnectionId, ItemState, Op};
-use crate::erp::sandbox::{QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
+use crate::erp::sandbox::{NETSUITE, QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
 use crate::jobs::{self, JobRequest};
 use crate::rig::{
-    Rig, RigSpec, count, quickbooks_connection, quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
+    Rig, RigSpec, count, netsuite_connection, netsuite_invoices, quickbooks_connection, quickbooks_invoices,
+    scratch_dir, xero_connection, xero_invoices,
 };
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectorsArgs {
-    /// The vendor dialect: `xero` or `quickbooks_online`.
+    /// The vendor dialect: `xero`, `quickbooks_online` or `netsuite`.
     #[arg(long, default_value = "xero")]
     pub dialect: String,
     /// Bills to export (two calls each: the create and the PDF).
@@ -57,13 +58,14 @@ pub struct ConnectorsReport {
 
 pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
-    let xero = args.dialect == "xero";
     let (dialect, concurrency, per_min) = match args.dialect.as_str() {
         "xero" => (&XERO, opts.xero.concurrent_limit as u32, opts.xero.minute_limit),
         "quickbooks_online" => {
             (&QUICKBOOKS_ONLINE, opts.quickbooks.concurrent_limit as u32, opts.quickbooks.minute_limit)
         }
-        other => bail!("--dialect: xero or quickbooks_online, not {other:?}"),
+        // NetSuite meters no calls per minute, only the account's concurrency.
+        "netsuite" => (&NETSUITE, opts.netsuite.concurrency_limit as u32, u32::MAX),
+        other => bail!("--dialect: xero, quickbooks_online or netsuite, not {other:?}"),
     };
     let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
     let dir = scratch_dir();
@@ -73,10 +75,10 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         limits: vec![],
         tune: Box::new(move |c| {
             c.log.level = "warn".into();
-            let conn = if xero {
-                xero_connection(c, "bench-erp", &sim_url, &dir2)
-            } else {
-                quickbooks_connection(c, "bench-erp", &sim_url, &dir2)
+            let conn = match dialect.name {
+                "xero" => xero_connection(c, "bench-erp", &sim_url, &dir2),
+                "netsuite" => netsuite_connection(c, "bench-erp", &sim_url, &dir2),
+                _ => quickbooks_connection(c, "bench-erp", &sim_url, &dir2),
             };
             c.connections = vec![conn];
         }),
@@ -84,7 +86,11 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     })
     .await?;
     // Short numbers: QuickBooks' DocNumber holds 21 characters.
-    let docs = if xero { xero_invoices("bench", args.invoices) } else { quickbooks_invoices("bench", args.invoices) };
+    let docs = match dialect.name {
+        "xero" => xero_invoices("bench", args.invoices),
+        "netsuite" => netsuite_invoices("bench", args.invoices),
+        _ => quickbooks_invoices("bench", args.invoices),
+    };
     let req = JobRequest {
         connection_id: ConnectionId::new("bench-erp"),
         op: Op::ExportInvoice,
@@ -92,7 +98,9 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     };
     let started = Instant::now();
     jobs::submit(rig.daemon().ctx(), req).await?;
-    let ideal_calls = 2 * args.invoices as u64;
+    // NetSuite takes no PDF: a bill is one call there.
+    let calls_per_bill = if dialect.name == "netsuite" { 1 } else { 2 };
+    let ideal_calls = calls_per_bill * args.invoices as u64;
     let deadline = Duration::from_secs(ideal_calls * 60 / per_min.max(1) as u64 * 3 + 120);
     let counts = rig.wait_terminal(deadline).await.map_err(|c| anyhow::anyhow!("not drained in time: {c:?}"))?;
     let measured = started.elapsed().as_secs_f64();

@@ -13,9 +13,15 @@
 //!
 //! [`XERO`] speaks Xero's Accounting API and token endpoint instead (`xero.md` beside this
 //! file is its wire contract), [`QUICKBOOKS_ONLINE`] Intuit's (`quickbooks.md`).
+//! [`NETSUITE`] speaks NetSuite's REST record API with token-based authentication (`netsuite.md`).
 
 mod admission;
 mod generic_rest;
+mod netsuite;
+mod netsuite_auth;
+mod netsuite_books;
+mod netsuite_options;
+mod netsuite_wire;
 mod options;
 mod quickbooks;
 mod quickbooks_books;
@@ -36,6 +42,8 @@ mod xero_token;
 mod xero_wire;
 
 pub use generic_rest::GENERIC_REST;
+pub use netsuite::{NETSUITE, NETSUITE_ACCOUNTS, NETSUITE_INACTIVE_VENDOR, NETSUITE_VENDORS};
+pub use netsuite_options::{NETSUITE_SANDBOX_ACCOUNT, NetsuiteOptions};
 pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
 pub use quickbooks::{
     QBO_ACCOUNTS, QBO_INACTIVE_VENDOR, QBO_ITEMS, QBO_SANDBOX_REALM, QBO_VENDORS, QUICKBOOKS_ONLINE, QuickbooksClient,

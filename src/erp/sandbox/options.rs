@@ -39,6 +39,9 @@ pub struct SandboxOptions {
     /// What only the QuickBooks Online dialect reads: its OAuth clients, realms and limits.
     #[command(flatten)]
     pub quickbooks: super::quickbooks_options::QuickbooksOptions,
+    /// What only the NetSuite dialect reads: its account, TBA token and concurrency limit.
+    #[command(flatten)]
+    pub netsuite: super::netsuite_options::NetsuiteOptions,
 }
 
 /// An OAuth client the Xero dialect knows, with the refresh token it starts from.
@@ -112,6 +115,7 @@ impl Default for SandboxOptions {
             idempotency_ttl_secs: 360,
             xero: XeroOptions::default(),
             quickbooks: Default::default(),
+            netsuite: Default::default(),
         }
     }
 }

@@ -1,13 +1,28 @@
 //! NetSuite REST record API bodies: `vendorBill`, `purchaseOrder` and `vendorPayment`
-//! (with `apply.items`).
+//! (with `apply.items`), as Oracle's REST API Browser (record/v1) describes the records;
+//! Oracle's help pages cited are under docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/.
 //!
 //! Every record carries `externalId` = the AP source id: the connector creates with an
-//! external-id upsert (`PUT /record/v1/vendorBill/eid:{externalId}`), which makes a retry
-//! after an ambiguous failure land on the same record instead of a duplicate. Lines coded
-//! to a GL account go to the `expense` sublist, item lines to `item`. Currencies are given
-//! by ISO code (`refName`); accounts that key currencies by internal id map them in the
-//! connector. A vendor payment in NetSuite is the sum of what it applies (an overpayment
-//! is a separate vendor prepayment), so unapplied credit is refused.
+//! external-id upsert (`PUT /record/v1/vendorBill/eid:{externalId}`, "Using the Upsert
+//! Operation", section_156335203191.html), which makes a retry after an ambiguous failure
+//! land on the same record instead of a duplicate. References are by internal id
+//! (`{"id": …}`; `refName` is only ever output): the vendor (`entity`), accounts and items
+//! as the AP application imported them. Lines coded to a GL account go to the `expense`
+//! sublist, item lines to `item`.
+//!
+//! No tax fields: REST web services do not support legacy tax ("Tax Type",
+//! article_0814115234.html: "REST web services do not support legacy tax features … you
+//! must have the SuiteTax feature enabled"), so `taxCode`/`tax1Amt` are SOAP-only. Under
+//! SuiteTax the tax engine computes each line's `taxDetails` from the nexus and the
+//! vendor's and item's tax settings; overriding it (`taxDetailsOverride` with
+//! `taxDetailsReference` per line and a `taxType`) would need tax-type ids erpsync does not
+//! import, so NetSuite computes the tax and the bill's total follows NetSuite's rates.
+//!
+//! `currency` is a reference by internal id, which is the account's own: the serializer
+//! writes the ISO code there and the connector (`erp::netsuite`) replaces it with the id of
+//! the account's currency of that symbol before sending. A vendor payment in NetSuite is
+//! the sum of what it applies (an overpayment is a separate vendor prepayment), so
+//! unapplied credit is refused.
 
 use super::json::{Num, payload};
 use super::{Payload, SerializeError, bill_note, check_applied, clip, fit, require};
@@ -35,12 +50,6 @@ struct Id<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Currency<'a> {
-    ref_name: &'a str,
-}
-
-#[derive(Serialize)]
 struct Sublist<T> {
     items: Vec<T>,
 }
@@ -54,7 +63,7 @@ struct Transaction<'a> {
     tran_date: NaiveDate,
     #[serde(skip_serializing_if = "Option::is_none")]
     due_date: Option<NaiveDate>,
-    currency: Currency<'a>,
+    currency: Id<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memo: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,9 +78,6 @@ struct ExpenseLine<'a> {
     account: Id<'a>,
     amount: Num,
     memo: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tax_code: Option<Id<'a>>,
-    tax1_amt: Num,
 }
 
 #[derive(Serialize)]
@@ -82,9 +88,6 @@ struct ItemLine<'a> {
     rate: Num,
     amount: Num,
     description: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tax_code: Option<Id<'a>>,
-    tax1_amt: Num,
 }
 
 /// Splits lines into NetSuite's expense and item sublists; an empty one is left out.
@@ -92,7 +95,6 @@ fn sublists(lines: &[InvoiceLine]) -> (Option<Sublist<ExpenseLine<'_>>>, Option<
     let mut expense = Vec::new();
     let mut item = Vec::new();
     for l in lines {
-        let tax_code = l.tax_code.as_deref().map(|id| Id { id });
         match (&l.item, &l.gl_account) {
             (Some(id), _) => item.push(ItemLine {
                 item: Id { id },
@@ -100,15 +102,11 @@ fn sublists(lines: &[InvoiceLine]) -> (Option<Sublist<ExpenseLine<'_>>>, Option<
                 rate: Num(l.unit_price),
                 amount: Num(l.amount),
                 description: clip(&l.description, MEMO_MAX),
-                tax_code,
-                tax1_amt: Num(l.tax_amount),
             }),
             (None, account) => expense.push(ExpenseLine {
                 account: Id { id: account.as_deref().unwrap_or_default() },
                 amount: Num(l.amount),
                 memo: clip(&l.description, MEMO_MAX),
-                tax_code,
-                tax1_amt: Num(l.tax_amount),
             }),
         }
     }
@@ -128,7 +126,7 @@ fn vendor_bill(inv: &Invoice) -> Result<Transaction<'_>, SerializeError> {
         tran_id: &inv.number,
         tran_date: inv.issue_date,
         due_date: Some(inv.due_date),
-        currency: Currency { ref_name: &inv.currency },
+        currency: Id { id: &inv.currency },
         memo: bill_note(inv).map(|m| clip(&m, MEMO_MAX)),
         expense,
         item,
@@ -144,7 +142,7 @@ fn purchase_order(po: &PurchaseOrder) -> Result<Transaction<'_>, SerializeError>
         tran_id: &po.number,
         tran_date: po.date,
         due_date: None,
-        currency: Currency { ref_name: &po.currency },
+        currency: Id { id: &po.currency },
         memo: po.memo.as_deref().map(|m| clip(m, MEMO_MAX)),
         expense,
         item,
@@ -158,7 +156,7 @@ struct VendorPayment<'a> {
     entity: Id<'a>,
     account: Id<'a>,
     tran_date: NaiveDate,
-    currency: Currency<'a>,
+    currency: Id<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tran_id: Option<&'a str>,
     memo: String,
@@ -183,7 +181,7 @@ fn vendor_payment<'a>(p: &'a Payment, outcome: &'a MatchOutcome) -> Result<Vendo
         entity: Id { id: &p.vendor.id },
         account: Id { id: account },
         tran_date: p.date,
-        currency: Currency { ref_name: &p.currency },
+        currency: Id { id: &p.currency },
         tran_id: p.reference.as_deref(),
         memo: clip(&format!("{} via {}: {}", p.source_id, p.method, outcome.reason), MEMO_MAX),
         apply: Sublist {
