@@ -93,20 +93,22 @@ async fn a_revoked_token_is_refused_with_netsuites_401() {
 async fn past_the_accounts_concurrency_limit_netsuite_answers_429() {
     let sb = sandbox(SandboxOptions { latency_ms: 400, ..Default::default() }).await;
     let limit = NetsuiteOptions::default().concurrency_limit as usize;
-    let held: Vec<_> =
-        (0..limit).map(|i| call(&sb, Method::GET, &format!("vendorBill/eid:held-{i}"), None, SECRET)).collect();
-    let held = tokio::spawn(futures::future::join_all(held));
-    // Wait until every held call is in flight, then one more is refused.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while sb.stats().requests < limit as u64 {
-        assert!(std::time::Instant::now() < deadline, "the held calls never arrived");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let (status, body) = error_of(call(&sb, Method::GET, "vendorBill/eid:one-more", None, SECRET).await).await;
+    let paths: Vec<String> = (0..limit).map(|i| format!("vendorBill/eid:held-{i}")).collect();
+    let held = futures::future::join_all(paths.iter().map(|p| call(&sb, Method::GET, p, None, SECRET)));
+    let probe = async {
+        // Once every held call is in flight, one more is refused.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while sb.stats().requests < limit as u64 {
+            assert!(std::time::Instant::now() < deadline, "the held calls never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        error_of(call(&sb, Method::GET, "vendorBill/eid:one-more", None, SECRET).await).await
+    };
+    let (held, (status, body)) = tokio::join!(held, probe);
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["status"], 429);
     assert_eq!(body["o:errorDetails"][0]["o:errorCode"], "CONCURRENCY_LIMIT_EXCEEDED");
-    for r in held.await.unwrap() {
+    for r in held {
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "the held calls were served");
     }
     let stats = sb.stats();
