@@ -28,7 +28,7 @@ async fn a_netsuite_export_through_faults_creates_every_bill_once_on_postgres() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bill_netsuite_refuses_fails_alone_with_netsuites_code() {
+async fn a_bill_netsuite_refuses_fails_alone() {
     // An inactive vendor: NetSuite refuses the bill's `entity` reference.
     vendor::a_refused_bill_fails_alone(&NETSUITE_VENDOR, NETSUITE_INACTIVE_VENDOR.0).await;
 }

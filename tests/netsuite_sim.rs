@@ -70,9 +70,10 @@ async fn a_request_signed_with_the_known_secrets_is_accepted_and_any_other_is_re
     assert_eq!(body["o:errorDetails"][0]["o:errorCode"], "INVALID_LOGIN");
     assert!(body["o:errorDetails"][0]["detail"].as_str().unwrap().starts_with("Invalid login attempt."));
     // A header signed for one query does not pass for another.
-    let url = Url::parse(&format!("{}/services/rest/record/v1/vendorBill/eid:sig-3?replace=expense", sb.base_url()))
-        .unwrap();
-    let auth = oauth1::authorization(&creds(SECRET), "PUT", &url, &oauth1::nonce(), chrono::Utc::now().timestamp() as u64);
+    let url =
+        Url::parse(&format!("{}/services/rest/record/v1/vendorBill/eid:sig-3?replace=expense", sb.base_url())).unwrap();
+    let auth =
+        oauth1::authorization(&creds(SECRET), "PUT", &url, &oauth1::nonce(), chrono::Utc::now().timestamp() as u64);
     let tampered = format!("{}/services/rest/record/v1/vendorBill/eid:sig-3?replace=item", sb.base_url());
     let r = Client::new().put(tampered).header("authorization", auth).json(&bill("101", 1)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -86,7 +87,10 @@ async fn a_revoked_token_is_refused_with_netsuites_401() {
     let hook = format!("{}/__sandbox/netsuite/revoke", sb.base_url());
     Client::new().post(hook).send().await.unwrap().error_for_status().unwrap();
     let (status, body) = error_of(call(&sb, Method::GET, "vendorBill/eid:none", None, SECRET).await).await;
-    assert_eq!((status, body["o:errorDetails"][0]["o:errorCode"].as_str()), (StatusCode::UNAUTHORIZED, Some("INVALID_LOGIN")));
+    assert_eq!(
+        (status, body["o:errorDetails"][0]["o:errorCode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("INVALID_LOGIN"))
+    );
 }
 
 #[tokio::test]
@@ -146,14 +150,20 @@ async fn references_netsuite_does_not_have_are_refused_with_their_error_path() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let detail = &body["o:errorDetails"][0];
-    assert_eq!((detail["o:errorCode"].as_str(), detail["o:errorPath"].as_str()), (Some("INVALID_CONTENT"), Some("entity")));
+    assert_eq!(
+        (detail["o:errorCode"].as_str(), detail["o:errorPath"].as_str()),
+        (Some("INVALID_CONTENT"), Some("entity"))
+    );
     assert!(detail["detail"].as_str().unwrap().contains("Invalid Field Value 104"), "{body}");
     let mut b = bill(NETSUITE_VENDORS[0].0, 2);
     b["expense"]["items"][1]["account"]["id"] = json!("9999");
     let (_, body) = error_of(call(&sb, Method::PUT, "vendorBill/eid:ref-2", Some(&b), SECRET).await).await;
     assert_eq!(body["o:errorDetails"][0]["o:errorPath"], "expense.items[1].account");
     let (status, body) = error_of(call(&sb, Method::GET, "vendorBill/eid:ref-1", None, SECRET).await).await;
-    assert_eq!((status, body["o:errorDetails"][0]["o:errorCode"].as_str()), (StatusCode::NOT_FOUND, Some("NONEXISTENT_ID")));
+    assert_eq!(
+        (status, body["o:errorDetails"][0]["o:errorCode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NONEXISTENT_ID"))
+    );
 }
 
 #[tokio::test]

@@ -58,7 +58,8 @@ pub fn realm(account_id: &str) -> String {
 /// Reads a connection's credentials document, naming the key at fault without ever
 /// quoting a value.
 pub fn credentials(text: Option<&SecretString>) -> Result<(String, TokenCredentials), String> {
-    let shape = "a JSON document {\"account_id\", \"consumer_key\", \"consumer_secret\", \"token_id\", \"token_secret\"}";
+    let shape =
+        "a JSON document {\"account_id\", \"consumer_key\", \"consumer_secret\", \"token_id\", \"token_secret\"}";
     let text = text.ok_or_else(|| format!("is required: {shape}"))?;
     let doc: serde_json::Value =
         serde_json::from_str(text.expose_secret()).map_err(|_| format!("is not JSON: {shape}"))?;

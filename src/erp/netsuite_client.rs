@@ -23,8 +23,8 @@
 //! transient; a gateway timeout or a connection lost after sending a write is ambiguous.
 
 use super::oauth1::{self, TokenCredentials};
-use crate::erp::{Attachment, Created, ErpClient, ErpError, retry_after};
 use crate::domain::Op;
+use crate::erp::{Attachment, Created, ErpClient, ErpError, retry_after};
 use crate::pipeline::serialize::Payload;
 use async_trait::async_trait;
 use reqwest::{Method, Response, StatusCode, Url, header};
@@ -159,7 +159,8 @@ impl NetsuiteClient {
     /// The body as sent: a currency given by ISO code (as the serializer writes it, having
     /// no account ids) becomes the account's internal id.
     async fn resolve(&self, mut body: Value) -> Result<Value, ErpError> {
-        let code = body["currency"]["id"].as_str().filter(|c| !c.chars().all(|c| c.is_ascii_digit())).map(str::to_owned);
+        let code =
+            body["currency"]["id"].as_str().filter(|c| !c.chars().all(|c| c.is_ascii_digit())).map(str::to_owned);
         if let Some(code) = code {
             let id = self.currency_id(&code).await?;
             body["currency"]["id"] = Value::String(id);
@@ -297,7 +298,10 @@ mod tests {
             panic!("a 400 user error is a rejection")
         };
         assert_eq!((status, code.as_str()), (400, "INVALID_CONTENT"));
-        assert!(message.contains("Invalid Field Value 9999") && message.ends_with("(at item.items[0].item)"), "{message}");
+        assert!(
+            message.contains("Invalid Field Value 9999") && message.ends_with("(at item.items[0].item)"),
+            "{message}"
+        );
         assert!(matches!(classify(&put, StatusCode::UNAUTHORIZED, &h, INVALID_LOGIN), ErpError::Revoked { .. }));
         assert!(matches!(classify(&put, StatusCode::UNAUTHORIZED, &h, ""), ErpError::Auth { status: 401, .. }));
         assert!(matches!(classify(&put, StatusCode::FORBIDDEN, &h, ""), ErpError::Auth { status: 403, .. }));
@@ -308,7 +312,10 @@ mod tests {
             ErpError::Throttled { retry_after: Some(d) } if d.as_secs() == 3
         ));
         let restlet = r#"{"o:errorDetails":[{"detail":"limit","o:errorCode":"SSS_REQUEST_LIMIT_EXCEEDED"}]}"#;
-        assert!(matches!(classify(&put, StatusCode::BAD_REQUEST, &h, restlet), ErpError::Throttled { retry_after: None }));
+        assert!(matches!(
+            classify(&put, StatusCode::BAD_REQUEST, &h, restlet),
+            ErpError::Throttled { retry_after: None }
+        ));
         assert!(matches!(classify(&put, StatusCode::SERVICE_UNAVAILABLE, &h, ""), ErpError::Transient(_)));
         assert!(matches!(classify(&put, StatusCode::GATEWAY_TIMEOUT, &h, ""), ErpError::Ambiguous(_)));
         assert!(matches!(classify(&Method::GET, StatusCode::GATEWAY_TIMEOUT, &h, ""), ErpError::Transient(_)));
@@ -331,6 +338,27 @@ mod tests {
         let body = serde_json::json!({"externalId": "x", "expense": {"items": []}, "item": {"items": []}});
         assert_eq!(sublists(&body), ["expense", "item"]);
         assert_eq!(sublists(&serde_json::json!({"apply": {"items": []}})), ["apply"]);
+    }
+
+    #[tokio::test]
+    async fn a_pdf_is_not_sent_and_nothing_fails() {
+        let creds = TokenCredentials {
+            realm: "1".into(),
+            consumer_key: "ck".into(),
+            consumer_secret: "cs".to_owned().into(),
+            token_id: "tk".into(),
+            token_secret: "ts".to_owned().into(),
+        };
+        // Port 1 refuses connections: any request would fail.
+        let client = NetsuiteClient::new(reqwest::Client::new(), "http://127.0.0.1:1/services/rest/record/v1", creds);
+        let a = Attachment {
+            bill_id: "1001",
+            file_name: "b.pdf",
+            pdf: b"%PDF-".to_vec(),
+            idempotency_key: "k",
+            maybe_attached: false,
+        };
+        assert_eq!(client.unwrap().attach_pdf(a).await.unwrap(), "not-attached");
     }
 
     proptest::proptest! {

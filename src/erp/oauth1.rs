@@ -102,12 +102,7 @@ pub fn base_string(method: &str, url: &Url, protocol: &[(String, String)], body:
         .collect();
     params.sort();
     let normalized = params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    format!(
-        "{}&{}&{}",
-        method.to_ascii_uppercase(),
-        percent_encode(&base_string_uri(url)),
-        percent_encode(&normalized)
-    )
+    format!("{}&{}&{}", method.to_ascii_uppercase(), percent_encode(&base_string_uri(url)), percent_encode(&normalized))
 }
 
 /// RFC 5849 §3.4.2 with SHA-256: base64 of HMAC(`enc(consumer_secret)&enc(token_secret)`,

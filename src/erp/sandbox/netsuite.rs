@@ -78,8 +78,9 @@ fn query_param(uri: &Uri, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| invalid_content(&format!("Invalid JSON in the request body: {e}"), None))
+fn parse_body(body: &[u8]) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(invalid_content(&format!("Invalid JSON in the request body: {e}"), None)))
 }
 
 /// `POST /{record}`: creates a record.
@@ -98,12 +99,12 @@ async fn create(
     let Some(record) = record_type(&record) else { return not_found() };
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let eid = body["externalId"].as_str().unwrap_or("").to_owned();
     let c = &ns.sim.counters;
     let mut books = ns.sim.books.lock().await;
-    if let Err(r) = netsuite_books::check(&books, record, &body) {
+    if let Some(r) = netsuite_books::check(&books, record, &body) {
         c.rejected.fetch_add(1, SeqCst);
         return r;
     }
@@ -130,13 +131,13 @@ async fn upsert(
     let Some(record) = record_type(&record) else { return not_found() };
     let mut body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let replace_param = query_param(&uri, "replace").unwrap_or_default();
     let replace: Vec<&str> = replace_param.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let c = &ns.sim.counters;
     let mut books = ns.sim.books.lock().await;
-    if let Err(r) = netsuite_books::check(&books, record, &body) {
+    if let Some(r) = netsuite_books::check(&books, record, &body) {
         c.rejected.fetch_add(1, SeqCst);
         return r;
     }

@@ -42,8 +42,13 @@ fn lines<'a>(body: &'a Value, sublist: &str) -> &'a [Value] {
     body[sublist]["items"].as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
-/// Refuses a body that names a record NetSuite does not have (or has inactive).
-pub(super) fn check(books: &Books, record: &str, body: &Value) -> Result<(), Response> {
+/// The refusal of a body that names a record NetSuite does not have (or has inactive).
+pub(super) fn check(books: &Books, record: &str, body: &Value) -> Option<Response> {
+    refusal(books, record, body).err()
+}
+
+#[allow(clippy::result_large_err)] // `?` reads best here; the error leaves at once as the answer
+fn refusal(books: &Books, record: &str, body: &Value) -> Result<(), Response> {
     if !body.is_object() {
         return Err(invalid_content("The request body is not a valid JSON object.", None));
     }

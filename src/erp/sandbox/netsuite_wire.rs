@@ -40,7 +40,8 @@ pub(super) fn error_body(status: StatusCode, detail: &str, code: &str, path: Opt
 pub(super) fn error(status: StatusCode, detail: &str, code: &str, path: Option<&str>) -> Response {
     let mut r = (status, axum::Json(error_body(status, detail, code, path))).into_response();
     // NetSuite answers errors as problem details.
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/vnd.oracle.resource+json; type=error"));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/vnd.oracle.resource+json; type=error"));
     r
 }
 
@@ -64,8 +65,9 @@ pub(super) fn concurrency_exceeded(limit: u64) -> Response {
 /// 400 for a reference to a record that does not exist or is inactive (Oracle's example
 /// of an invalid sublist item reference).
 pub(super) fn invalid_reference(value: &str, field: &str, path: &str) -> Response {
-    let detail =
-        format!("Error while accessing resource: You have entered an Invalid Field Value {value} for the following field: {field}");
+    let detail = format!(
+        "Error while accessing resource: You have entered an Invalid Field Value {value} for the following field: {field}"
+    );
     error(StatusCode::BAD_REQUEST, &detail, "INVALID_CONTENT", Some(path))
 }
 

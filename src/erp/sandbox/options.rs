@@ -39,9 +39,10 @@ pub struct SandboxOptions {
     /// What only the QuickBooks Online dialect reads: its OAuth clients, realms and limits.
     #[command(flatten)]
     pub quickbooks: super::quickbooks_options::QuickbooksOptions,
-    /// What only the NetSuite dialect reads: its account, TBA token and concurrency limit.
+    /// What only the NetSuite dialect reads: its account, TBA token and concurrency limit
+    /// (boxed: the CLI's command enum stays small).
     #[command(flatten)]
-    pub netsuite: super::netsuite_options::NetsuiteOptions,
+    pub netsuite: Box<super::netsuite_options::NetsuiteOptions>,
 }
 
 /// An OAuth client the Xero dialect knows, with the refresh token it starts from.
