@@ -4,7 +4,11 @@
 mod common;
 
 use common::vendor::{self, Vendor};
+use erpsync::domain::{ErpKind, Op};
+use erpsync::erp::registry::{self, ClientContext};
 use erpsync::erp::sandbox::{NETSUITE, NETSUITE_INACTIVE_VENDOR};
+use erpsync::erp::{ErpClient, ErpError};
+use erpsync::pipeline::Document;
 
 static NETSUITE_VENDOR: Vendor = Vendor {
     dialect: &NETSUITE,
@@ -31,4 +35,64 @@ async fn a_netsuite_export_through_faults_creates_every_bill_once_on_postgres() 
 async fn a_bill_netsuite_refuses_fails_alone() {
     // An inactive vendor: NetSuite refuses the bill's `entity` reference.
     vendor::a_refused_bill_fails_alone(&NETSUITE_VENDOR, NETSUITE_INACTIVE_VENDOR.0).await;
+}
+
+/// The client of a connection to `sim`, as the daemon builds it.
+async fn client(sim: &erpsync::erp::sandbox::Sandbox, dir: &std::path::Path) -> std::sync::Arc<dyn ErpClient> {
+    let mut config = erpsync::config::Config::default();
+    let conn = erpsync::rig::netsuite_connection(&mut config, "c", &sim.base_url(), dir);
+    let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+    let cx = ClientContext { db, max_concurrency: 5, secrets: None };
+    let module = registry::module(ErpKind::Netsuite);
+    assert!(module.check(&conn).is_empty(), "{:?}", module.check(&conn));
+    module.client(&conn, conn.resolve_token().unwrap(), &cx).unwrap()
+}
+
+#[tokio::test]
+async fn a_retried_create_lands_on_the_same_bill_with_its_lines_replaced_and_is_found_by_external_id() {
+    let sim = vendor::simulator(&NETSUITE_VENDOR, 0.0, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(&sim, dir.path()).await;
+    let inv = erpsync::rig::netsuite_invoices("once", 3).remove(2);
+    let lines = inv.lines.len();
+    assert!(lines > 1);
+    let payload = registry::serialize(ErpKind::Netsuite, &Document::Invoice(inv.clone())).unwrap();
+    let first = client.create(Op::ExportInvoice, &payload, "k").await.unwrap();
+    let again = client.create(Op::ExportInvoice, &payload, "k").await.unwrap();
+    assert_eq!(first.erp_id, again.erp_id, "the upsert by external id updates the same bill");
+    let stored = sim.bodies_for("vendorBill", &inv.source_id).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["expense"]["items"].as_array().unwrap().len(), lines, "lines replaced, not appended");
+    assert_eq!(stored[0]["currency"]["id"], "1", "USD is sent as the account's currency id");
+    let found = client.find_existing(Op::ExportInvoice, &inv.source_id, &payload).await.unwrap();
+    assert_eq!(found, Some(first.erp_id));
+    let other = registry::serialize(
+        ErpKind::Netsuite,
+        &Document::Invoice(erpsync::rig::netsuite_invoices("none", 1).remove(0)),
+    )
+    .unwrap();
+    assert_eq!(client.find_existing(Op::ExportInvoice, "none-inv-0", &other).await.unwrap(), None);
+    let stats = sim.stats();
+    assert_eq!((stats.creates, stats.duplicate_creates), (1, 0), "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_revoked_and_a_refused_bill_keeps_netsuites_code() {
+    let sim = vendor::simulator(&NETSUITE_VENDOR, 0.0, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(&sim, dir.path()).await;
+    let mut inv = erpsync::rig::netsuite_invoices("ref", 1).remove(0);
+    inv.vendor.id = NETSUITE_INACTIVE_VENDOR.0.to_owned();
+    let payload = registry::serialize(ErpKind::Netsuite, &Document::Invoice(inv)).unwrap();
+    let ErpError::Rejected { status, code, message } =
+        client.create(Op::ExportInvoice, &payload, "k").await.unwrap_err()
+    else {
+        panic!("an inactive vendor is a rejection")
+    };
+    assert_eq!((status, code.as_str()), (400, "INVALID_CONTENT"));
+    assert!(message.contains("Invalid Field Value 104") && message.contains("(at entity)"), "{message}");
+    let hook = format!("{}/__sandbox/netsuite/revoke", sim.base_url());
+    reqwest::Client::new().post(hook).send().await.unwrap().error_for_status().unwrap();
+    let err = client.create(Op::ExportInvoice, &payload, "k").await.unwrap_err();
+    assert!(matches!(err, ErpError::Revoked { .. }), "{err:?}");
 }
