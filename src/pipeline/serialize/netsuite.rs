@@ -36,6 +36,16 @@ const ERP: &str = "netsuite";
 const TRAN_ID_MAX: usize = 45;
 const MEMO_MAX: usize = 999;
 
+/// Refuses a source id NetSuite cannot take as an external id: "An external ID can be any
+/// string containing letters, numbers, underscore (_), and hyphen (-)" ("Using External
+/// IDs", section_156334828635.html), and the upsert names it in the URL.
+fn external_id(source_id: &str) -> Result<&str, SerializeError> {
+    if source_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Ok(source_id);
+    }
+    Err(SerializeError::UnsupportedValue { erp: ERP, field: "source_id".into(), value: source_id.into() })
+}
+
 pub fn serialize(doc: &Document) -> Result<Payload, SerializeError> {
     match doc {
         Document::Invoice(inv) => payload(&vendor_bill(inv)?),
@@ -121,7 +131,7 @@ fn vendor_bill(inv: &Invoice) -> Result<Transaction<'_>, SerializeError> {
     fit(ERP, "number", &inv.number, TRAN_ID_MAX)?;
     let (expense, item) = sublists(&inv.lines);
     Ok(Transaction {
-        external_id: &inv.source_id,
+        external_id: external_id(&inv.source_id)?,
         entity: Id { id: &inv.vendor.id },
         tran_id: &inv.number,
         tran_date: inv.issue_date,
@@ -137,7 +147,7 @@ fn purchase_order(po: &PurchaseOrder) -> Result<Transaction<'_>, SerializeError>
     fit(ERP, "number", &po.number, TRAN_ID_MAX)?;
     let (expense, item) = sublists(&po.lines);
     Ok(Transaction {
-        external_id: &po.source_id,
+        external_id: external_id(&po.source_id)?,
         entity: Id { id: &po.vendor.id },
         tran_id: &po.number,
         tran_date: po.date,
@@ -177,7 +187,7 @@ fn vendor_payment<'a>(p: &'a Payment, outcome: &'a MatchOutcome) -> Result<Vendo
         fit(ERP, "reference", r, TRAN_ID_MAX)?;
     }
     Ok(VendorPayment {
-        external_id: &p.source_id,
+        external_id: external_id(&p.source_id)?,
         entity: Id { id: &p.vendor.id },
         account: Id { id: account },
         tran_date: p.date,
@@ -192,4 +202,27 @@ fn vendor_payment<'a>(p: &'a Payment, outcome: &'a MatchOutcome) -> Result<Vendo
                 .collect(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_id_netsuite_cannot_key_by_is_refused_naming_the_field() {
+        let mut inv = crate::domain::samples::invoice();
+        inv.source_id = "ap/inv 7".into();
+        let err = serialize(&Document::Invoice(inv)).unwrap_err();
+        assert_eq!(err.kind(), "unsupported_value");
+        assert!(err.to_string().starts_with("source_id "), "{err}");
+    }
+
+    #[test]
+    fn lines_carry_no_legacy_tax_fields_and_the_currency_is_a_reference() {
+        let body = serialize(&Document::Invoice(crate::domain::samples::invoice())).unwrap().body;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let text = String::from_utf8(body).unwrap();
+        assert!(!text.contains("taxCode") && !text.contains("tax1Amt"), "{text}");
+        assert_eq!(v["currency"], serde_json::json!({"id": "EUR"}));
+    }
 }
