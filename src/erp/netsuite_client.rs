@@ -50,8 +50,9 @@ pub struct NetsuiteClient {
     http: reqwest::Client,
     base: Url,
     creds: TokenCredentials,
-    /// ISO code → the account's currency internal id, as looked up once.
-    currencies: std::sync::Mutex<HashMap<String, String>>,
+    /// ISO code → the account's currency internal id, as looked up once: held across the
+    /// look-up, so calls starting together wait for one answer instead of asking each.
+    currencies: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
 /// One entry of `o:errorDetails`.
@@ -137,7 +138,8 @@ impl NetsuiteClient {
 
     /// The account's internal id of the currency with ISO code `code`.
     async fn currency_id(&self, code: &str) -> Result<String, ErpError> {
-        if let Some(id) = self.currencies.lock().unwrap_or_else(|e| e.into_inner()).get(code) {
+        let mut known = self.currencies.lock().await;
+        if let Some(id) = known.get(code) {
             return Ok(id.clone());
         }
         let mut url = self.url("currency", None);
@@ -152,7 +154,7 @@ impl NetsuiteClient {
                 message: format!("the NetSuite account has no currency whose symbol is {code}"),
             }
         })?;
-        self.currencies.lock().unwrap_or_else(|e| e.into_inner()).insert(code.to_owned(), id.to_owned());
+        known.insert(code.to_owned(), id.to_owned());
         Ok(id.to_owned())
     }
 
