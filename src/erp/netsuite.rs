@@ -55,8 +55,28 @@ pub fn realm(account_id: &str) -> String {
     account_id.trim().to_ascii_uppercase().replace('-', "_")
 }
 
-/// Reads a connection's credentials document, naming the key at fault without ever
-/// quoting a value.
+/// Every problem of a credentials document, each naming its key and never quoting a value.
+fn problems(doc: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    let mut out: Vec<String> = doc
+        .keys()
+        .filter(|k| !KEYS.contains(&k.as_str()))
+        .map(|k| format!("has the key {k:?}, which NetSuite credentials do not"))
+        .collect();
+    for key in KEYS {
+        match doc.get(key) {
+            None => out.push(format!("lacks the key {key:?}")),
+            Some(serde_json::Value::String(v)) if !v.trim().is_empty() => {}
+            Some(_) => out.push(format!("has {key:?} empty or not a string")),
+        }
+    }
+    let account = doc.get("account_id").and_then(|v| v.as_str()).unwrap_or("1");
+    if !account.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        out.push("has an account_id that is not a NetSuite account id (letters, digits, _ or -)".into());
+    }
+    out
+}
+
+/// Reads a connection's credentials document; what is wrong with it, every problem joined.
 pub fn credentials(text: Option<&SecretString>) -> Result<(String, TokenCredentials), String> {
     let shape =
         "a JSON document {\"account_id\", \"consumer_key\", \"consumer_secret\", \"token_id\", \"token_secret\"}";
@@ -64,27 +84,18 @@ pub fn credentials(text: Option<&SecretString>) -> Result<(String, TokenCredenti
     let doc: serde_json::Value =
         serde_json::from_str(text.expose_secret()).map_err(|_| format!("is not JSON: {shape}"))?;
     let Some(map) = doc.as_object() else { return Err(format!("is not a JSON object: {shape}")) };
-    if let Some(extra) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(format!("has the key {extra:?}, which NetSuite credentials do not: {shape}"));
+    let wrong = problems(map);
+    if !wrong.is_empty() {
+        return Err(format!("{} ({shape})", wrong.join("; ")));
     }
-    let mut values = Vec::new();
-    for key in KEYS {
-        match map.get(key) {
-            None => return Err(format!("lacks the key {key:?}: {shape}")),
-            Some(serde_json::Value::String(v)) if !v.trim().is_empty() => values.push(v.trim().to_owned()),
-            Some(_) => return Err(format!("has {key:?} empty or not a string")),
-        }
-    }
-    let account = values[0].clone();
-    if !account.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err("has an account_id that is not a NetSuite account id (letters, digits, _ or -)".into());
-    }
+    let value = |k: &str| map[k].as_str().unwrap_or_default().trim().to_owned();
+    let account = value("account_id");
     let creds = TokenCredentials {
         realm: realm(&account),
-        consumer_key: values[1].clone(),
-        consumer_secret: SecretString::from(values[2].clone()),
-        token_id: values[3].clone(),
-        token_secret: SecretString::from(values[4].clone()),
+        consumer_key: value("consumer_key"),
+        consumer_secret: SecretString::from(value("consumer_secret")),
+        token_id: value("token_id"),
+        token_secret: SecretString::from(value("token_secret")),
     };
     Ok((account, creds))
 }
@@ -159,9 +170,15 @@ mod tests {
         assert!(missing.contains("\"token_id\""), "{missing}");
         let extra = credentials(secret(&GOOD.replace("{", r#"{"refresh_token":"rt-SECRET","#)).as_ref()).unwrap_err();
         assert!(extra.contains("\"refresh_token\"") && !extra.contains("rt-SECRET"), "{extra}");
+        let both = GOOD.replace(r#""token_id":"tk","#, r#""refresh_token":"rt-SECRET","#);
+        let both = credentials(secret(&both).as_ref()).unwrap_err();
+        assert!(
+            both.contains("\"refresh_token\"") && both.contains("lacks the key \"token_id\""),
+            "all at once: {both}"
+        );
         let wrong = credentials(secret(&GOOD.replace(r#""ts-SECRET""#, "5")).as_ref()).unwrap_err();
         assert!(wrong.contains("\"token_secret\""), "{wrong}");
-        for e in [missing, extra, wrong, credentials(secret("{").as_ref()).unwrap_err()] {
+        for e in [missing, extra, both, wrong, credentials(secret("{").as_ref()).unwrap_err()] {
             assert!(!e.contains("SECRET"), "{e}");
         }
         assert!(credentials(None).unwrap_err().contains("is required"));
