@@ -96,3 +96,31 @@ async fn a_revoked_token_is_revoked_and_a_refused_bill_keeps_netsuites_code() {
     let err = client.create(Op::ExportInvoice, &payload, "k").await.unwrap_err();
     assert!(matches!(err, ErpError::Revoked { .. }), "{err:?}");
 }
+
+/// An account whose pool is smaller than the connection thinks (other integrations share
+/// it): NetSuite's 429s are throttling, retried until every bill is created once.
+static CROWDED_ACCOUNT: Vendor = Vendor {
+    options: |mut opts| {
+        opts.netsuite.concurrency_limit = 2;
+        opts
+    },
+    ..NETSUITE_VENDOR
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netsuites_concurrency_429s_are_throttling_and_every_bill_is_still_created_once() {
+    let sim = vendor::simulator(&CROWDED_ACCOUNT, 0.0, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rig = vendor::start(&CROWDED_ACCOUNT, None, &sim, dir.path()).await;
+    let job = vendor::submit(&rig, &erpsync::rig::netsuite_invoices("crowd", 40)).await;
+    let counts = rig.wait_terminal(std::time::Duration::from_secs(60)).await.expect("every item finishes");
+    let succeeded = erpsync::rig::count(&counts, erpsync::domain::ItemState::Succeeded);
+    assert_eq!(succeeded, 40, "{counts:?} {:?}", vendor::errors(&rig, &job).await);
+    let stats = sim.stats();
+    assert!(
+        stats.throttled_by_kind.get("concurrency").is_some_and(|n| *n > 0),
+        "the account's limit was hit: {stats:?}"
+    );
+    assert_eq!((stats.creates, stats.duplicate_creates), (40, 0), "{stats:?}");
+    rig.shutdown().await;
+}
