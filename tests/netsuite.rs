@@ -124,3 +124,48 @@ async fn netsuites_concurrency_429s_are_throttling_and_every_bill_is_still_creat
     assert_eq!((stats.creates, stats.duplicate_creates), (40, 0), "{stats:?}");
     rig.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_purchase_order_and_a_payment_applying_a_bill_are_upserted_by_external_id() {
+    use erpsync::pipeline::matching::{OpenBill, match_payment};
+    let sim = vendor::simulator(&NETSUITE_VENDOR, 0.0, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(&sim, dir.path()).await;
+    let inv = erpsync::rig::netsuite_invoices("pay", 1).remove(0);
+    let bill = registry::serialize(ErpKind::Netsuite, &Document::Invoice(inv.clone())).unwrap();
+    let bill_id = client.create(Op::ExportInvoice, &bill, "b").await.unwrap().erp_id;
+
+    let mut po = erpsync::domain::samples::purchase_order();
+    po.vendor.id = inv.vendor.id.clone();
+    po.currency = "USD".into();
+    for (l, line) in po.lines.iter_mut().enumerate() {
+        (line.gl_account, line.item) = (Some(erpsync::erp::sandbox::NETSUITE_ACCOUNTS[l % 3].0.into()), None);
+    }
+    let po_payload = registry::serialize(ErpKind::Netsuite, &Document::PurchaseOrder(po.clone())).unwrap();
+    client.create(Op::ExportPurchaseOrder, &po_payload, "p").await.unwrap();
+    assert_eq!(sim.bodies_for("purchaseOrder", &po.source_id).await.len(), 1);
+
+    let mut payment = erpsync::domain::samples::payment();
+    (payment.vendor.id, payment.currency, payment.bank_account) =
+        (inv.vendor.id.clone(), "USD".into(), Some("1".into()));
+    payment.amount = inv.total;
+    payment.applications =
+        vec![erpsync::domain::PaymentApplication { invoice_number: inv.number.clone(), amount: inv.total }];
+    let open = [OpenBill {
+        erp_id: bill_id.clone(),
+        number: inv.number.clone(),
+        balance: inv.total,
+        currency: "USD".into(),
+        due_date: inv.due_date,
+    }];
+    let outcome = match_payment(&payment, &open).unwrap();
+    let doc = Document::Payment(payment.clone(), outcome);
+    let pay_payload = registry::serialize(ErpKind::Netsuite, &doc).unwrap();
+    let first = client.create(Op::ExportPayment, &pay_payload, "y").await.unwrap();
+    let again = client.create(Op::ExportPayment, &pay_payload, "y").await.unwrap();
+    assert_eq!(first.erp_id, again.erp_id);
+    let stored = sim.bodies_for("vendorPayment", &payment.source_id).await;
+    assert_eq!(stored[0]["apply"]["items"].as_array().unwrap().len(), 1, "the application replaced: {}", stored[0]);
+    assert_eq!(stored[0]["apply"]["items"][0]["doc"]["id"], bill_id.as_str());
+    assert_eq!(sim.stats().duplicate_creates, 0);
+}
