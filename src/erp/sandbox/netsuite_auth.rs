@@ -11,7 +11,7 @@ use crate::erp::netsuite::oauth1;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use reqwest::Url;
-use std::collections::HashMap;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
@@ -19,9 +19,32 @@ pub(super) struct Netsuite {
     pub(super) sim: Arc<Sim>,
     /// The token was revoked (`/__sandbox/netsuite/revoke`): every call is refused.
     pub(super) revoked: AtomicBool,
-    /// Nonces seen, with their timestamps: OAuth 1.0a refuses a nonce used twice
-    /// (RFC 5849 §3.3).
-    nonces: std::sync::Mutex<HashMap<String, u64>>,
+    /// Nonces seen: OAuth 1.0a refuses a nonce used twice (RFC 5849 §3.3).
+    nonces: std::sync::Mutex<Nonces>,
+}
+
+/// The nonces of the last two skew windows, in the order they arrived, so forgetting the
+/// old ones costs only what is forgotten.
+#[derive(Default)]
+struct Nonces {
+    seen: HashSet<String>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl Nonces {
+    /// Records `nonce` seen at `now`; false if it was seen before.
+    fn spend(&mut self, nonce: &str, now: u64, keep_secs: u64) -> bool {
+        while self.order.front().is_some_and(|(at, _)| now.saturating_sub(*at) > keep_secs) {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        if !self.seen.insert(nonce.to_owned()) {
+            return false;
+        }
+        self.order.push_back((now, nonce.to_owned()));
+        true
+    }
 }
 
 /// Why a signature was refused (NetSuite tells the client only `INVALID_LOGIN`; tests and
@@ -101,8 +124,7 @@ impl Netsuite {
         }
         // Only a request that is otherwise genuine spends its nonce.
         let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        nonces.retain(|_, seen| seen.abs_diff(now) <= 2 * o.timestamp_skew_secs);
-        if nonces.insert(get("oauth_nonce").to_owned(), ts).is_some() {
+        if !nonces.spend(get("oauth_nonce"), now, 2 * o.timestamp_skew_secs) {
             return Err(Refusal::ReplayedNonce);
         }
         Ok(())
