@@ -72,9 +72,9 @@ enum Command {
     SandboxErp {
         #[arg(long, default_value = "127.0.0.1:8089")]
         listen: std::net::SocketAddr,
-        /// The protocol it speaks: generic_rest, xero, quickbooks_online, business_central or
-        /// sage_intacct.
-        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero", "quickbooks_online", "business_central", "sage_intacct"])]
+        /// The protocol it speaks: generic_rest, xero, quickbooks_online, business_central,
+        /// sage_intacct or netsuite.
+        #[arg(long, default_value = "generic_rest", value_parser = ["generic_rest", "xero", "quickbooks_online", "business_central", "sage_intacct", "netsuite"])]
         dialect: String,
         /// Boxed: every dialect's options together are far larger than any other command.
         #[command(flatten)]
@@ -325,6 +325,7 @@ fn main() -> Result<()> {
                     "quickbooks_online" => &erpsync::erp::sandbox::QUICKBOOKS_ONLINE,
                     "business_central" => &erpsync::erp::sandbox::BUSINESS_CENTRAL,
                     "sage_intacct" => &erpsync::erp::sandbox::SAGE_INTACCT,
+                    "netsuite" => &erpsync::erp::sandbox::NETSUITE,
                     _ => &erpsync::erp::sandbox::GENERIC_REST,
                 };
                 let sb = erpsync::erp::sandbox::Sandbox::start_speaking(dialect, listen, *options)

@@ -118,6 +118,9 @@ impl PreviewError {
     }
 }
 
+/// The file that says why an ERP whose API takes no file gets no PDF.
+pub const NOT_ATTACHED: &str = "not-attached.txt";
+
 /// The files an export of the document would send to an ERP of kind `erp`:
 /// `payload.json` (`payload.xml` for Sage Intacct), the PDF attachment of an invoice,
 /// QuickBooks' attachment metadata, the CSV rows, and for a payment `matching.json` (which
@@ -138,7 +141,11 @@ pub fn preview(
                 inv.vendor.id = id.to_owned();
             }
             inv.validate().map_err(PreviewError::Invalid)?;
-            files.push(file(serialize::attachment_file_name(&inv), pdf::invoice_pdf(&inv)?));
+            match registry::module(erp).pdf_not_attached() {
+                // The ERP never receives the PDF: say why instead of showing one.
+                Some(reason) => files.push(file(NOT_ATTACHED.into(), format!("not attached: {reason}\n").into_bytes())),
+                None => files.push(file(serialize::attachment_file_name(&inv), pdf::invoice_pdf(&inv)?)),
+            }
             for (name, bytes) in registry::module(erp).attachment_files(&inv)? {
                 files.push(file(name, bytes));
             }
@@ -249,12 +256,18 @@ mod tests {
         for erp in ErpKind::ALL {
             let files = preview(erp, DocKind::Invoice, Source::Sample, None).unwrap();
             let body = if erp == ErpKind::SageIntacct { "payload.xml" } else { "payload.json" };
-            let mut expected = vec![body, "RE-2026-000117.pdf", "bills.csv"];
+            let pdf = if erp == ErpKind::Netsuite { NOT_ATTACHED } else { "RE-2026-000117.pdf" };
+            let mut expected = vec![body, pdf, "bills.csv"];
             if erp == ErpKind::QuickbooksOnline {
                 expected.insert(2, "attachable.json");
             }
             assert_eq!(names(&files), expected, "{}", erp.as_str());
-            assert!(files[1].bytes.starts_with(b"%PDF-"));
+            if erp == ErpKind::Netsuite {
+                let why = String::from_utf8(files[1].bytes.clone()).unwrap();
+                assert!(why.starts_with("not attached: NetSuite's REST record API has no file upload"), "{why}");
+            } else {
+                assert!(files[1].bytes.starts_with(b"%PDF-"));
+            }
         }
     }
 

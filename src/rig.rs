@@ -397,3 +397,35 @@ pub fn sage_intacct_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
     }
     all
 }
+
+/// A NetSuite connection `id` to a NetSuite simulator at `sim_url` (`erp::sandbox::NETSUITE`):
+/// its REST root, and the simulator's own account and token as the credentials document,
+/// written to a file under `dir`. TBA tokens are never refreshed, so no secrets key is needed.
+pub fn netsuite_connection(_config: &mut Config, id: &str, sim_url: &str, dir: &std::path::Path) -> ConnectionConfig {
+    let o = crate::erp::sandbox::NetsuiteOptions::default();
+    let creds = dir.join(format!("{id}.netsuite.json"));
+    let document = serde_json::json!({
+        "account_id": o.account,
+        "consumer_key": o.consumer_key,
+        "consumer_secret": o.consumer_secret,
+        "token_id": o.token_id,
+        "token_secret": o.token_secret,
+    });
+    std::fs::write(&creds, document.to_string()).expect("the scratch directory is writable");
+    let mut c = ConnectionConfig::new(id, ErpKind::Netsuite, &format!("{sim_url}/services/rest/record/v1"));
+    c.credentials = Some(format!("file:{}", creds.display()));
+    c
+}
+
+/// `n` sample invoices whose vendors and expense accounts are records of the NetSuite
+/// simulator's account.
+pub fn netsuite_invoices(prefix: &str, n: usize) -> Vec<Invoice> {
+    let mut all = crate::samples::invoices(prefix, n);
+    for (i, inv) in all.iter_mut().enumerate() {
+        inv.vendor.id = crate::erp::sandbox::NETSUITE_VENDORS[i % 3].0.to_owned();
+        for (l, line) in inv.lines.iter_mut().enumerate() {
+            line.gl_account = Some(crate::erp::sandbox::NETSUITE_ACCOUNTS[l % 3].0.to_owned());
+        }
+    }
+    all
+}

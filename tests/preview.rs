@@ -56,7 +56,9 @@ fn the_sample_invoice_for_every_erp_is_what_an_export_sends() {
         let out = erpsync(&["--erp", erp, "--sample", "--out", dir.to_str().unwrap()]);
         ok(&out);
         let body = if erp == "sage_intacct" { "payload.xml" } else { "payload.json" };
-        let mut expected = vec!["RE-2026-000117.pdf", "bills.csv", body];
+        // NetSuite's API takes no file: the preview says so instead of showing a PDF.
+        let pdf = if erp == "netsuite" { "not-attached.txt" } else { "RE-2026-000117.pdf" };
+        let mut expected = vec![pdf, "bills.csv", body];
         if erp == "quickbooks_online" {
             expected.push("attachable.json");
         }

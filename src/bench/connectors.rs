@@ -12,11 +12,11 @@
 //! user, concurrency binds.
 
 use crate::domain::{ConnectionId, ItemState, Op};
-use crate::erp::sandbox::{BUSINESS_CENTRAL, QUICKBOOKS_ONLINE, SAGE_INTACCT, Sandbox, SandboxOptions, XERO};
+use crate::erp::sandbox::{BUSINESS_CENTRAL, NETSUITE, QUICKBOOKS_ONLINE, SAGE_INTACCT, Sandbox, SandboxOptions, XERO};
 use crate::jobs::{self, JobRequest};
 use crate::rig::{
-    Rig, RigSpec, business_central_connection, business_central_invoices, count, quickbooks_connection,
-    quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
+    Rig, RigSpec, business_central_connection, business_central_invoices, count, netsuite_connection,
+    netsuite_invoices, quickbooks_connection, quickbooks_invoices, scratch_dir, xero_connection, xero_invoices,
 };
 use crate::rig::{sage_intacct_connection, sage_intacct_invoices};
 use anyhow::{Result, bail};
@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectorsArgs {
-    /// The vendor dialect: `xero`, `quickbooks_online`, `business_central` or `sage_intacct`.
+    /// The vendor dialect: `xero`, `quickbooks_online`, `business_central`, `sage_intacct` or
+    /// `netsuite`.
     #[arg(long, default_value = "xero")]
     pub dialect: String,
     /// Bills to export (two calls each: the create and the PDF).
@@ -85,8 +86,13 @@ pub fn ideal_drain(
 
 pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
     let opts = SandboxOptions { latency_ms: args.latency_ms, ..Default::default() };
-    // A Business Central PDF is two calls: the attachment record, then its content.
-    let calls_per_bill: u64 = if args.dialect == "business_central" { 3 } else { 2 };
+    // A Business Central PDF is two calls: the attachment record, then its content; NetSuite
+    // takes no PDF, so a bill is one call there.
+    let calls_per_bill: u64 = match args.dialect.as_str() {
+        "business_central" => 3,
+        "netsuite" => 1,
+        _ => 2,
+    };
     // The rate budget: `budget` calls in any `window_secs` (Business Central's window slides
     // over five minutes; the others are a minute).
     let (dialect, concurrency, budget, window_secs) = match args.dialect.as_str() {
@@ -99,7 +105,9 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         }
         // Intacct meters volume monthly and throttles only concurrency: no minute budget.
         "sage_intacct" => (&SAGE_INTACCT, opts.intacct.concurrent_limit as u32, u32::MAX, 60),
-        other => bail!("--dialect: xero, quickbooks_online, business_central or sage_intacct, not {other:?}"),
+        // NetSuite meters no calls per minute, only the account's concurrency.
+        "netsuite" => (&NETSUITE, opts.netsuite.concurrency_limit as u32, u32::MAX, 60),
+        other => bail!("--dialect: xero, quickbooks_online, business_central, sage_intacct or netsuite, not {other:?}"),
     };
     let per_min = (budget as u64 * 60 / window_secs) as u32;
     let sim = Sandbox::start_speaking(dialect, "127.0.0.1:0".parse()?, opts).await?;
@@ -115,6 +123,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
                 "xero" => xero_connection(c, "bench-erp", &sim_url, &dir2),
                 "business_central" => business_central_connection(c, "bench-erp", &sim_url, &dir2),
                 "sage_intacct" => sage_intacct_connection(c, "bench-erp", &sim_url, &dir2),
+                "netsuite" => netsuite_connection(c, "bench-erp", &sim_url, &dir2),
                 _ => quickbooks_connection(c, "bench-erp", &sim_url, &dir2),
             };
             c.connections = vec![conn];
@@ -127,6 +136,7 @@ pub async fn connectors(args: ConnectorsArgs) -> Result<()> {
         "xero" => xero_invoices("bench", args.invoices),
         "business_central" => business_central_invoices("bench", args.invoices),
         "sage_intacct" => sage_intacct_invoices("bench", args.invoices),
+        "netsuite" => netsuite_invoices("bench", args.invoices),
         _ => quickbooks_invoices("bench", args.invoices),
     };
     let req = JobRequest {

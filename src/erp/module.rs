@@ -114,6 +114,12 @@ pub trait ErpModule: Send + Sync + 'static {
     fn attachment_files(&self, _inv: &Invoice) -> Result<Vec<(String, Vec<u8>)>, SerializeError> {
         Ok(Vec::new())
     }
+
+    /// Why this ERP never receives the bill's PDF (its API takes no file), for `erpsync
+    /// preview` to show as "not attached: <reason>"; `None` where the PDF is attached.
+    fn pdf_not_attached(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The limits a connection runs under: its own settings, else its kind's profile.

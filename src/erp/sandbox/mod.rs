@@ -15,6 +15,7 @@
 //! file is its wire contract), [`QUICKBOOKS_ONLINE`] Intuit's (`quickbooks.md`).
 //! [`BUSINESS_CENTRAL`] speaks Business Central's API v2.0 and Entra's token endpoint (`business_central.md`).
 //! [`SAGE_INTACCT`] speaks Sage Intacct's XML gateway (`sage_intacct.md`).
+//! [`NETSUITE`] speaks NetSuite's REST record API with token-based authentication (`netsuite.md`).
 
 mod admission;
 mod bc_api;
@@ -29,6 +30,11 @@ mod intacct;
 mod intacct_books;
 mod intacct_options;
 mod intacct_wire;
+mod netsuite;
+mod netsuite_auth;
+mod netsuite_books;
+mod netsuite_options;
+mod netsuite_wire;
 mod options;
 mod quickbooks;
 mod quickbooks_books;
@@ -55,6 +61,8 @@ pub use business_central::{BC_ACCOUNTS, BC_ITEMS, BC_VENDORS, BUSINESS_CENTRAL};
 pub use generic_rest::GENERIC_REST;
 pub use intacct::{INTACCT_INACTIVE_VENDOR, INTACCT_VENDORS, SAGE_INTACCT};
 pub use intacct_options::{INTACCT_SANDBOX_COMPANY, IntacctOptions};
+pub use netsuite::{NETSUITE, NETSUITE_ACCOUNTS, NETSUITE_INACTIVE_VENDOR, NETSUITE_VENDORS};
+pub use netsuite_options::{NETSUITE_SANDBOX_ACCOUNT, NetsuiteOptions};
 pub use options::{SandboxOptions, SandboxStats, XERO_SANDBOX_TENANT, XeroClient, XeroOptions};
 pub use quickbooks::{
     QBO_ACCOUNTS, QBO_INACTIVE_VENDOR, QBO_ITEMS, QBO_SANDBOX_REALM, QBO_VENDORS, QUICKBOOKS_ONLINE, QuickbooksClient,

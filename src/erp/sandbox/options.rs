@@ -46,6 +46,10 @@ pub struct SandboxOptions {
     /// (boxed: the CLI's command enum stays small).
     #[command(flatten)]
     pub intacct: Box<super::intacct_options::IntacctOptions>,
+    /// What only the NetSuite dialect reads: its account, TBA token and concurrency limit
+    /// (boxed: the CLI's command enum stays small).
+    #[command(flatten)]
+    pub netsuite: Box<super::netsuite_options::NetsuiteOptions>,
 }
 
 /// An OAuth client the Xero dialect knows, with the refresh token it starts from.
@@ -121,6 +125,7 @@ impl Default for SandboxOptions {
             quickbooks: Default::default(),
             business_central: Default::default(),
             intacct: Default::default(),
+            netsuite: Default::default(),
         }
     }
 }
