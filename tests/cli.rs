@@ -286,3 +286,22 @@ fn tokens_create_list_and_revoke_keep_only_a_hash() {
     let bad = erpsync(&["tokens", "create", "--tenant", "a b", "--config", cfg]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("letters, digits"));
 }
+
+/// `erpsync demo`: one connection of each ERP dialect against its simulator, through 5 %
+/// faults: every invoice is exported once.
+#[test]
+fn the_demo_exports_to_every_dialect_once() {
+    let out = Command::new(BIN)
+        .args(["demo", "--invoices", "4"])
+        .env_remove("ERPSYNC_CONFIG")
+        .current_dir(tempfile::tempdir().unwrap().path())
+        .output()
+        .expect("erpsync runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for kind in ["generic_rest", "xero", "quickbooks_online", "business_central", "netsuite", "sage_intacct"] {
+        let row = stdout.lines().rev().find(|l| l.starts_with(kind)).unwrap_or_else(|| panic!("{kind}: {stdout}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!((cols[1], cols[2], cols[4]), ("4", "0", "0"), "{kind}: 4 done, none failed, no duplicate: {row}");
+    }
+}
