@@ -13,6 +13,9 @@ use std::time::Duration;
 
 pub const CONNECTION: &str = "acme";
 
+/// The bills of the contract's export.
+pub const BILLS: usize = 300;
+
 /// What differs between vendors.
 pub struct Vendor {
     pub dialect: &'static Dialect,
@@ -79,16 +82,16 @@ pub async fn start(vendor: &'static Vendor, db: Option<String>, sim: &Sandbox, d
     Rig::start(spec).await.expect("the daemon starts")
 }
 
-/// 150 bills through 10 % faults and 6 % answers lost after commit, every access token
+/// 300 bills through 10 % faults and 6 % answers lost after commit, every access token
 /// expired mid-export: each bill is created once with its PDF once, within the vendor's
 /// concurrency; then a daemon started again on the same database refreshes with the
 /// rotated refresh token the first one stored (the credentials' one is long spent).
 pub async fn exports_every_bill_once(vendor: &'static Vendor, db: Option<String>) {
-    // 6 % of 150 creates: the chance that no answer is lost at all is below 1 in 10,000.
+    // 6 % of 300 creates: the chance that no answer is lost at all is below 1 in 10^8.
     let sim = simulator(vendor, 0.1, 0.06).await;
     let dir = tempfile::tempdir().unwrap();
     let mut rig = start(vendor, db, &sim, dir.path()).await;
-    let job = submit(&rig, &(vendor.invoices)("c1", 150)).await;
+    let job = submit(&rig, &(vendor.invoices)("c1", BILLS)).await;
     if let Some(expire) = vendor.expire_tokens {
         // Mid-export, the ERP expires every access token it issued: the next call is
         // refused 401, the client gets a new one once and sends it again.
@@ -101,9 +104,9 @@ pub async fn exports_every_bill_once(vendor: &'static Vendor, db: Option<String>
         reqwest::Client::new().post(hook).send().await.unwrap().error_for_status().unwrap();
     }
     let counts = rig.wait_terminal(Duration::from_secs(120)).await.expect("every item finishes");
-    assert_eq!(count(&counts, ItemState::Succeeded), 150, "{counts:?} {:?}", errors(&rig, &job).await);
+    assert_eq!(count(&counts, ItemState::Succeeded), BILLS as u64, "{counts:?} {:?}", errors(&rig, &job).await);
     let stats = sim.stats();
-    assert_eq!(stats.creates, 150, "{stats:?}");
+    assert_eq!(stats.creates, BILLS as u64, "{stats:?}");
     assert_eq!(stats.duplicate_creates, 0, "{stats:?}");
     assert_eq!(stats.duplicate_attachments, 0, "{stats:?}");
     assert!(stats.faults > 0 && stats.stalls > 0, "faults and lost answers were injected: {stats:?}");
@@ -127,7 +130,7 @@ pub async fn exports_every_bill_once(vendor: &'static Vendor, db: Option<String>
     rig.restart(Default::default()).await.unwrap();
     let job = submit(&rig, &(vendor.invoices)("c2", 10)).await;
     let counts = rig.wait_terminal(Duration::from_secs(60)).await.expect("every item finishes");
-    assert_eq!(count(&counts, ItemState::Succeeded), 160, "{counts:?} {:?}", errors(&rig, &job).await);
+    assert_eq!(count(&counts, ItemState::Succeeded), BILLS as u64 + 10, "{counts:?} {:?}", errors(&rig, &job).await);
     assert!(sim.stats().refreshes > refreshes, "the restarted daemon refreshed");
     assert_eq!(sim.stats().duplicate_creates, 0);
     rig.shutdown().await;
