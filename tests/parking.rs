@@ -1,14 +1,15 @@
 //! A connection whose credentials the ERP revokes is parked: its items wait, unattempted
 //! and not dead-lettered, the job status says why, `erpsync connections` lists it, and
 //! once an operator gives it new credentials and resumes it every item succeeds once.
-//! Against the Xero simulator, on the embedded queue and on SQS (fauxqs), where waiting
+//! Against the Xero and QuickBooks simulators (both rotate refresh tokens and answer a
+//! revoked one `invalid_grant`), on the embedded queue and on SQS (fauxqs), where waiting
 //! must not cost queue receives either.
 
 mod common;
 
-use common::vendor::{self, XERO_VENDOR};
+use common::vendor::{self, QUICKBOOKS_VENDOR, Vendor, XERO_VENDOR};
 use erpsync::domain::{ItemState, JobId};
-use erpsync::erp::sandbox::{Sandbox, XeroOptions};
+use erpsync::erp::sandbox::{OAuthClient, QuickbooksOptions, Sandbox, XeroOptions};
 use erpsync::rig::{Rig, RigQueue, RigSpec, count};
 use erpsync::store::parks::{self, ParkReason};
 use std::num::NonZeroU32;
@@ -17,13 +18,29 @@ use std::time::{Duration, Instant};
 
 const CONNECTION: &str = vendor::CONNECTION;
 
-async fn start(queue: RigQueue, sim: &Sandbox, dir: &Path) -> Rig {
+/// An OAuth vendor of the story: its contract, the name of its simulator's hooks, and the
+/// client its connections are made with.
+struct OAuthVendor {
+    vendor: &'static Vendor,
+    hooks: &'static str,
+    client: fn() -> OAuthClient,
+}
+
+const XERO: OAuthVendor =
+    OAuthVendor { vendor: &XERO_VENDOR, hooks: "xero", client: || XeroOptions::default().clients[0].clone() };
+const QUICKBOOKS: OAuthVendor = OAuthVendor {
+    vendor: &QUICKBOOKS_VENDOR,
+    hooks: "quickbooks",
+    client: || QuickbooksOptions::default().clients[0].clone(),
+};
+
+async fn start(vendor: &'static Vendor, queue: RigQueue, sim: &Sandbox, dir: &Path) -> Rig {
     let (sim_url, dir) = (sim.base_url(), dir.to_owned());
     let spec = RigSpec {
         queue,
         limits: vec![],
         tune: Box::new(move |config| {
-            let mut c = erpsync::rig::xero_connection(config, CONNECTION, &sim_url, &dir);
+            let mut c = (vendor.connection)(config, CONNECTION, &sim_url, &dir);
             c.rate_limit_per_min = NonZeroU32::new(100_000);
             config.connections = vec![c];
         }),
@@ -49,22 +66,23 @@ async fn summary(rig: &Rig, job: &JobId) -> erpsync::store::JobSummary {
     erpsync::store::job_summary(&rig.daemon().ctx().db, job).await.unwrap().unwrap()
 }
 
-/// The whole story on one queue backend.
-async fn revoked_parked_reconnected_resumed(queue: RigQueue) {
-    let sim = vendor::simulator(&XERO_VENDOR, 0.0, 0.0).await;
+/// The whole story for one vendor on one queue backend.
+async fn revoked_parked_reconnected_resumed(oauth: OAuthVendor, queue: RigQueue) {
+    let sim = vendor::simulator(oauth.vendor, 0.0, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(queue, &sim, dir.path()).await;
+    let rig = start(oauth.vendor, queue, &sim, dir.path()).await;
     let db = rig.daemon().ctx().db.clone();
     let bills = 60;
-    let job = vendor::submit(&rig, &erpsync::rig::xero_invoices("p", bills)).await;
+    let job = vendor::submit(&rig, &(oauth.vendor.invoices)("p", bills)).await;
     wait_for("some bills exported", Duration::from_secs(60), async || {
         count(&rig.counts().await, ItemState::Succeeded) >= 5
     })
     .await;
 
-    // The customer disconnects the app in Xero: every token of the client dies.
-    let client = XeroOptions::default().clients[0].clone();
-    hook(&sim, "/__sandbox/xero/revoke", serde_json::json!({"client_id": client.client_id})).await;
+    // The customer disconnects the app: every token of the client dies.
+    let client = (oauth.client)();
+    let revoke = format!("/__sandbox/{}/revoke", oauth.hooks);
+    hook(&sim, &revoke, serde_json::json!({"client_id": client.client_id})).await;
     wait_for("the connection parked", Duration::from_secs(30), async || {
         parks::of(&db, CONNECTION).await.unwrap().is_some()
     })
@@ -74,7 +92,7 @@ async fn revoked_parked_reconnected_resumed(queue: RigQueue) {
     assert!(park.detail.contains("invalid_grant"), "{}", park.detail);
     assert!(!park.detail.contains("-rt-"), "no token in the detail: {}", park.detail);
 
-    // Everything in flight settles; then nothing reaches Xero while parked.
+    // Everything in flight settles; then nothing reaches the ERP while parked.
     wait_for("in-flight attempts settled", Duration::from_secs(30), async || {
         count(&rig.counts().await, ItemState::InProgress) == 0
     })
@@ -98,7 +116,8 @@ async fn revoked_parked_reconnected_resumed(queue: RigQueue) {
     assert!(metrics.unwrap().contains(&line), "the parked gauge");
 
     // The customer connects the app again; the operator stores the new credentials.
-    let fresh = hook(&sim, "/__sandbox/xero/reconnect", serde_json::json!({"client_id": client.client_id})).await;
+    let reconnect = format!("/__sandbox/{}/reconnect", oauth.hooks);
+    let fresh = hook(&sim, &reconnect, serde_json::json!({"client_id": client.client_id})).await;
     let creds = dir.path().join("new-creds.json");
     let document = serde_json::json!({
         "client_id": client.client_id,
@@ -136,13 +155,18 @@ async fn revoked_parked_reconnected_resumed(queue: RigQueue) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_connection_parks_and_after_new_credentials_and_resume_every_bill_succeeds_once() {
-    revoked_parked_reconnected_resumed(RigQueue::Embedded).await;
+    revoked_parked_reconnected_resumed(XERO, RigQueue::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_quickbooks_connection_parks_and_resumes_with_new_credentials() {
+    revoked_parked_reconnected_resumed(QUICKBOOKS, RigQueue::Embedded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqs_a_parked_connection_s_items_wait_on_the_shelf_and_come_back_on_resume() {
     let endpoint_url = common::fauxqs_endpoint();
-    revoked_parked_reconnected_resumed(RigQueue::Sqs { endpoint_url, fifo: false }).await;
+    revoked_parked_reconnected_resumed(XERO, RigQueue::Sqs { endpoint_url, fifo: false }).await;
 }
 
 /// A daemon started while its connection is parked keeps it parked, and an operator's
@@ -151,7 +175,7 @@ async fn on_sqs_a_parked_connection_s_items_wait_on_the_shelf_and_come_back_on_r
 async fn a_park_survives_a_restart_and_resume_reaches_the_running_daemon() {
     let sim = vendor::simulator(&XERO_VENDOR, 0.0, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(RigQueue::Embedded, &sim, dir.path()).await;
+    let mut rig = start(&XERO_VENDOR, RigQueue::Embedded, &sim, dir.path()).await;
     let config = rig.daemon().ctx().config.as_ref().clone();
     erpsync::cli::connections::park(&config, CONNECTION, "month-end close").await.unwrap();
     assert!(erpsync::cli::connections::park(&config, CONNECTION, "").await.is_err(), "parked already");

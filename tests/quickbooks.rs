@@ -4,22 +4,8 @@
 
 mod common;
 
-use common::vendor::{self, Vendor};
-use erpsync::erp::sandbox::{QBO_INACTIVE_VENDOR, QUICKBOOKS_ONLINE};
-
-static QUICKBOOKS: Vendor = Vendor {
-    dialect: &QUICKBOOKS_ONLINE,
-    connection: erpsync::rig::quickbooks_connection,
-    invoices: erpsync::rig::quickbooks_invoices,
-    options: |mut opts| {
-        opts.quickbooks.minute_limit = 100_000;
-        opts.quickbooks.refresh_grace_secs = 0;
-        opts
-    },
-    expire_tokens: Some("/__sandbox/quickbooks/expire-access-tokens"),
-    rotates_refresh_tokens: true,
-    concurrency: 10,
-};
+use common::vendor::{self, QUICKBOOKS_VENDOR as QUICKBOOKS};
+use erpsync::erp::sandbox::QBO_INACTIVE_VENDOR;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quickbooks_export_through_faults_creates_every_bill_once_on_sqlite() {

@@ -4,7 +4,7 @@
 
 use erpsync::config::{Config, ConnectionConfig};
 use erpsync::domain::{ConnectionId, Invoice, ItemState, JobId, Op};
-use erpsync::erp::sandbox::{Dialect, Sandbox, SandboxOptions, XERO};
+use erpsync::erp::sandbox::{Dialect, QUICKBOOKS_ONLINE, Sandbox, SandboxOptions, XERO};
 use erpsync::jobs::{self, JobRequest};
 use erpsync::rig::{Rig, RigSpec, count};
 use std::num::NonZeroU32;
@@ -164,4 +164,19 @@ pub static XERO_VENDOR: Vendor = Vendor {
     expire_tokens: Some("/__sandbox/xero/expire-access-tokens"),
     rotates_refresh_tokens: true,
     concurrency: 5,
+};
+
+/// QuickBooks Online, its minute budget raised and a spent refresh token refused at once.
+pub static QUICKBOOKS_VENDOR: Vendor = Vendor {
+    dialect: &QUICKBOOKS_ONLINE,
+    connection: erpsync::rig::quickbooks_connection,
+    invoices: erpsync::rig::quickbooks_invoices,
+    options: |mut opts| {
+        opts.quickbooks.minute_limit = 100_000;
+        opts.quickbooks.refresh_grace_secs = 0;
+        opts
+    },
+    expire_tokens: Some("/__sandbox/quickbooks/expire-access-tokens"),
+    rotates_refresh_tokens: true,
+    concurrency: 10,
 };
