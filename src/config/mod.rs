@@ -8,6 +8,7 @@ mod problem;
 pub mod queue;
 pub mod reference;
 pub mod sections;
+mod unknown_kinds;
 
 pub use connection::{ConnectionConfig, DEFAULT_TENANT};
 pub use problem::{ConfigError, Problem, Problems};
@@ -103,14 +104,14 @@ impl Config {
 
     fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
         let mut config: Config = fig.extract().map_err(|e| {
-            ConfigError(
-                e.into_iter()
-                    .map(|e| Problem {
-                        key: if e.path.is_empty() { "(root)".into() } else { e.path.join(".") },
-                        message: e.kind.to_string(),
-                    })
-                    .collect(),
-            )
+            let problems: Vec<Problem> = e
+                .into_iter()
+                .map(|e| Problem {
+                    key: if e.path.is_empty() { "(root)".into() } else { e.path.join(".") },
+                    message: e.kind.to_string(),
+                })
+                .collect();
+            ConfigError(unknown_kinds::with_the_rest(&fig, problems))
         })?;
         if config.data_dir == Path::new("var")
             && let Some(dir) = std::env::var_os("STATE_DIRECTORY")
