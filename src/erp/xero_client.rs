@@ -63,6 +63,30 @@ fn is_expired_token(headers: &header::HeaderMap, body: &str) -> bool {
 }
 
 impl XeroClient {
+    /// The live purchase order of `po`'s number and contact (`GET /PurchaseOrders/{number}`,
+    /// Xero's getPurchaseOrderByNumber), if there is one.
+    async fn find_purchase_order(&self, po: &Value) -> Result<Option<String>, ErpError> {
+        let (Some(number), Some(contact)) = (po["PurchaseOrderNumber"].as_str(), po["Contact"]["ContactID"].as_str())
+        else {
+            return Ok(None);
+        };
+        let mut url = self.url("PurchaseOrders");
+        url.path_segments_mut().expect("an http URL").push(number);
+        match self.send(Method::GET, url, |r| r).await {
+            Ok(resp) => {
+                let found: Value =
+                    resp.json().await.map_err(|e| ErpError::Transient(format!("unreadable Xero answer: {e}")))?;
+                let live = found["PurchaseOrders"].as_array().into_iter().flatten().find(|p| {
+                    p["Contact"]["ContactID"].as_str().is_some_and(|c| c.eq_ignore_ascii_case(contact))
+                        && p["Status"].as_str() != Some("DELETED")
+                });
+                Ok(live.and_then(|p| p["PurchaseOrderID"].as_str()).map(str::to_owned))
+            }
+            Err(ErpError::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn new(http: reqwest::Client, base: &str, tenant: String, tokens: RefreshFlow) -> Result<Self, String> {
         let mut base = Url::parse(base).map_err(|e| format!("{base:?}: {e}"))?;
         if !base.path().ends_with('/') {
@@ -191,13 +215,16 @@ impl ErpClient for XeroClient {
     }
 
     async fn find_existing(&self, op: Op, _source_id: &str, payload: &Payload) -> Result<Option<String>, ErpError> {
-        // Xero keeps no reference of ours: a bill is found by its number and contact. A
-        // payment or purchase order has no such key; its create carries the same
-        // Idempotency-Key, and Xero refuses a payment beyond what a bill has open.
-        if op != Op::ExportInvoice {
-            return Ok(None);
-        }
+        // Xero keeps no reference of ours: a bill is found by its number and contact, a
+        // purchase order by its number (unique in the organisation) and contact. A payment
+        // has no such key; its create carries the same Idempotency-Key, and Xero refuses a
+        // payment beyond what a bill has open.
         let doc: Value = serde_json::from_slice(&payload.body).map_err(|e| ErpError::Transient(e.to_string()))?;
+        match op {
+            Op::ExportInvoice => {}
+            Op::ExportPurchaseOrder => return self.find_purchase_order(&doc["PurchaseOrders"][0]).await,
+            Op::ExportPayment => return Ok(None),
+        }
         let bill = &doc["Invoices"][0];
         let (Some(number), Some(contact)) = (bill["InvoiceNumber"].as_str(), bill["Contact"]["ContactID"].as_str())
         else {

@@ -43,6 +43,7 @@ fn routes(sim: Arc<Sim>) -> Router {
         )
         .route("/api.xro/2.0/Payments", put(xero_docs::create_payments))
         .route("/api.xro/2.0/PurchaseOrders", put(xero_docs::create_pos))
+        .route("/api.xro/2.0/PurchaseOrders/{id}", get(xero_docs::one_po))
         .with_state(x)
 }
 

@@ -4,11 +4,11 @@
 use super::sim::Counters;
 use super::xero_books::{TenantBooks, date, lines, money, number, refused};
 use super::xero_state::{Request, Xero, batch, summarize_errors};
-use super::xero_wire::ms_date;
+use super::xero_wire::{envelope, ms_date, not_found};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
@@ -24,6 +24,25 @@ pub(super) async fn create_pos(State(x): State<Arc<Xero>>, uri: Uri, headers: He
 }
 
 type Apply = fn(&mut TenantBooks, &Value, bool, &Counters) -> Result<Value, Value>;
+
+/// `GET /PurchaseOrders/{PurchaseOrderID or PurchaseOrderNumber}` (Xero's
+/// `getPurchaseOrder` and `getPurchaseOrderByNumber`): the order, or 404.
+pub(super) async fn one_po(State(x): State<Arc<Xero>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let adm = match x.admit(&headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let books = x.books.lock().await;
+    let found = books[&adm.tenant].purchase_orders.iter().find(|p| {
+        p["PurchaseOrderID"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id))
+            || p["PurchaseOrderNumber"] == id.as_str()
+    });
+    let r = match found {
+        Some(po) => axum::Json(envelope("PurchaseOrders", vec![po.clone()])).into_response(),
+        None => not_found(),
+    };
+    adm.remaining.apply(r)
+}
 
 async fn write(x: &Xero, collection: &str, uri: &Uri, headers: &HeaderMap, body: &[u8], apply: Apply) -> Response {
     let adm = match x.admit(headers).await {
