@@ -12,7 +12,7 @@
 
 use crate::config::connection::ConnectionConfig;
 use crate::erp::ErpError;
-use crate::erp::oauth::{Refused, Sent};
+use crate::erp::bearer::{self, AccessTokens, Refused, Sent};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -82,6 +82,16 @@ pub struct ClientCredentialsFlow {
     issued: AtomicU64,
 }
 
+impl AccessTokens for ClientCredentialsFlow {
+    async fn access_token(&self) -> Result<SecretString, ErpError> {
+        ClientCredentialsFlow::access_token(self).await
+    }
+
+    async fn expired(&self, used: &SecretString) {
+        ClientCredentialsFlow::expired(self, used).await
+    }
+}
+
 impl ClientCredentialsFlow {
     pub fn new(creds: Credentials, token_url: Url, scope: &str, http: reqwest::Client) -> Self {
         ClientCredentialsFlow {
@@ -125,31 +135,14 @@ impl ClientCredentialsFlow {
         }
     }
 
-    /// Sends the request `build` makes with a valid access token; when the API says (as
-    /// `expired` reads its answer) that the token expired, gets a new one once and sends once
-    /// more. Answers other than 2xx come back as [`Refused`] for the vendor's classifier.
+    /// Sends the request `build` makes with a valid access token, renewed once when the API
+    /// says (as `expired` reads its answer) that it expired (see [`bearer::send`]).
     pub async fn send(
         &self,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
         expired: impl Fn(&reqwest::header::HeaderMap, &str) -> bool,
     ) -> Result<Result<reqwest::Response, Refused>, Sent> {
-        let mut renewed = false;
-        loop {
-            let token = self.access_token().await.map_err(Sent::Token)?;
-            let resp = build(token.expose_secret()).send().await.map_err(Sent::Network)?;
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(Ok(resp));
-            }
-            let headers = resp.headers().clone();
-            let body = resp.text().await.unwrap_or_default();
-            if status == StatusCode::UNAUTHORIZED && !renewed && expired(&headers, &body) {
-                self.expired(&token).await;
-                renewed = true;
-                continue;
-            }
-            return Ok(Err(Refused { status, headers, body }));
-        }
+        bearer::send(self, build, expired).await
     }
 
     async fn exchange(&self) -> Result<TokenAnswer, ErpError> {

@@ -2,6 +2,7 @@
 //! so the connector can decide: retry (transient, throttled, ambiguous), give up on the
 //! document (rejected), or stop calling the connection for a while (auth).
 
+mod bearer;
 pub mod business_central;
 mod business_central_client;
 pub mod client_credentials;

@@ -6,6 +6,8 @@
 //! across the fleet by the store's refresh lock.
 
 use super::ErpError;
+use super::bearer::{self, AccessTokens};
+pub use super::bearer::{Refused, Sent};
 use super::module::ClientContext;
 use crate::config::connection::ConnectionConfig;
 use crate::secrets::SecretKey;
@@ -93,19 +95,6 @@ pub fn flow(
     Ok(RefreshFlow::new(client, http, cx.db.clone(), key))
 }
 
-/// A vendor's answer other than 2xx.
-pub struct Refused {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: String,
-}
-
-/// Why a request got no answer: no access token, or the network.
-pub enum Sent {
-    Token(ErpError),
-    Network(reqwest::Error),
-}
-
 /// A connection's OAuth client: who it is and the refresh token its credentials began with.
 pub struct OAuthClient {
     pub connection: String,
@@ -146,6 +135,16 @@ struct TokenError {
     error_description: Option<String>,
 }
 
+impl AccessTokens for RefreshFlow {
+    async fn access_token(&self) -> Result<SecretString, ErpError> {
+        RefreshFlow::access_token(self).await
+    }
+
+    async fn expired(&self, used: &SecretString) {
+        RefreshFlow::expired(self, used).await
+    }
+}
+
 impl RefreshFlow {
     pub fn new(client: OAuthClient, http: reqwest::Client, db: sea_orm::DatabaseConnection, key: SecretKey) -> Self {
         RefreshFlow { client, http, db, key, state: Mutex::new(State::default()) }
@@ -171,31 +170,14 @@ impl RefreshFlow {
         }
     }
 
-    /// Sends the request `build` makes with a valid access token; when the vendor says
-    /// (as `expired` reads its answer) that the token expired, refreshes once and sends once
-    /// more. Answers other than 2xx come back as [`Refused`] for the vendor's classifier.
+    /// Sends the request `build` makes with a valid access token, refreshed once when the
+    /// vendor says (as `expired` reads its answer) that it expired (see [`bearer::send`]).
     pub async fn send(
         &self,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
         expired: impl Fn(&reqwest::header::HeaderMap, &str) -> bool,
     ) -> Result<Result<reqwest::Response, Refused>, Sent> {
-        let mut refreshed = false;
-        loop {
-            let token = self.access_token().await.map_err(Sent::Token)?;
-            let resp = build(token.expose_secret()).send().await.map_err(Sent::Network)?;
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(Ok(resp));
-            }
-            let headers = resp.headers().clone();
-            let body = resp.text().await.unwrap_or_default();
-            if status == StatusCode::UNAUTHORIZED && !refreshed && expired(&headers, &body) {
-                self.expired(&token).await;
-                refreshed = true;
-                continue;
-            }
-            return Ok(Err(Refused { status, headers, body }));
-        }
+        bearer::send(self, build, expired).await
     }
 
     /// How many refreshes this process made.
