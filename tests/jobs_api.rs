@@ -1,6 +1,8 @@
 //! The rest of the job API: the job listing, one item, cancelling a job, redriving dead
 //! letters and idempotent job submission; each scoped to the token's tenant.
 
+mod common;
+
 use erpsync::daemon::StartOptions;
 use erpsync::queue::{GroupFilter, ReceiveRequest};
 use erpsync::rig::{Rig, RigSpec};
@@ -43,14 +45,15 @@ fn api_base(rig: &Rig) -> String {
     format!("http://{}", rig.daemon().http_addr())
 }
 
-/// Two connections, the second of tenant `globex`; nothing is worked on while `paused`.
-async fn two_tenants(paused: bool) -> (Rig, Arc<AtomicBool>) {
+/// Two connections on a fresh database (`db`, or SQLite), the second of tenant `globex`; nothing is worked on while `paused`.
+async fn two_tenants(db: Option<String>, paused: bool) -> (Rig, Arc<AtomicBool>) {
     let options = StartOptions::default();
     options.paused.store(paused, Ordering::Release);
     let pause = options.paused.clone();
     let rig = Rig::start(RigSpec {
         limits: vec![4, 4],
         tune: Box::new(|c| c.connections[1].tenant = "globex".into()),
+        database_url: db,
         options,
         ..Default::default()
     })
@@ -65,9 +68,8 @@ fn assert_error(a: &Answer, status: u16, code: &str, fragment: &str) {
     assert!(a.body["error"]["message"].as_str().unwrap().contains(fragment), "{}", a.body);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_are_listed_newest_first_in_cursor_pages_filtered_and_refused_clearly() {
-    let (rig, _options) = two_tenants(true).await;
+async fn jobs_are_listed_newest_first_in_cursor_pages_filtered_and_refused_clearly(db: Option<String>) {
+    let (rig, _options) = two_tenants(db, true).await;
     let base = api_base(&rig);
     let (acme_conn, globex_conn) = (rig.erps[0].connection.to_string(), rig.erps[1].connection.to_string());
     let acme = rig.token_for("default", Scope::Read).await;
@@ -146,9 +148,8 @@ async fn jobs_are_listed_newest_first_in_cursor_pages_filtered_and_refused_clear
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_item_is_shown_with_its_job_and_connection_and_hidden_from_other_tenants() {
-    let (rig, _options) = two_tenants(false).await;
+async fn an_item_is_shown_with_its_job_and_connection_and_hidden_from_other_tenants(db: Option<String>) {
+    let (rig, _options) = two_tenants(db, false).await;
     let base = api_base(&rig);
     let conn = rig.erps[0].connection.to_string();
     let acme = rig.token_for("default", Scope::Write).await;
@@ -180,9 +181,8 @@ async fn an_item_is_shown_with_its_job_and_connection_and_hidden_from_other_tena
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_job_stops_its_waiting_items_and_none_is_attempted_after() {
-    let (rig, pause) = two_tenants(true).await;
+async fn a_cancelled_job_stops_its_waiting_items_and_none_is_attempted_after(db: Option<String>) {
+    let (rig, pause) = two_tenants(db, true).await;
     let base = api_base(&rig);
     let conn = rig.erps[0].connection.to_string();
     let read = rig.token_for("default", Scope::Read).await;
@@ -239,9 +239,8 @@ async fn a_cancelled_job_stops_its_waiting_items_and_none_is_attempted_after() {
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redrive_moves_only_the_tenants_own_dead_letters() {
-    let (rig, _options) = two_tenants(true).await;
+async fn a_redrive_moves_only_the_tenants_own_dead_letters(db: Option<String>) {
+    let (rig, _options) = two_tenants(db, true).await;
     let base = api_base(&rig);
     let (acme_conn, globex_conn) = (rig.erps[0].connection.to_string(), rig.erps[1].connection.to_string());
     let acme = rig.token_for("default", Scope::Write).await;
@@ -292,9 +291,8 @@ async fn a_redrive_moves_only_the_tenants_own_dead_letters() {
     rig.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_replays_the_first_job_and_refuses_a_different_body() {
-    let (rig, _options) = two_tenants(true).await;
+async fn an_idempotency_key_replays_the_first_job_and_refuses_a_different_body(db: Option<String>) {
+    let (rig, _options) = two_tenants(db, true).await;
     let base = api_base(&rig);
     let (acme_conn, globex_conn) = (rig.erps[0].connection.to_string(), rig.erps[1].connection.to_string());
     let acme = rig.token_for("default", Scope::Write).await;
@@ -342,3 +340,29 @@ async fn an_idempotency_key_replays_the_first_job_and_refuses_a_different_body()
     assert_eq!(listed.body["jobs"].as_array().unwrap().len(), 4, "{}", listed.body);
     rig.shutdown().await;
 }
+
+/// Each test on SQLite and on PostgreSQL.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(None).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(Some(crate::common::fresh_postgres().await)).await;
+            })*
+        }
+    };
+}
+
+on_both_databases!(
+    jobs_are_listed_newest_first_in_cursor_pages_filtered_and_refused_clearly,
+    an_item_is_shown_with_its_job_and_connection_and_hidden_from_other_tenants,
+    a_cancelled_job_stops_its_waiting_items_and_none_is_attempted_after,
+    a_redrive_moves_only_the_tenants_own_dead_letters,
+    an_idempotency_key_replays_the_first_job_and_refuses_a_different_body,
+);
