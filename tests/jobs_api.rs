@@ -226,14 +226,17 @@ async fn a_cancelled_job_stops_its_waiting_items_and_none_is_attempted_after(db:
         assert_eq!(item["attempts"], 0, "{item}");
         let id = item["item_id"].as_str().unwrap();
         let ev = call(&base, Method::GET, &format!("/v1/items/{id}/events"), &acme, None).await;
-        let states: Vec<&str> = ev.body["events"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+        let states: Vec<&str> =
+            ev.body["events"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
         assert_eq!(states, ["queued", "cancelled"]);
     }
     let listed = call(&base, Method::GET, "/v1/jobs?state=cancelled", &acme, None).await;
     assert_eq!(listed.body["jobs"][0]["job_id"], job.as_str(), "{}", listed.body);
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     assert!(
-        metrics.lines().any(|l| l.starts_with("erpsync_items_total") && l.contains("outcome=\"cancelled\"") && l.ends_with(" 3")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("erpsync_items_total") && l.contains("outcome=\"cancelled\"") && l.ends_with(" 3")),
         "{metrics}"
     );
     rig.shutdown().await;
@@ -270,9 +273,24 @@ async fn a_redrive_moves_only_the_tenants_own_dead_letters(db: Option<String>) {
     let none = call(&base, Method::POST, redrive, &globex, Some(&json!({"connection": "nope"}))).await;
     assert_eq!((theirs.status, none.status), (404, 404));
     assert_eq!(theirs.body.to_string(), none.body.to_string().replace("nope", &acme_conn));
-    assert_error(&call(&base, Method::POST, redrive, &acme_read, Some(&json!({}))).await, 403, "insufficient_scope", "write");
-    assert_error(&call(&base, Method::POST, redrive, &acme, Some(&json!({"limit": 0}))).await, 400, "bad_request", "limit");
-    assert_error(&call(&base, Method::POST, redrive, &acme, Some(&json!({"colour": 1}))).await, 400, "bad_request", "colour");
+    assert_error(
+        &call(&base, Method::POST, redrive, &acme_read, Some(&json!({}))).await,
+        403,
+        "insufficient_scope",
+        "write",
+    );
+    assert_error(
+        &call(&base, Method::POST, redrive, &acme, Some(&json!({"limit": 0}))).await,
+        400,
+        "bad_request",
+        "limit",
+    );
+    assert_error(
+        &call(&base, Method::POST, redrive, &acme, Some(&json!({"colour": 1}))).await,
+        400,
+        "bad_request",
+        "colour",
+    );
 
     let g = call(&base, Method::POST, redrive, &globex, Some(&json!({}))).await;
     assert_eq!(g.status, 200, "{}", g.body);

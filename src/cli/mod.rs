@@ -140,8 +140,10 @@ pub async fn enqueue(api: &Api, connection: &str, documents: Vec<serde_json::Val
     );
     let summary = loop {
         let s = fetch_job(api, &job_id).await?;
-        let done: u64 =
-            ["succeeded", "failed", "dead_lettered", "cancelled"].iter().map(|k| s.counts.get(*k).copied().unwrap_or(0)).sum();
+        let done: u64 = ["succeeded", "failed", "dead_lettered", "cancelled"]
+            .iter()
+            .map(|k| s.counts.get(*k).copied().unwrap_or(0))
+            .sum();
         bar.set_position(done);
         bar.set_message(format!("retrying {}", s.counts.get("retrying").copied().unwrap_or(0)));
         if s.state != "running" {

@@ -51,7 +51,9 @@ pub async fn submit_once(
 ) -> Response {
     let db = &s.ctx.db;
     match idempotency::reserve(db, &p.tenant, key, &sha256_hex(body)).await {
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "store", format!("cannot check the Idempotency-Key: {e}")),
+        Err(e) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "store", format!("cannot check the Idempotency-Key: {e}"));
+        }
         Ok(Reservation::Reserved) => {}
         Ok(Reservation::Replay { status, response }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);

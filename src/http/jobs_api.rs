@@ -51,18 +51,23 @@ fn job_filter(s: &AppState, p: &Principal, q: &HashMap<String, String>) -> Resul
             Box::new(bad_parameter("state", format!("{v:?} is not one of {}", names.join(", "))))
         })?),
     };
-    let since_ms = match q.get("since_ms") {
-        None => None,
-        Some(v) => Some(
-            v.parse::<i64>()
-                .map_err(|_| Box::new(bad_parameter("since_ms", format!("{v:?} is not milliseconds since the epoch"))))?,
-        ),
-    };
+    let since_ms =
+        match q.get("since_ms") {
+            None => None,
+            Some(v) => Some(v.parse::<i64>().map_err(|_| {
+                Box::new(bad_parameter("since_ms", format!("{v:?} is not milliseconds since the epoch")))
+            })?),
+        };
     let limit = match q.get("limit") {
         None => DEFAULT_LIMIT,
         Some(v) => match v.parse::<u64>() {
             Ok(n) if n >= 1 => n.min(MAX_LIMIT),
-            _ => return Err(Box::new(bad_parameter("limit", format!("{v:?} is not a whole number from 1 to {MAX_LIMIT}")))),
+            _ => {
+                return Err(Box::new(bad_parameter(
+                    "limit",
+                    format!("{v:?} is not a whole number from 1 to {MAX_LIMIT}"),
+                )));
+            }
         },
     };
     let after = match q.get("cursor") {
@@ -207,11 +212,7 @@ pub async fn redrive(State(s): State<AppState>, Extension(p): Extension<Principa
         None => REDRIVE_DEFAULT,
         Some(n @ 1..=REDRIVE_MAX) => n,
         Some(n) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("limit: {n} is not from 1 to {REDRIVE_MAX}"),
-            );
+            return error(StatusCode::BAD_REQUEST, "bad_request", format!("limit: {n} is not from 1 to {REDRIVE_MAX}"));
         }
     };
     // The store is shared by every tenant: look through more than `limit` for the caller's.

@@ -61,9 +61,8 @@ pub async fn reserve(
         marks.next(),
         marks.next()
     );
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [tenant.into(), key.into()]))
-        .await?;
+    let row =
+        db.query_one_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [tenant.into(), key.into()])).await?;
     // Released between the insert and this read: the key is free again, but another
     // request is taking it.
     let Some(row) = row else { return Ok(Reservation::InProgress) };

@@ -155,7 +155,8 @@ async fn count_items(db: &DatabaseConnection, jobs: &mut [JobListEntry]) -> Resu
     for r in rows {
         let (job, state, n): (String, String, i64) =
             (r.try_get_by_index(0)?, r.try_get_by_index(1)?, r.try_get_by_index(2)?);
-        let state = ItemState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("unknown item state {state:?}")))?;
+        let state =
+            ItemState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("unknown item state {state:?}")))?;
         per_job.entry(job).or_default().push((state, n.max(0) as u64));
     }
     for j in jobs {

@@ -23,12 +23,12 @@ mod sqlite;
 mod status;
 pub mod tokens;
 
+pub use job_list::{JobCursor, JobFilter, JobListEntry, JobPage, list_jobs};
 pub(crate) use jobs::push_job_insert;
 pub use jobs::{
     Enqueuing, NewItem, NewJob, cancel_job, expire_outbox_markers, insert_job, insert_job_on, job_sent, mark_enqueued,
     requeue_dead_lettered, unsent_items,
 };
-pub use job_list::{JobCursor, JobFilter, JobListEntry, JobPage, list_jobs};
 pub use queries::{
     ExportedInvoice, Found, ItemError, ItemEventRow, ItemRead, ItemSummary, ItemWithLedger, JobSummary,
     exported_invoices, item, item_connection, item_events, items_with_ledger, job_connection, job_payloads,
