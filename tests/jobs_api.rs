@@ -359,6 +359,95 @@ async fn an_idempotency_key_replays_the_first_job_and_refuses_a_different_body(d
     rig.shutdown().await;
 }
 
+/// In the store: a cancel takes the job's waiting items (`queued`, `retrying`) and leaves
+/// one in progress, whose outcome then stands; a cancelled item's attempt does not begin
+/// and a late update of it does not take.
+async fn a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones(db: Option<String>) {
+    use erpsync::domain::ItemState::{InProgress, Retrying, Succeeded};
+    use erpsync::domain::{ConnectionId, ErrorKind, ItemId, JobId, Op};
+    use erpsync::store::{Enqueuing, ItemError, ItemStart, ItemUpdate, NewItem, NewJob};
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.unwrap_or_else(|| format!("sqlite://{}/jobs.db?mode=rwc", dir.path().display()));
+    let db = erpsync::store::connect(&url, 2).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    let ids: Vec<ItemId> = (0..3).map(|_| ItemId::new()).collect();
+    let acme = ConnectionId::new("acme");
+    let job = NewJob {
+        id: JobId::new(),
+        connection_id: acme.clone(),
+        op: Op::ExportInvoice,
+        items: ids.iter().map(|&id| NewItem { id, source_id: format!("inv-{id}"), payload: "{}".into() }).collect(),
+    };
+    erpsync::store::insert_job(&db, &job, Enqueuing::ByTheOutbox).await.unwrap();
+    let update = |k: usize, state, attempt, erp_id: Option<&str>| ItemUpdate {
+        item_id: ids[k],
+        state,
+        attempt: Some(attempt),
+        erp_id: erp_id.map(str::to_owned),
+        error: (state == Retrying).then(|| ItemError::new(ErrorKind::Transient, None, "from the test")),
+        ledger: vec![],
+        applications: vec![],
+        connection_id: acme.clone(),
+        detail: None,
+    };
+    // Item 0 is queued, item 1 retrying, item 2 in progress.
+    let history = [update(1, InProgress, 1, None), update(1, Retrying, 1, None), update(2, InProgress, 1, None)];
+    assert_eq!(erpsync::store::apply_updates(&db, &history).await.unwrap(), [true, true, true]);
+
+    let mut cancelled = erpsync::store::cancel_job(&db, &job.id).await.unwrap();
+    cancelled.sort();
+    let mut expected = vec![ids[0].to_string(), ids[1].to_string()];
+    expected.sort();
+    assert_eq!(cancelled, expected);
+    let state = |k: usize| {
+        let db = db.clone();
+        let id = ids[k];
+        async move { erpsync::store::item(&db, &id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(2).await, "in_progress", "the item in flight is left to finish");
+
+    let start = |k: usize| ItemStart {
+        item_id: ids[k],
+        connection_id: acme.clone(),
+        doc_kind: "bill",
+        source_id: format!("inv-{}", ids[k]),
+        max_attempts: 10,
+    };
+    let (applied, started) =
+        erpsync::store::apply_batch(&db, &[update(2, Succeeded, 1, Some("b-1"))], &[start(0), start(1)]).await.unwrap();
+    assert_eq!(applied, [true], "the outcome of the item in flight stands");
+    assert!(started.iter().all(|s| !s.as_ref().unwrap().begun), "no attempt begins on a cancelled item");
+    let late = update(1, Succeeded, 2, Some("b-2"));
+    assert_eq!(erpsync::store::apply_updates(&db, &[late]).await.unwrap(), [false], "a cancelled item is final");
+    assert_eq!(
+        (state(0).await, state(1).await, state(2).await),
+        ("cancelled".into(), "cancelled".into(), "succeeded".into())
+    );
+    let summary = erpsync::store::job_summary(&db, &job.id).await.unwrap().unwrap();
+    assert_eq!(summary.state, erpsync::domain::JobState::Cancelled);
+    assert!(erpsync::store::cancel_job(&db, &job.id).await.unwrap().is_empty(), "nothing is left to cancel");
+}
+
+/// In the store: a key older than `idempotency::KEPT` is forgotten, and a new request
+/// under it reserves it afresh.
+async fn an_idempotency_key_is_forgotten_after_it_is_kept(db: Option<String>) {
+    use erpsync::store::idempotency::{self, Reservation};
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.unwrap_or_else(|| format!("sqlite://{}/jobs.db?mode=rwc", dir.path().display()));
+    let db = erpsync::store::connect(&url, 2).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    assert_eq!(idempotency::reserve(&db, "acme", "k", "h1").await.unwrap(), Reservation::Reserved);
+    assert_eq!(idempotency::reserve(&db, "acme", "k", "h1").await.unwrap(), Reservation::InProgress);
+    idempotency::complete(&db, "acme", "k", 202, "{}").await.unwrap();
+    let replay = Reservation::Replay { status: 202, response: "{}".into() };
+    assert_eq!(idempotency::reserve(&db, "acme", "k", "h1").await.unwrap(), replay);
+    assert_eq!(idempotency::reserve(&db, "acme", "k", "h2").await.unwrap(), Reservation::Mismatch);
+    let old = erpsync::util::now_ms() - idempotency::KEPT.as_millis() as i64 - 1000;
+    db.execute_unprepared(&format!("UPDATE job_idempotency SET created_at_ms = {old}")).await.unwrap();
+    assert_eq!(idempotency::reserve(&db, "acme", "k", "h2").await.unwrap(), Reservation::Reserved);
+}
+
 /// Each test on SQLite and on PostgreSQL.
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
@@ -378,6 +467,8 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones,
+    an_idempotency_key_is_forgotten_after_it_is_kept,
     jobs_are_listed_newest_first_in_cursor_pages_filtered_and_refused_clearly,
     an_item_is_shown_with_its_job_and_connection_and_hidden_from_other_tenants,
     a_cancelled_job_stops_its_waiting_items_and_none_is_attempted_after,
