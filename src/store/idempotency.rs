@@ -116,3 +116,25 @@ pub async fn release(db: &DatabaseConnection, tenant: &str, key: &str) -> Result
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keys_are_one_to_255_visible_ascii_characters() {
+        assert!(valid_key("order-1"));
+        assert!(valid_key(&"k".repeat(MAX_KEY_LEN)));
+        for bad in ["", "with space", "tab\there", "é", &"k".repeat(MAX_KEY_LEN + 1)] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_judged_without_panicking(s in "\\PC{0,300}") {
+            prop_assert_eq!(valid_key(&s), !s.is_empty() && s.len() <= MAX_KEY_LEN && s.bytes().all(|b| b.is_ascii_graphic()));
+        }
+    }
+}
