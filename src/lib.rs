@@ -18,6 +18,7 @@ pub mod limits;
 pub mod pipeline;
 pub mod preview;
 pub mod queue;
+pub mod redrive;
 pub mod rig;
 pub mod samples;
 pub mod secrets;

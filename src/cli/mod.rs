@@ -140,8 +140,10 @@ pub async fn enqueue(api: &Api, connection: &str, documents: Vec<serde_json::Val
     );
     let summary = loop {
         let s = fetch_job(api, &job_id).await?;
-        let done: u64 =
-            ["succeeded", "failed", "dead_lettered"].iter().map(|k| s.counts.get(*k).copied().unwrap_or(0)).sum();
+        let done: u64 = ["succeeded", "failed", "dead_lettered", "cancelled"]
+            .iter()
+            .map(|k| s.counts.get(*k).copied().unwrap_or(0))
+            .sum();
         bar.set_position(done);
         bar.set_message(format!("retrying {}", s.counts.get("retrying").copied().unwrap_or(0)));
         if s.state != "running" {
@@ -223,31 +225,21 @@ pub async fn dlq_list(cfg: &Config, limit: u64, json: bool) -> Result<()> {
 /// queue. Their items are made workable again first, so the daemon does not take the
 /// redriven messages for work already finished.
 pub async fn dlq_redrive(cfg: &Config, connection: Option<&str>, limit: u64) -> Result<()> {
-    use crate::queue::Envelope;
     let (q, db) = open_queue(cfg).await?;
     // Listing is bounded: with a filter, look further than `limit` for matching ones.
     let scan = if connection.is_some() { limit.saturating_mul(20).max(1000) } else { limit };
-    let chosen: Vec<_> = q
-        .dead_letters(scan)
-        .await?
-        .into_iter()
-        .filter(|d| match connection {
-            None => true,
-            Some(c) => Envelope::decode(&d.body).is_ok_and(|e| e.connection_id.as_str() == c),
-        })
-        .take(limit as usize)
-        .collect();
-    if chosen.is_empty() {
+    let keep = |e: Option<&crate::queue::Envelope>| match connection {
+        None => true,
+        Some(c) => e.is_some_and(|e| e.connection_id.as_str() == c),
+    };
+    let r = crate::redrive::redrive(q.as_ref(), &db, limit, scan, keep).await?;
+    if r.chosen == 0 {
         println!("nothing to redrive");
         return Ok(());
     }
-    let items: Vec<_> = chosen.iter().filter_map(|d| Envelope::decode(&d.body).ok().map(|e| e.item_id)).collect();
-    let requeued = crate::store::requeue_dead_lettered(&db, &items).await?;
-    let ids: Vec<String> = chosen.iter().map(|d| d.message_id.clone()).collect();
-    let moved = q.redrive(&ids).await?;
-    println!("redriven {moved} message(s); {requeued} item(s) queued again");
-    if moved < ids.len() {
-        bail!("{} message(s) could not be redriven; run the command again", ids.len() - moved);
+    println!("redriven {} message(s); {} item(s) queued again", r.moved, r.requeued);
+    if r.moved < r.chosen {
+        bail!("{} message(s) could not be redriven; run the command again", r.chosen - r.moved);
     }
     Ok(())
 }

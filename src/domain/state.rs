@@ -43,7 +43,8 @@ impl fmt::Display for Op {
     }
 }
 
-/// `queued → in_progress → succeeded | failed | retrying → … | dead_lettered`.
+/// `queued → in_progress → succeeded | failed | retrying → … | dead_lettered`; an item
+/// still `queued` or `retrying` when its job is cancelled becomes `cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemState {
@@ -55,16 +56,19 @@ pub enum ItemState {
     Failed,
     /// The message could not be processed at all, or transient failures never ended.
     DeadLettered,
+    /// Its job was cancelled before the item was attempted again; it never will be.
+    Cancelled,
 }
 
 impl ItemState {
-    pub const ALL: [ItemState; 6] = [
+    pub const ALL: [ItemState; 7] = [
         ItemState::Queued,
         ItemState::InProgress,
         ItemState::Retrying,
         ItemState::Succeeded,
         ItemState::Failed,
         ItemState::DeadLettered,
+        ItemState::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl ItemState {
             ItemState::Succeeded => "succeeded",
             ItemState::Failed => "failed",
             ItemState::DeadLettered => "dead_lettered",
+            ItemState::Cancelled => "cancelled",
         }
     }
 
@@ -83,7 +88,13 @@ impl ItemState {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, ItemState::Succeeded | ItemState::Failed | ItemState::DeadLettered)
+        matches!(self, ItemState::Succeeded | ItemState::Failed | ItemState::DeadLettered | ItemState::Cancelled)
+    }
+
+    /// Whether a cancel of its job stops this item: it waits for an attempt, none is
+    /// under way.
+    pub fn is_cancellable(self) -> bool {
+        matches!(self, ItemState::Queued | ItemState::Retrying)
     }
 }
 
@@ -101,8 +112,10 @@ pub enum JobState {
     Running,
     /// Every item succeeded.
     Succeeded,
-    /// Every item is terminal and at least one did not succeed.
+    /// Every item is terminal and at least one failed or was dead-lettered, none cancelled.
     CompletedWithErrors,
+    /// Every item is terminal and the job was cancelled: at least one item is `cancelled`.
+    Cancelled,
 }
 
 impl JobState {
@@ -110,11 +123,29 @@ impl JobState {
     pub fn derive(counts: &[(ItemState, u64)]) -> JobState {
         let open = counts.iter().any(|(s, n)| *n > 0 && !s.is_terminal());
         let bad = counts.iter().any(|(s, n)| *n > 0 && matches!(s, ItemState::Failed | ItemState::DeadLettered));
-        match (open, bad) {
-            (true, _) => JobState::Running,
-            (false, false) => JobState::Succeeded,
-            (false, true) => JobState::CompletedWithErrors,
+        let cancelled = counts.iter().any(|(s, n)| *n > 0 && *s == ItemState::Cancelled);
+        match (open, cancelled, bad) {
+            (true, _, _) => JobState::Running,
+            (false, true, _) => JobState::Cancelled,
+            (false, false, false) => JobState::Succeeded,
+            (false, false, true) => JobState::CompletedWithErrors,
         }
+    }
+
+    pub const ALL: [JobState; 4] =
+        [JobState::Running, JobState::Succeeded, JobState::CompletedWithErrors, JobState::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::CompletedWithErrors => "completed_with_errors",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
@@ -128,6 +159,18 @@ mod tests {
         assert_eq!(JobState::derive(&[(Succeeded, 3), (Retrying, 1)]), JobState::Running);
         assert_eq!(JobState::derive(&[(Succeeded, 3), (Retrying, 0)]), JobState::Succeeded);
         assert_eq!(JobState::derive(&[(Succeeded, 3), (Failed, 1)]), JobState::CompletedWithErrors);
+        assert_eq!(JobState::derive(&[(Succeeded, 3), (Failed, 1), (Cancelled, 2)]), JobState::Cancelled);
+        assert_eq!(JobState::derive(&[(Cancelled, 2), (InProgress, 1)]), JobState::Running);
+    }
+
+    #[test]
+    fn cancelled_is_terminal_and_only_waiting_items_cancel() {
+        assert!(ItemState::Cancelled.is_terminal());
+        let cancellable: Vec<_> = ItemState::ALL.into_iter().filter(|s| s.is_cancellable()).collect();
+        assert_eq!(cancellable, [ItemState::Queued, ItemState::Retrying]);
+        for st in JobState::ALL {
+            assert_eq!(JobState::parse(st.as_str()), Some(st));
+        }
     }
 
     #[test]

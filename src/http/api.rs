@@ -9,24 +9,27 @@ use crate::jobs::{self, JobRequest, SubmitError};
 use crate::queue::Envelope;
 use crate::store;
 use axum::Extension;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// Whether the caller's tenant owns `connection`. A connection no longer configured
 /// belongs to no one: its jobs are hidden from every token.
-fn owns(s: &AppState, p: &Principal, connection: &str) -> bool {
+pub(super) fn owns(s: &AppState, p: &Principal, connection: &str) -> bool {
     s.ctx.config.tenant_of(connection) == Some(p.tenant.as_str())
 }
 
+/// `POST /v1/jobs`. With an `Idempotency-Key` header, see [`super::idempotent`].
 pub async fn create_job(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
-    body: Result<axum::Json<JobRequest>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let axum::Json(req) = match body {
+    let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let max = s.ctx.config.http.max_body_bytes;
@@ -34,7 +37,27 @@ pub async fn create_job(
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
     };
-    let outcome = if owns(&s, &p, req.connection_id.as_str()) {
+    match super::idempotent::key(&headers) {
+        Ok(None) => answer(submit_job(&s, &p, &body).await),
+        Ok(Some(key)) => super::idempotent::submit_once(&s, &p, key, &body, submit_job(&s, &p, &body)).await,
+        Err(r) => *r,
+    }
+}
+
+/// A job's acceptance, or the error response.
+pub(super) type Submitted = Result<(StatusCode, serde_json::Value), Response>;
+
+pub(super) fn answer(r: Submitted) -> Response {
+    match r {
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn submit_job(s: &AppState, p: &Principal, body: &[u8]) -> Submitted {
+    let axum::Json(req) = axum::Json::<JobRequest>::from_bytes(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let outcome = if owns(s, p, req.connection_id.as_str()) {
         jobs::submit(&s.ctx, req).await
     } else {
         Err(SubmitError::UnknownConnection(req.connection_id.to_string()))
@@ -46,19 +69,19 @@ pub async fn create_job(
             // the rest shortly and the job is `accepted`.
             let state = if acc.unsent == 0 { "queued" } else { "accepted" };
             let body = json!({"job_id": acc.job_id, "items": acc.items, "unsent": acc.unsent, "state": state, "status_url": url});
-            (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+            Ok((StatusCode::ACCEPTED, body))
         }
-        Err(e @ SubmitError::ShuttingDown) => error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string()),
-        Err(e @ SubmitError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string()),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e.to_string()),
+        Err(e @ SubmitError::ShuttingDown) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string())),
+        Err(e @ SubmitError::Store(_)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string())),
+        Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e.to_string())),
     }
 }
 
-fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, Box<Response>> {
+pub(super) fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, Box<Response>> {
     s.parse().map_err(|_| Box::new(error(StatusCode::BAD_REQUEST, "bad_id", format!("{s:?} is not a {what} id"))))
 }
 
-fn no_job(id: &JobId) -> Response {
+pub(super) fn no_job(id: &JobId) -> Response {
     error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}"))
 }
 

@@ -1,11 +1,13 @@
 //! The daemon's HTTP server: the `/v1` API behind bearer tokens (`auth`), its handlers
-//! (`api`), and `/metrics`, `/healthz` and `/readyz` (`health`), which need no token.
+//! (`api`, `jobs_api`; `idempotent` for keyed job submission), and `/metrics`, `/healthz` and `/readyz` (`health`), which need no token.
 //!
 //! Every error is answered with the same JSON shape, `{"error": {"code", "message"}}`.
 
 mod api;
 pub mod auth;
 mod health;
+mod idempotent;
+mod jobs_api;
 
 use crate::actors::Ctx;
 use axum::Router;
@@ -36,8 +38,11 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.ctx.config.http.max_body_bytes.get()).unwrap_or(usize::MAX);
     let v1 = Router::new()
-        .route("/v1/jobs", post(api::create_job))
+        .route("/v1/jobs", post(api::create_job).get(jobs_api::list_jobs))
         .route("/v1/jobs/{id}", get(api::get_job))
+        .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel_job))
+        .route("/v1/items/{id}", get(jobs_api::get_item))
+        .route("/v1/dead-letters/redrive", post(jobs_api::redrive))
         .route("/v1/jobs/{id}/bills.csv", get(api::job_csv))
         .route("/v1/items/{id}/events", get(api::item_events))
         .route("/v1/dead-letters", get(api::dead_letters))

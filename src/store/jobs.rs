@@ -266,3 +266,44 @@ pub async fn unsent_items(
         .all(db)
         .await?)
 }
+
+/// Cancels what is left of job `id`: its items still `queued` or `retrying` become
+/// `cancelled`, with an event each. An item `in_progress` is left to finish, and its
+/// outcome stands. Written here, not through the StatusActor, as one conditional
+/// statement: whatever the StatusActor writes later to a cancelled item does not take,
+/// since terminal states are final, and an attempt cannot begin on one (`begin_attempts`
+/// begins only non-terminal items), so its message is acknowledged and dropped.
+/// Returns the ids of the items cancelled.
+pub async fn cancel_job(db: &DatabaseConnection, id: &JobId) -> Result<Vec<String>, StoreError> {
+    let backend = db.get_database_backend();
+    let now = now_ms();
+    let txn = db.begin().await?;
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "UPDATE job_items SET state = '{cancelled}', updated_at_ms = {} \
+         WHERE job_id = {} AND state IN ('{queued}', '{retrying}') RETURNING id",
+        marks.next(),
+        marks.next(),
+        cancelled = ItemState::Cancelled.as_str(),
+        queued = ItemState::Queued.as_str(),
+        retrying = ItemState::Retrying.as_str(),
+    );
+    let rows = txn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [now.into(), id.to_string().into()]))
+        .await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>()?;
+    for chunk in ids.chunks(500) {
+        item_event::Entity::insert_many(chunk.iter().map(|item| item_event::ActiveModel {
+            item_id: Set(item.clone()),
+            at_ms: Set(now),
+            state: Set(ItemState::Cancelled.as_str().to_owned()),
+            attempt: Set(0),
+            detail: Set(Some("its job was cancelled".into())),
+            ..Default::default()
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(ids)
+}

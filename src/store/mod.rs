@@ -6,11 +6,13 @@
 //! `sqlite` (connection tuning, the checkpointer, the job writer's connection), `sql` (the
 //! hand-built statement helpers), `jobs` (new jobs and the outbox), `status` (item state
 //! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots),
-//! `tokens` (API tokens), `parks` (parked connections) and `connection_credentials`.
+//! `job_list` (the job listing), `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked connections) and `connection_credentials`.
 
 pub mod connection_credentials;
 pub mod entities;
 pub mod erp_tokens;
+pub mod idempotency;
+mod job_list;
 mod jobs;
 pub mod leases;
 pub mod migration;
@@ -21,9 +23,10 @@ mod sqlite;
 mod status;
 pub mod tokens;
 
+pub use job_list::{JobCursor, JobFilter, JobListEntry, JobPage, list_jobs};
 pub(crate) use jobs::push_job_insert;
 pub use jobs::{
-    Enqueuing, NewItem, NewJob, expire_outbox_markers, insert_job, insert_job_on, job_sent, mark_enqueued,
+    Enqueuing, NewItem, NewJob, cancel_job, expire_outbox_markers, insert_job, insert_job_on, job_sent, mark_enqueued,
     requeue_dead_lettered, unsent_items,
 };
 pub use queries::{

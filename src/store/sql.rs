@@ -143,7 +143,7 @@ fn sqlx_failure(e: sea_orm::sqlx::Error) -> DbErr {
 pub(super) const ROWS_PER_STATEMENT: usize = 256;
 
 /// The condition that an item row is not in a terminal state: terminal states are final.
-pub(super) const NOT_TERMINAL: &str = "job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered')";
+pub(super) const NOT_TERMINAL: &str = "job_items.state NOT IN ('succeeded', 'failed', 'dead_lettered', 'cancelled')";
 
 /// The updated item's id in the `RETURNING` of an `UPDATE job_items … FROM (VALUES …)`:
 /// qualified on PostgreSQL, bare on SQLite, as each accepts it.

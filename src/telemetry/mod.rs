@@ -41,7 +41,7 @@ pub const LEASES_HELD: &str = "erpsync_connection_leases_held";
 pub const LEASE_WAIT_SECONDS: &str = "erpsync_connection_lease_wait_seconds";
 
 /// The closed sets of label values, so every series known at start-up exists from the start.
-pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead_lettered"];
+pub const OUTCOMES: [&str; 4] = ["succeeded", "failed", "dead_lettered", "cancelled"];
 pub const ACTOR_KINDS: [&str; 6] = ["status", "supervisor", "serializer", "renderer", "matcher", "connector"];
 pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "item",

@@ -10,6 +10,7 @@ mod m0007_bill_applications;
 mod m0008_api_tokens;
 mod m0009_erp_tokens;
 mod m0010_connection_parks;
+mod m0011_job_idempotency;
 
 use sea_orm_migration::prelude::*;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_api_tokens::Migration),
             Box::new(m0009_erp_tokens::Migration),
             Box::new(m0010_connection_parks::Migration),
+            Box::new(m0011_job_idempotency::Migration),
         ]
     }
 }
