@@ -370,7 +370,7 @@ async fn a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones(db: Op
     let url = db.unwrap_or_else(|| format!("sqlite://{}/jobs.db?mode=rwc", dir.path().display()));
     let db = erpsync::store::connect(&url, 2).await.unwrap();
     erpsync::store::migrate(&db).await.unwrap();
-    let ids: Vec<ItemId> = (0..3).map(|_| ItemId::new()).collect();
+    let ids: Vec<ItemId> = (0..4).map(|_| ItemId::new()).collect();
     let acme = ConnectionId::new("acme");
     let job = NewJob {
         id: JobId::new(),
@@ -390,9 +390,14 @@ async fn a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones(db: Op
         connection_id: acme.clone(),
         detail: None,
     };
-    // Item 0 is queued, item 1 retrying, item 2 in progress.
-    let history = [update(1, InProgress, 1, None), update(1, Retrying, 1, None), update(2, InProgress, 1, None)];
-    assert_eq!(erpsync::store::apply_updates(&db, &history).await.unwrap(), [true, true, true]);
+    // Item 0 is queued, item 1 retrying, items 2 and 3 in progress.
+    let history = [
+        update(1, InProgress, 1, None),
+        update(1, Retrying, 1, None),
+        update(2, InProgress, 1, None),
+        update(3, InProgress, 1, None),
+    ];
+    assert_eq!(erpsync::store::apply_updates(&db, &history).await.unwrap(), [true; 4]);
 
     let mut cancelled = erpsync::store::cancel_job(&db, &job.id).await.unwrap();
     cancelled.sort();
@@ -423,6 +428,9 @@ async fn a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones(db: Op
         (state(0).await, state(1).await, state(2).await),
         ("cancelled".into(), "cancelled".into(), "succeeded".into())
     );
+    // The other item in flight fails retryably: its retry is not scheduled, it is cancelled.
+    assert_eq!(erpsync::store::apply_updates(&db, &[update(3, Retrying, 1, None)]).await.unwrap(), [true]);
+    assert_eq!(state(3).await, "cancelled", "a cancelled job's item in flight is not retried");
     let summary = erpsync::store::job_summary(&db, &job.id).await.unwrap().unwrap();
     assert_eq!(summary.state, erpsync::domain::JobState::Cancelled);
     assert!(erpsync::store::cancel_job(&db, &job.id).await.unwrap().is_empty(), "nothing is left to cancel");

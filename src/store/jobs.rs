@@ -269,7 +269,8 @@ pub async fn unsent_items(
 
 /// Cancels what is left of job `id`: its items still `queued` or `retrying` become
 /// `cancelled`, with an event each. An item `in_progress` is left to finish, and its
-/// outcome stands. Written here, not through the StatusActor, as one conditional
+/// outcome stands — unless it is a retry, which the status writer turns into `cancelled`
+/// (the job is recorded in `job_cancels`). Written here, not through the StatusActor, as one conditional
 /// statement: whatever the StatusActor writes later to a cancelled item does not take,
 /// since terminal states are final, and an attempt cannot begin on one (`begin_attempts`
 /// begins only non-terminal items), so its message is acknowledged and dropped.
@@ -292,6 +293,14 @@ pub async fn cancel_job(db: &DatabaseConnection, id: &JobId) -> Result<Vec<Strin
         .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [now.into(), id.to_string().into()]))
         .await?;
     let ids: Vec<String> = rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>()?;
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "INSERT INTO job_cancels (job_id, cancelled_at_ms) VALUES ({}, {}) ON CONFLICT (job_id) DO NOTHING",
+        marks.next(),
+        marks.next()
+    );
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [id.to_string().into(), now.into()]))
+        .await?;
     for chunk in ids.chunks(500) {
         item_event::Entity::insert_many(chunk.iter().map(|item| item_event::ActiveModel {
             item_id: Set(item.clone()),

@@ -117,9 +117,13 @@ pub async fn apply_batch(
         }
         let returning = returning_item_id(backend);
         // Terminal states are final, and an older attempt (a stale receive of the message)
-        // never overwrites a newer one's state: the attempt number is the fencing token.
+        // never overwrites a newer one's state: the attempt number is the fencing token. A
+        // retry of a cancelled job's item (its attempt was in flight at the cancel) is
+        // `cancelled` instead.
         let sql = format!(
-            "UPDATE job_items SET state = v.column2, attempts = COALESCE(v.column3, job_items.attempts), erp_id = v.column4, \
+            "UPDATE job_items SET state = CASE WHEN v.column2 = '{retrying}' AND EXISTS \
+                 (SELECT 1 FROM job_cancels c WHERE c.job_id = job_items.job_id) THEN '{cancelled}' ELSE v.column2 END, \
+               attempts = COALESCE(v.column3, job_items.attempts), erp_id = v.column4, \
                error_kind = v.column5, error_code = v.column6, error_message = v.column7, \
                throttles = job_items.throttles + v.column8, updated_at_ms = {now_mark} \
              FROM (VALUES {}) AS v \
@@ -127,7 +131,9 @@ pub async fn apply_batch(
                AND {NOT_TERMINAL} \
                AND (v.column3 IS NULL OR job_items.attempts <= v.column3) \
              RETURNING {returning}",
-            rows.join(", ")
+            rows.join(", "),
+            retrying = ItemState::Retrying.as_str(),
+            cancelled = ItemState::Cancelled.as_str(),
         );
         for row in txn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? {
             applied_items.insert(row.try_get_by_index::<String>(0)?);

@@ -11,6 +11,7 @@ mod m0008_api_tokens;
 mod m0009_erp_tokens;
 mod m0010_connection_parks;
 mod m0011_job_idempotency;
+mod m0012_job_cancels;
 
 use sea_orm_migration::prelude::*;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_erp_tokens::Migration),
             Box::new(m0010_connection_parks::Migration),
             Box::new(m0011_job_idempotency::Migration),
+            Box::new(m0012_job_cancels::Migration),
         ]
     }
 }
