@@ -11,8 +11,8 @@
 //! such application) does not heal: it is [`ErpError::Revoked`].
 
 use crate::config::connection::ConnectionConfig;
-use crate::erp::ErpError;
 use crate::erp::bearer::{self, AccessTokens, Refused, Sent};
+use crate::erp::{ErpError, credentials_doc};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -32,30 +32,19 @@ pub struct Credentials {
     client_secret: String,
 }
 
+/// The keys of its credentials document, all required.
+const KEYS: [&str; 2] = ["client_id", "client_secret"];
+
 /// Reads a connection's credentials document, naming what is wrong without quoting it.
 pub fn credentials(conn: &ConnectionConfig, text: Option<&SecretString>) -> Result<Credentials, String> {
-    let kind = conn.erp.as_str();
-    let text = text.ok_or("is required: a JSON document {\"client_id\", \"client_secret\"}")?;
-    let c: Credentials = serde_json::from_str(text.expose_secret()).map_err(|e| {
-        // serde's message names the key (missing or unknown); the secret's text never goes into it.
-        let what = e.to_string();
-        let what = what.split(" at line").next().unwrap_or(&what).to_owned();
-        format!("{:?} is not {kind} credentials ({what})", conn.credentials.as_deref().unwrap_or_default())
-    })?;
-    for (key, value) in [("client_id", &c.client_id), ("client_secret", &c.client_secret)] {
-        if value.trim().is_empty() {
-            return Err(format!("the credentials' {key} is empty"));
-        }
-    }
-    Ok(c)
+    credentials_doc::read(conn, text, &KEYS)
 }
 
 /// The connection's credentials problem, if its reference reads but its document is not
 /// `{"client_id","client_secret"}` (an unreadable reference is reported by the
 /// connection's own checks).
 pub fn credentials_problem(conn: &ConnectionConfig) -> Option<(&'static str, String)> {
-    let text = conn.resolve_token().ok()?;
-    credentials(conn, text.as_ref()).err().map(|e| ("credentials", e))
+    credentials_doc::problem::<Credentials>(conn, &KEYS)
 }
 
 #[derive(Deserialize)]

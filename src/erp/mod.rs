@@ -6,6 +6,7 @@ mod bearer;
 pub mod business_central;
 mod business_central_client;
 pub mod client_credentials;
+mod credentials_doc;
 pub mod generic_rest;
 pub mod module;
 pub mod netsuite;

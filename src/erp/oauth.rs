@@ -8,6 +8,7 @@
 use super::ErpError;
 use super::bearer::{self, AccessTokens};
 pub use super::bearer::{Refused, Sent};
+use super::credentials_doc;
 use super::module::ClientContext;
 use crate::config::connection::ConnectionConfig;
 use crate::secrets::SecretKey;
@@ -31,31 +32,18 @@ pub struct Credentials {
     refresh_token: String,
 }
 
+/// The keys of its credentials document, all required.
+const KEYS: [&str; 3] = ["client_id", "client_secret", "refresh_token"];
+
 /// Reads a connection's credentials document, naming what is wrong without quoting it.
 pub fn credentials(conn: &ConnectionConfig, text: Option<&SecretString>) -> Result<Credentials, String> {
-    let kind = conn.erp.as_str();
-    let text = text.ok_or("is required: a JSON document {\"client_id\", \"client_secret\", \"refresh_token\"}")?;
-    let c: Credentials = serde_json::from_str(text.expose_secret()).map_err(|e| {
-        // serde's message names the key; the secret's text never goes into it.
-        let what = e.to_string();
-        let what = what.split(" at line").next().unwrap_or(&what).to_owned();
-        format!("{:?} is not {kind} credentials ({what})", conn.credentials.as_deref().unwrap_or_default())
-    })?;
-    for (key, value) in
-        [("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &c.refresh_token)]
-    {
-        if value.trim().is_empty() {
-            return Err(format!("the credentials' {key} is empty"));
-        }
-    }
-    Ok(c)
+    credentials_doc::read(conn, text, &KEYS)
 }
 
 /// The connection's credentials problem, if its reference reads but its document is not
 /// the kind's (an unreadable reference is reported by the connection's own checks).
 pub fn credentials_problem(conn: &ConnectionConfig) -> Option<(&'static str, String)> {
-    let text = conn.resolve_token().ok()?;
-    credentials(conn, text.as_ref()).err().map(|e| ("credentials", e))
+    credentials_doc::problem::<Credentials>(conn, &KEYS)
 }
 
 /// The HTTP client of one connection: its timeouts, one idle connection per concurrent call.
