@@ -291,7 +291,8 @@ fn main() -> Result<()> {
             }
             Command::Status { job_id, json, follow, url, token } => {
                 let cfg = load(&cli.config)?;
-                erpsync::cli::status(&erpsync::cli::Api::new(api_url(&cfg, url), token.value), &job_id, json, follow).await
+                erpsync::cli::status(&erpsync::cli::Api::new(api_url(&cfg, url), token.value), &job_id, json, follow)
+                    .await
             }
             Command::Tokens { what } => {
                 let cfg = load(&cli.config)?;

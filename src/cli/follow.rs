@@ -192,7 +192,8 @@ mod tests {
 
     #[test]
     fn frames_are_split_whole_and_heartbeats_dropped() {
-        let mut buffer = ": heartbeat\n\nid: 0-1\nevent: item.succeeded\ndata: {\"a\":1}\n\nid: 0-2\nevent: job.".to_owned();
+        let mut buffer =
+            ": heartbeat\n\nid: 0-1\nevent: item.succeeded\ndata: {\"a\":1}\n\nid: 0-2\nevent: job.".to_owned();
         let got = frames(&mut buffer);
         assert_eq!(
             got,

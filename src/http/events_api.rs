@@ -9,8 +9,8 @@ use super::api::{no_job, owns, parse_id};
 use super::auth::Principal;
 use super::{AppState, error, internal};
 use crate::domain::JobId;
-use crate::store::events::{self, Event, EventCursor, EventFilter, Waiter};
 use crate::store;
+use crate::store::events::{self, Event, EventCursor, EventFilter, Waiter};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,6 +21,7 @@ use sea_orm::DatabaseConnection;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Events read from the database at once.
 const PAGE: u32 = 256;
@@ -119,7 +120,7 @@ pub async fn job_events(
 
 fn stream(s: &AppState, filter: EventFilter, after: Option<EventCursor>, until_completion: bool) -> Response {
     let heartbeat = Duration::from_millis(s.ctx.config.http.sse_heartbeat_ms.get().into());
-    let events = follow(s.ctx.db.clone(), filter, after, until_completion);
+    let events = follow(s.ctx.db.clone(), s.ctx.shutdown.clone(), filter, after, until_completion);
     Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat)).into_response()
 }
 
@@ -139,7 +140,8 @@ fn sse(e: &Event) -> SseEvent {
 }
 
 /// The events of `filter` after `after`, as they commit; with `until_completion`, up to
-/// and including the first job completion.
+/// and including the first job completion. Ends when the daemon shuts down (the server's
+/// graceful stop waits for every response to end; the client resumes elsewhere).
 ///
 /// After news (a commit here, a notification from another daemon) that a read finds
 /// nothing for, the next reads come soon after, in short doubling steps: on PostgreSQL
@@ -147,6 +149,7 @@ fn sse(e: &Event) -> SseEvent {
 /// (see `store::events`), and that one need not send news when it ends.
 fn follow(
     db: DatabaseConnection,
+    shutdown: CancellationToken,
     filter: EventFilter,
     mut after: Option<EventCursor>,
     until_completion: bool,
@@ -174,10 +177,17 @@ fn follow(
                 Err(e) => tracing::warn!(error = %e, "cannot read events for a stream; trying again"),
             }
             if soon > Duration::ZERO && soon < events::POLL {
-                tokio::time::sleep(soon).await;
-                soon *= 2;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(soon) => soon *= 2,
+                }
             } else {
-                soon = if waiter.wait().await { Duration::from_millis(5) } else { Duration::ZERO };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    news = waiter.wait() => {
+                        soon = if news { Duration::from_millis(5) } else { Duration::ZERO };
+                    }
+                }
             }
         }
     }

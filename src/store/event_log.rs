@@ -109,7 +109,8 @@ pub(crate) async fn completions(
         let values: Vec<Value> = chunk.iter().map(|j| j.clone().into()).collect();
         if backend == DbBackend::Postgres {
             let mut marks = Marks::new(backend);
-            let sql = format!("SELECT id FROM jobs WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE", marks.row(chunk.len()));
+            let sql =
+                format!("SELECT id FROM jobs WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE", marks.row(chunk.len()));
             txn.query_all_raw(Statement::from_sql_and_values(backend, &sql, values.clone())).await?;
         }
         let mut marks = Marks::new(backend);

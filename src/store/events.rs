@@ -28,7 +28,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub use super::event_log::{CONNECTION_PARKED, CONNECTION_RESUMED, JOB_COMPLETED, JOB_COMPLETED_WITH_ERRORS, item_kind};
+pub use super::event_log::{
+    CONNECTION_PARKED, CONNECTION_RESUMED, JOB_COMPLETED, JOB_COMPLETED_WITH_ERRORS, item_kind,
+};
 
 /// Every event type the log records.
 pub fn kinds() -> Vec<String> {

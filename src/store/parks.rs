@@ -7,10 +7,10 @@
 //! no queue receives (on SQS every receive counts towards the dead-letter redrive) and
 //! no attempts, however long the connection stays parked.
 
+use super::event_log::NewEvent;
 use super::sql::{Marks, NOT_TERMINAL};
 use crate::domain::ItemId;
 use crate::util::now_ms;
-use super::event_log::NewEvent;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait, Value};
 
 /// Why a connection is parked: a closed set, shown in the job status and metrics.
@@ -73,7 +73,15 @@ pub async fn park(
 pub async fn resume(db: &DatabaseConnection, tenant: &str, connection: &str) -> Result<bool, DbErr> {
     let sql = "DELETE FROM connection_parks WHERE connection_id = $1";
     let data = serde_json::json!({});
-    with_event(db, stmt(db, sql, vec![connection.into()]), tenant, connection, super::event_log::CONNECTION_RESUMED, data).await
+    with_event(
+        db,
+        stmt(db, sql, vec![connection.into()]),
+        tenant,
+        connection,
+        super::event_log::CONNECTION_RESUMED,
+        data,
+    )
+    .await
 }
 
 /// Runs `change`, and if it changed a row records event `kind`, in one transaction.

@@ -2,9 +2,9 @@
 //! entries and bill applications, and the attempts that begin, in one transaction.
 
 use super::StoreError;
+use super::entities::{bill_application, erp_ref, job_item};
 use super::event_log::{self, NewEvent, item_kind};
 use super::events::Tenants;
-use super::entities::{bill_application, erp_ref, job_item};
 use super::queries::{Found, ItemError, ItemRead, items_with_ledger};
 use super::sql::{Marks, NOT_TERMINAL, ROWS_PER_STATEMENT, padded, returning_item_id};
 use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState};
