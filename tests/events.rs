@@ -259,6 +259,35 @@ async fn settled(
     }
 }
 
+/// The CLI's follower (`enqueue --wait`, `status --follow`) resumes a stream dropped by a
+/// daemon restart and ends at the job's completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_follower_resumes_across_a_daemon_restart() {
+    let port = common::free_port();
+    let options = StartOptions::default();
+    options.paused.store(true, Ordering::Release);
+    let mut rig = Rig::start(RigSpec {
+        limits: vec![4],
+        tune: Box::new(move |c| c.http.listen = ([127, 0, 0, 1], port).into()),
+        options,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let token = rig.token().await;
+    let job = rig.submit(0, &erpsync::samples::invoices("cli", 3)).await.unwrap();
+    let api = erpsync::cli::Api::new(format!("http://127.0.0.1:{port}"), Some(token));
+    let id = job.to_string();
+    let following = tokio::spawn(async move { erpsync::cli::follow::follow_job(&api, &id, 3).await });
+    rig.daemon.take().unwrap().shutdown().await;
+    assert!(!following.is_finished(), "the job has not completed: the follower waits for the daemon");
+    rig.restart(StartOptions::default()).await.unwrap();
+    tokio::time::timeout(DEADLINE, following).await.expect("the follower sees the completion").unwrap().unwrap();
+    let summary = erpsync::store::job_summary(&rig.daemon().ctx().db, &job).await.unwrap().unwrap();
+    assert_eq!(summary.state, erpsync::domain::JobState::Succeeded);
+    rig.shutdown().await;
+}
+
 /// Two writers on PostgreSQL, the one that began first committing last, and a reader
 /// between the commits: the reader skips nothing, though the later writer's row has the
 /// larger id and committed first.
