@@ -177,6 +177,16 @@ fn run_enqueue_wait_status_and_graceful_stop() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let job_id = stdout.lines().next().unwrap().trim().to_owned();
     assert!(stdout.contains("succeeded"), "{stdout}");
+    // Not a terminal: a line per event of the job's stream, then the summary.
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("item.succeeded item ")).count(), 25, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("item.in_progress item ")).count(), 25, "{stdout}");
+    let completed = stdout.lines().position(|l| l == "job.completed").expect("the completion event");
+    let summary = stdout.lines().position(|l| l.starts_with("job ")).expect("the summary");
+    assert!(completed < summary, "{stdout}");
+
+    let out = erpsync(&["status", &job_id, "--follow", "--token", &token, "--config", cfg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": succeeded"), "a finished job: its summary");
 
     let out = erpsync(&["status", &job_id, "--json", "--token", &token, "--config", cfg]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -124,6 +124,9 @@ async fn old_ended_jobs_go_in_batches_and_the_facts_payments_need_stay(url: &str
     let item = &oldest_items[0];
     assert_eq!(count(&db, &format!("SELECT COUNT(*) FROM item_events WHERE item_id = '{item}'")).await, 0);
     assert_eq!(count(&db, &format!("SELECT COUNT(*) FROM item_documents WHERE item_id = '{item}'")).await, 0);
+    assert_eq!(count(&db, &format!("SELECT COUNT(*) FROM events WHERE job_id = '{oldest}'")).await, 0, "its events");
+    let kept_events = count(&db, &format!("SELECT COUNT(*) FROM events WHERE job_id = '{open}'")).await;
+    assert!(kept_events > 0, "a kept job keeps its events");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM erp_refs").await, 4, "the ledger keeps every entry");
     let bills_after = vendor_bills(&db, &ConnectionId::new("acme"), "v-1", "").await.unwrap();
     assert_eq!(bills_after, bills_before, "every bill is still there, with what was paid");

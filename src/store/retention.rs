@@ -1,6 +1,7 @@
 //! What `retention.days` no longer keeps: jobs that ended before the cutoff (every item
-//! terminal and none updated since), with their items, documents, timelines, outbox
-//! markers and cancel marks, and the `Idempotency-Key`s older than the cutoff.
+//! terminal and none updated since), with their items, documents, timelines, events,
+//! outbox markers and cancel marks; the events of no job (connection parks and resumes)
+//! and the `Idempotency-Key`s older than the cutoff.
 //!
 //! Kept for good, because they guard against exporting twice or paying twice: the ledger
 //! (`erp_refs`), the exported bills payments are matched with, and what each payment
@@ -31,8 +32,8 @@ pub struct Swept {
 
 /// Deletes, in one transaction, up to `batch_items` items of the oldest jobs that ended
 /// before `cutoff_ms` (with their documents and timelines), the jobs left without items
-/// (with their outbox and cancel marks), and up to `batch_items` idempotency keys
-/// created before the cutoff. A job of more items than that goes over several batches.
+/// (with their events, outbox and cancel marks), and up to `batch_items` events of no
+/// job and idempotency keys from before the cutoff. A job of more items than that goes over several batches.
 pub async fn sweep(db: &DatabaseConnection, cutoff_ms: i64, batch_items: u32) -> Result<Swept, StoreError> {
     let backend = db.get_database_backend();
     let options =
@@ -59,12 +60,19 @@ pub async fn sweep(db: &DatabaseConnection, cutoff_ms: i64, batch_items: u32) ->
         if !jobs.is_empty() {
             let emptied = "AND NOT EXISTS (SELECT 1 FROM job_items WHERE job_items.job_id = jobs.id)";
             swept.jobs = delete_in(&txn, "DELETE FROM jobs WHERE id IN", emptied, &jobs).await?;
-            for table in ["job_outbox", "job_cancels"] {
+            for table in ["job_outbox", "job_cancels", "events"] {
                 let gone = format!("AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = {table}.job_id)");
                 delete_in(&txn, &format!("DELETE FROM {table} WHERE job_id IN"), &gone, &jobs).await?;
             }
         }
     }
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "DELETE FROM events WHERE id IN \
+           (SELECT id FROM events WHERE job_id IS NULL AND at_ms < {} LIMIT {batch_items})",
+        marks.next()
+    );
+    txn.execute_raw(Statement::from_sql_and_values(backend, &sql, [cutoff_ms.into()])).await?;
     let mut marks = Marks::new(backend);
     let sql = format!(
         "DELETE FROM job_idempotency WHERE (tenant, idempotency_key) IN \
