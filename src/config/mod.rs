@@ -15,7 +15,7 @@ pub use problem::{ConfigError, Problem, Problems};
 pub use queue::{DEFAULT_SQS_QUEUE_NAME, QueueBackend, QueueConfig};
 pub use sections::{
     ClusterConfig, DatabaseConfig, HttpConfig, LogConfig, LogFormat, MetricsConfig, RetryConfig, SandboxConfig,
-    SecretsConfig, ShutdownConfig,
+    SecretsConfig, ShutdownConfig, WebhooksConfig,
 };
 
 use crate::domain::{ConnectionId, ErpKind};
@@ -46,6 +46,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// The key erpsync encrypts the secrets it stores with.
     pub secrets: SecretsConfig,
+    /// Signed webhooks: where they may go, how they are sent and retried.
+    pub webhooks: WebhooksConfig,
     /// The ERP connections this daemon exports to.
     pub connections: Vec<ConnectionConfig>,
 }
@@ -67,6 +69,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             sandbox: SandboxConfig::default(),
             secrets: SecretsConfig::default(),
+            webhooks: WebhooksConfig::default(),
             connections: Vec::new(),
         }
     }
@@ -166,6 +169,7 @@ impl Config {
         self.queue.validate(&self.retry, &mut p);
         self.http.validate(&mut p);
         self.log.validate(&mut p);
+        self.webhooks.validate(&mut p);
         let key = self.secrets.key.as_deref().map(crate::secrets::SecretKey::load);
         if let Some(Err(e)) = &key {
             p.add("secrets.key", e.to_string());

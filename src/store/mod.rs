@@ -6,7 +6,8 @@
 //! `sqlite` (connection tuning, the checkpointer, the job writer's connection), `sql` (the
 //! hand-built statement helpers), `jobs` (new jobs and the outbox), `status` (item state
 //! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots),
-//! `job_list` (the job listing), `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked connections) and `connection_credentials`.
+//! `job_list` (the job listing), `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked connections), `webhooks` (subscriptions and
+//! their delivery queue) and `connection_credentials`.
 
 pub mod connection_credentials;
 pub mod entities;
@@ -22,6 +23,7 @@ mod sql;
 mod sqlite;
 mod status;
 pub mod tokens;
+pub mod webhooks;
 
 pub use job_list::{JobCursor, JobFilter, JobListEntry, JobPage, list_jobs};
 pub(crate) use jobs::push_job_insert;
