@@ -149,7 +149,8 @@ async fn setup(db: Option<String>, allow_private: bool) -> Setup {
 
 impl Setup {
     async fn subscribe(&self, token: &str, url: &str, events: &[&str]) -> Value {
-        let a = call(&self.base, Method::POST, "/v1/webhooks", token, Some(json!({"url": url, "events": events}))).await;
+        let a =
+            call(&self.base, Method::POST, "/v1/webhooks", token, Some(json!({"url": url, "events": events}))).await;
         assert_eq!(a.status, 201, "{}", a.body);
         a.body
     }
@@ -370,7 +371,9 @@ async fn addresses_and_event_types_are_checked(db: Option<String>) {
     let sealed = key.seal(&erpsync::webhooks::secret_owner(sneaky), &secret);
     erpsync::store::webhooks::insert(db, &sub, &sealed).await.unwrap();
     s.queue_event(sneaky, "default", "e1", json!({})).await;
-    let d = s.wait_log(&token, sneaky, "refused", |d| d["attempts"].as_i64() >= Some(1) && !d["last_error"].is_null()).await;
+    let d = s
+        .wait_log(&token, sneaky, "refused", |d| d["attempts"].as_i64() >= Some(1) && !d["last_error"].is_null())
+        .await;
     assert!(d["last_error"].as_str().unwrap().contains("loopback"), "{d:#}");
     assert!(receiver.received().await.is_empty(), "nothing reached the receiver");
     s.rig.shutdown().await;
@@ -400,8 +403,14 @@ async fn another_tenants_webhooks_are_not_found_and_reading_is_not_managing(db: 
     }
     let listed = call(&s.base, Method::GET, "/v1/webhooks", &globex, None).await;
     assert_eq!(listed.body["webhooks"], json!([]));
-    let a = call(&s.base, Method::POST, "/v1/webhooks", &reader, Some(json!({"url": receiver.url(), "events": ["job.completed"]})))
-        .await;
+    let a = call(
+        &s.base,
+        Method::POST,
+        "/v1/webhooks",
+        &reader,
+        Some(json!({"url": receiver.url(), "events": ["job.completed"]})),
+    )
+    .await;
     assert_error(&a, 403, "insufficient_scope", "write");
     assert_eq!(call(&s.base, Method::GET, &format!("/v1/webhooks/{id}"), &reader, None).await.status, 200);
     let a = call(&s.base, Method::GET, &format!("/v1/webhooks/{id}/deliveries?cursor=nope"), &acme, None).await;
@@ -427,8 +436,14 @@ async fn a_redelivery_sends_the_same_message_again(db: Option<String>) {
     // Cursor pages, newest first.
     let page = call(&s.base, Method::GET, &format!("/v1/webhooks/{id}/deliveries?limit=2"), &token, None).await;
     let cursor = page.body["next_cursor"].as_str().unwrap().to_owned();
-    let rest = call(&s.base, Method::GET, &format!("/v1/webhooks/{id}/deliveries?limit=2&cursor={cursor}"), &token, None).await;
-    let ids: Vec<&str> = page.body["deliveries"].as_array().unwrap().iter().chain(rest.body["deliveries"].as_array().unwrap())
+    let rest =
+        call(&s.base, Method::GET, &format!("/v1/webhooks/{id}/deliveries?limit=2&cursor={cursor}"), &token, None)
+            .await;
+    let ids: Vec<&str> = page.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest.body["deliveries"].as_array().unwrap())
         .map(|d| d["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 3);
@@ -439,11 +454,16 @@ async fn a_redelivery_sends_the_same_message_again(db: Option<String>) {
     let a = call(&s.base, Method::POST, &format!("/v1/webhooks/{id}/deliveries/{first}/redeliver"), &token, None).await;
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(a.body["state"], "pending");
-    let d = s.wait_log(&token, id, "redelivered", |d| d["id"] == first.as_str() && d["attempts"] == 2 && d["state"] == "delivered").await;
+    let d = s
+        .wait_log(&token, id, "redelivered", |d| {
+            d["id"] == first.as_str() && d["attempts"] == 2 && d["state"] == "delivered"
+        })
+        .await;
     assert_eq!(d["attempt_log"].as_array().unwrap().len(), 2);
     let copies = receiver.received().await.iter().filter(|r| r["id"] == first.as_str()).count();
     assert_eq!(copies, 2, "the same webhook-id twice");
-    let missing = call(&s.base, Method::POST, &format!("/v1/webhooks/{id}/deliveries/msg_00/redeliver"), &token, None).await;
+    let missing =
+        call(&s.base, Method::POST, &format!("/v1/webhooks/{id}/deliveries/msg_00/redeliver"), &token, None).await;
     assert_error(&missing, 404, "not_found", "msg_00");
     s.rig.shutdown().await;
 }

@@ -202,10 +202,18 @@ impl WebhookAttempted<'_> {
         let latency_ms = self.latency.as_millis() as u64;
         match self.error {
             Some(error) => tracing::info!(
-                delivery, subscription, attempt, status = self.status, error, latency_ms,
-                "webhook attempt failed; {}", self.outcome
+                delivery,
+                subscription,
+                attempt,
+                status = self.status,
+                error,
+                latency_ms,
+                "webhook attempt failed; {}",
+                self.outcome
             ),
-            None => tracing::debug!(delivery, subscription, attempt, status = self.status, latency_ms, "webhook delivered"),
+            None => {
+                tracing::debug!(delivery, subscription, attempt, status = self.status, latency_ms, "webhook delivered")
+            }
         }
     }
 }

@@ -48,10 +48,7 @@ pub fn secret_owner(id: &str) -> String {
 /// returned tasks are aborted.
 pub fn spawn(ctx: &Arc<Ctx>) -> Vec<tokio::task::JoinHandle<()>> {
     let wake = Arc::new(tokio::sync::Notify::new());
-    vec![
-        tokio::spawn(fanout::run(ctx.clone(), wake.clone())),
-        tokio::spawn(worker::run(ctx.clone(), wake)),
-    ]
+    vec![tokio::spawn(fanout::run(ctx.clone(), wake.clone())), tokio::spawn(worker::run(ctx.clone(), wake))]
 }
 
 #[cfg(test)]

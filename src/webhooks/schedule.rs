@@ -31,7 +31,14 @@ impl Schedule {
     /// When attempt `attempt + 1` is due after attempt `attempt` failed at `now_ms`, or
     /// None when the window closing at `until_ms` is over. `unit` (in [0, 1)) draws the
     /// jitter; `retry_after` is the receiver's own ask.
-    pub fn next(&self, attempt: i32, now_ms: i64, until_ms: i64, unit: f64, retry_after: Option<Duration>) -> Option<i64> {
+    pub fn next(
+        &self,
+        attempt: i32,
+        now_ms: i64,
+        until_ms: i64,
+        unit: f64,
+        retry_after: Option<Duration>,
+    ) -> Option<i64> {
         if now_ms >= until_ms {
             return None;
         }

@@ -8,8 +8,8 @@
 use super::schedule::Schedule;
 use super::{address, signing};
 use crate::actors::Ctx;
-use crate::store::webhooks::{self as store, deliveries};
 use crate::store::webhooks::deliveries::{AttemptRecord, Claimed, Next};
+use crate::store::webhooks::{self as store, deliveries};
 use crate::telemetry::events::WebhookAttempted;
 use crate::util::now_ms;
 use secrecy::SecretString;
@@ -140,7 +140,9 @@ impl Sender {
         .emit();
         match deliveries::record(&self.ctx.db, &c, &record, next).await {
             Ok(true) => {}
-            Ok(false) => tracing::debug!(delivery = %c.id, "delivery was redelivered or reclaimed meanwhile; outcome dropped"),
+            Ok(false) => {
+                tracing::debug!(delivery = %c.id, "delivery was redelivered or reclaimed meanwhile; outcome dropped")
+            }
             // The claim lapses and the delivery is sent again: at least once, never lost.
             Err(e) => tracing::warn!(delivery = %c.id, error = %e, "cannot record a webhook attempt"),
         }

@@ -93,10 +93,7 @@ pub async fn target(db: &DatabaseConnection, id: &str) -> Result<Option<(String,
     row.map(|r| {
         let previous: Option<String> = r.try_get_by_index(2)?;
         let until: Option<i64> = r.try_get_by_index(3)?;
-        Ok((
-            r.try_get_by_index(0)?,
-            SealedSecrets { current: r.try_get_by_index(1)?, previous: previous.zip(until) },
-        ))
+        Ok((r.try_get_by_index(0)?, SealedSecrets { current: r.try_get_by_index(1)?, previous: previous.zip(until) }))
     })
     .transpose()
 }
@@ -117,8 +114,12 @@ pub async fn delete(db: &DatabaseConnection, tenant: &str, id: &str) -> Result<b
     let attempts = "DELETE FROM webhook_attempts WHERE delivery_id IN \
                     (SELECT id FROM webhook_deliveries WHERE subscription_id = $1 AND tenant = $2)";
     txn.execute_raw(stmt(backend, attempts, values())).await?;
-    txn.execute_raw(stmt(backend, "DELETE FROM webhook_deliveries WHERE subscription_id = $1 AND tenant = $2", values()))
-        .await?;
+    txn.execute_raw(stmt(
+        backend,
+        "DELETE FROM webhook_deliveries WHERE subscription_id = $1 AND tenant = $2",
+        values(),
+    ))
+    .await?;
     txn.commit().await?;
     Ok(true)
 }
