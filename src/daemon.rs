@@ -167,6 +167,7 @@ impl Daemon {
         });
         let mut background = lease_tasks(&ctx.db, pools).await;
         background.extend(store::spawn_checkpointer(&ctx.db, ctx.wal.clone()));
+        background.extend(store::events::listen(&ctx.db));
         // Parked connections stay parked across a restart: known before anything is received.
         crate::actors::parking::sync(&ctx).await;
         background.push(tokio::spawn(crate::actors::parking::watch(ctx.clone())));

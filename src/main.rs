@@ -36,6 +36,10 @@ enum Command {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        /// Show the job's events as they happen (a progress bar on a terminal) until it
+        /// completes, then the summary.
+        #[arg(long)]
+        follow: bool,
         /// Daemon API base URL (default: from config http.listen).
         #[arg(long)]
         url: Option<String>,
@@ -212,6 +216,8 @@ enum Bench {
     Fairness(erpsync::bench::FairnessArgs),
     /// Item status writes per second through the StatusActor.
     Store(erpsync::bench::StoreArgs),
+    /// Delivery latency of the SSE event stream with 1,000 events/s flowing.
+    Events(erpsync::bench::EventsArgs),
     /// Drain time of 1, 2, 3… daemon processes sharing one PostgreSQL, against the ideal.
     Fleet(erpsync::bench::FleetArgs),
     /// Invoices per second through serialize + PDF + CSV, per ERP kind, one core and all cores.
@@ -283,9 +289,10 @@ fn main() -> Result<()> {
                 let api = erpsync::cli::Api::new(api_url(&cfg, url), token.value);
                 erpsync::cli::enqueue(&api, &connection, docs, wait).await
             }
-            Command::Status { job_id, json, url, token } => {
+            Command::Status { job_id, json, follow, url, token } => {
                 let cfg = load(&cli.config)?;
-                erpsync::cli::status(&erpsync::cli::Api::new(api_url(&cfg, url), token.value), &job_id, json).await
+                erpsync::cli::status(&erpsync::cli::Api::new(api_url(&cfg, url), token.value), &job_id, json, follow)
+                    .await
             }
             Command::Tokens { what } => {
                 let cfg = load(&cli.config)?;
@@ -357,6 +364,7 @@ fn main() -> Result<()> {
             Command::Bench { what: Bench::Connectors(args) } => erpsync::bench::connectors(args).await,
             Command::Bench { what: Bench::Fairness(args) } => erpsync::bench::fairness(args).await,
             Command::Bench { what: Bench::Store(args) } => erpsync::bench::store(args).await,
+            Command::Bench { what: Bench::Events(args) } => erpsync::bench::events(args).await,
             Command::Bench { what: Bench::Fleet(args) } => erpsync::bench::fleet(args).await,
             // CPU-bound and multi-threaded itself: off the runtime's threads.
             Command::Bench { what: Bench::Render(args) } => {

@@ -399,7 +399,7 @@ async fn a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones(db: Op
     ];
     assert_eq!(erpsync::store::apply_updates(&db, &history).await.unwrap(), [true; 4]);
 
-    let mut cancelled = erpsync::store::cancel_job(&db, &job.id).await.unwrap();
+    let mut cancelled = erpsync::store::cancel_job(&db, &job.id, "default").await.unwrap();
     cancelled.sort();
     let mut expected = vec![ids[0].to_string(), ids[1].to_string()];
     expected.sort();
@@ -433,7 +433,7 @@ async fn a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones(db: Op
     assert_eq!(state(3).await, "cancelled", "a cancelled job's item in flight is not retried");
     let summary = erpsync::store::job_summary(&db, &job.id).await.unwrap().unwrap();
     assert_eq!(summary.state, erpsync::domain::JobState::Cancelled);
-    assert!(erpsync::store::cancel_job(&db, &job.id).await.unwrap().is_empty(), "nothing is left to cancel");
+    assert!(erpsync::store::cancel_job(&db, &job.id, "default").await.unwrap().is_empty(), "nothing is left to cancel");
 }
 
 /// In the store: a key older than `idempotency::KEPT` is forgotten, and a new request

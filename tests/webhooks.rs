@@ -205,13 +205,23 @@ async fn a_delivery_is_signed_and_verified_by_the_reference_library(db: Option<S
     assert_eq!(listed.body["webhooks"][0]["id"], id);
     assert!(!listed.body.to_string().contains(secret));
 
-    receiver.configure(json!({"secrets": [secret]})).await;
-    s.queue_event(id, "default", "e1", json!({"job_id": "j1"})).await;
+    let globex = s.rig.token_for("globex", Scope::Write).await;
+    let theirs = s.subscribe(&globex, &receiver.url(), &["job.completed"]).await;
+    receiver.configure(json!({"secrets": [secret, theirs["secret"]]})).await;
+    // A job of the subscriber's tenant completes: the fan-out takes its event from the log.
+    let job = s.rig.submit(0, &erpsync::samples::invoices("whjob", 3)).await.unwrap();
     let got = receiver.wait_for("accepted", |r| r["accepted_by"] == json!([0])).await;
     let body: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body["type"], "job.completed");
-    assert_eq!(body["data"]["job_id"], "j1");
+    assert_eq!(body["type"], "job.completed", "{body:#}");
+    assert_eq!(body["data"]["job_id"], job.to_string());
+    assert_eq!(body["data"]["connection_id"], s.rig.erps[0].connection.as_str());
+    assert_eq!(body["data"]["total_items"], 3, "{body:#}");
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    // Another tenant's job reaches its own subscription only.
+    let other = s.rig.submit(1, &erpsync::samples::invoices("whother", 2)).await.unwrap();
+    let theirs_got = receiver.wait_for("of globex", |r| r["accepted_by"] == json!([1])).await;
+    assert!(theirs_got["body"].as_str().unwrap().contains(&other.to_string()));
+    assert_eq!(s.log(&token, id).await.len(), 1, "acme's subscription got acme's job only");
     let logged = s.wait_log(&token, id, "delivered", |d| d["state"] == "delivered").await;
     assert_eq!(logged["id"], got["id"], "the log's id is the webhook-id");
     assert_eq!(logged["attempts"], 1);
@@ -288,8 +298,8 @@ async fn a_failing_then_dead_receiver_is_retried_until_it_is_back_and_exports_go
     let sub = s.subscribe(&token, &receiver.url(), &["job.completed"]).await;
     let (id, secret) = (sub["id"].as_str().unwrap(), sub["secret"].as_str().unwrap().to_owned());
     receiver.configure(json!({"secrets": [secret], "status": 500})).await;
-    s.queue_event(id, "default", "e1", json!({})).await;
-    // The export pipeline is not held up by the failing receiver.
+    // The export pipeline is not held up by the failing receiver, whose delivery is the
+    // job's own completion.
     let invoices = erpsync::samples::invoices("wh", 20);
     let started = Instant::now();
     s.rig.submit(0, &invoices).await.unwrap();

@@ -21,7 +21,7 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Parks `conn` for `reason`, in the database (for the fleet) and here.
 pub async fn park(ctx: &Ctx, conn: &Connection, reason: ParkReason, detail: &str) {
-    match parks::park(&ctx.db, conn.config.id.as_str(), reason, detail).await {
+    match parks::park(&ctx.db, &conn.config.tenant, conn.config.id.as_str(), reason, detail).await {
         Ok(true) => tracing::error!(
             connection = %conn.config.id,
             reason = reason.as_str(),

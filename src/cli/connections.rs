@@ -3,7 +3,7 @@
 //! every daemon sharing it follows within a second, without a restart.
 
 use super::open_db;
-use crate::config::{Config, ConnectionConfig};
+use crate::config::{Config, ConnectionConfig, DEFAULT_TENANT};
 use crate::secrets::SecretKey;
 use crate::store::parks::{self, ParkReason};
 use crate::store::{connection_credentials, erp_tokens};
@@ -109,7 +109,7 @@ pub async fn park(cfg: &Config, id: &str, detail: &str) -> Result<()> {
     find(cfg, id)?;
     let db = open_db(cfg).await?;
     let detail = if detail.is_empty() { "parked by an operator" } else { detail };
-    if !parks::park(&db, id, ParkReason::Operator, detail).await? {
+    if !parks::park(&db, cfg.tenant_of(id).unwrap_or(DEFAULT_TENANT), id, ParkReason::Operator, detail).await? {
         bail!("{id} is parked already");
     }
     println!("{id} parked");
@@ -119,7 +119,7 @@ pub async fn park(cfg: &Config, id: &str, detail: &str) -> Result<()> {
 /// `erpsync connections resume ID`: its waiting items are sent again.
 pub async fn resume(cfg: &Config, id: &str) -> Result<()> {
     find(cfg, id)?;
-    if !parks::resume(&open_db(cfg).await?, id).await? {
+    if !parks::resume(&open_db(cfg).await?, cfg.tenant_of(id).unwrap_or(DEFAULT_TENANT), id).await? {
         bail!("{id} is not parked");
     }
     println!("{id} resumed: its waiting items are sent again");

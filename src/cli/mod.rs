@@ -1,13 +1,13 @@
 //! Implementations of the CLI commands that talk to a running daemon or its database.
 
 pub mod connections;
+pub mod follow;
 
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::store::JobSummary;
 use crate::store::tokens::Scope;
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
 /// `erpsync run`: the daemon until SIGTERM or ctrl-c, then a graceful drain.
@@ -134,24 +134,8 @@ pub async fn enqueue(api: &Api, connection: &str, documents: Vec<serde_json::Val
         return Ok(());
     }
     let total = accepted["items"].as_u64().unwrap_or(0);
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]").expect("template is valid"),
-    );
-    let summary = loop {
-        let s = fetch_job(api, &job_id).await?;
-        let done: u64 = ["succeeded", "failed", "dead_lettered", "cancelled"]
-            .iter()
-            .map(|k| s.counts.get(*k).copied().unwrap_or(0))
-            .sum();
-        bar.set_position(done);
-        bar.set_message(format!("retrying {}", s.counts.get("retrying").copied().unwrap_or(0)));
-        if s.state != "running" {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    bar.finish_and_clear();
+    follow::follow_job(api, &job_id, total).await?;
+    let summary = fetch_job(api, &job_id).await?;
     print_summary(&summary);
     if summary.state != "succeeded" {
         std::process::exit(1);
@@ -185,7 +169,17 @@ fn print_summary(s: &JobSummaryView) {
     }
 }
 
-pub async fn status(api: &Api, job_id: &str, json: bool) -> Result<()> {
+/// `erpsync status JOB [--follow]`: with `follow`, the job's events until it completes,
+/// then its summary.
+pub async fn status(api: &Api, job_id: &str, json: bool, follow: bool) -> Result<()> {
+    if follow {
+        let s = fetch_job(api, job_id).await?;
+        // A finished job has nothing to follow (and one finished before the event log
+        // existed has no completion event to wait for).
+        if s.state == "running" {
+            follow::follow_job(api, job_id, s.total_items.max(0) as u64).await?;
+        }
+    }
     let s = fetch_job(api, job_id).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);

@@ -33,6 +33,9 @@ pub struct HttpConfig {
     /// Requests a minute one API token may make (bursts up to a tenth of it); past it the
     /// API answers 429 with `Retry-After`. Counted by each daemon on its own.
     pub requests_per_min_per_token: NonZeroU32,
+    /// How often an event stream (`/v1/events`, `/v1/jobs/{id}/events`) sends a comment
+    /// line while no event comes, so proxies and clients keep the connection open.
+    pub sse_heartbeat_ms: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +134,7 @@ impl Default for HttpConfig {
             metrics_listen: None,
             max_body_bytes: NonZeroU64::new(64 << 20).expect("non-zero"),
             requests_per_min_per_token: nz(6_000),
+            sse_heartbeat_ms: nz(15_000),
         }
     }
 }

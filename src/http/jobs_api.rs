@@ -156,7 +156,7 @@ pub async fn cancel_job(
             format!("job {id} is {}: nothing is left to cancel", before.state.as_str()),
         );
     }
-    let cancelled = match store::cancel_job(&s.ctx.db, &id).await {
+    let cancelled = match store::cancel_job(&s.ctx.db, &id, &p.tenant).await {
         Ok(c) => c,
         Err(e) => return internal(e),
     };

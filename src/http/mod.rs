@@ -5,6 +5,7 @@
 
 mod api;
 pub mod auth;
+mod events_api;
 mod health;
 mod idempotent;
 mod jobs_api;
@@ -46,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dead-letters/redrive", post(jobs_api::redrive))
         .route("/v1/jobs/{id}/bills.csv", get(api::job_csv))
         .route("/v1/items/{id}/events", get(api::item_events))
+        .route("/v1/jobs/{id}/events", get(events_api::job_events))
+        .route("/v1/events", get(events_api::tenant_events))
         .route("/v1/dead-letters", get(api::dead_letters))
         .route("/v1/webhooks", post(webhooks_api::create).get(webhooks_api::list))
         .route("/v1/webhooks/{id}", get(webhooks_api::get).delete(webhooks_api::delete))

@@ -4,6 +4,8 @@
 
 use super::StoreError;
 use super::entities::{item_event, job_item};
+use super::event_log::{self, NewEvent, item_kind};
+use super::events::Tenants;
 use super::sql::{Marks, Script};
 use super::sqlite::JobWriter;
 use crate::domain::{ConnectionId, ItemId, ItemState, JobId, Op};
@@ -274,15 +276,17 @@ pub async fn unsent_items(
 /// statement: whatever the StatusActor writes later to a cancelled item does not take,
 /// since terminal states are final, and an attempt cannot begin on one (`begin_attempts`
 /// begins only non-terminal items), so its message is acknowledged and dropped.
-/// Returns the ids of the items cancelled.
-pub async fn cancel_job(db: &DatabaseConnection, id: &JobId) -> Result<Vec<String>, StoreError> {
+/// Each cancelled item has its `item.cancelled` event, and the job its completion when
+/// nothing of it is left in flight, recorded with `tenant`. Returns the ids of the items
+/// cancelled.
+pub async fn cancel_job(db: &DatabaseConnection, id: &JobId, tenant: &str) -> Result<Vec<String>, StoreError> {
     let backend = db.get_database_backend();
     let now = now_ms();
     let txn = db.begin().await?;
     let mut marks = Marks::new(backend);
     let sql = format!(
         "UPDATE job_items SET state = '{cancelled}', updated_at_ms = {} \
-         WHERE job_id = {} AND state IN ('{queued}', '{retrying}') RETURNING id",
+         WHERE job_id = {} AND state IN ('{queued}', '{retrying}') RETURNING id, connection_id, attempts",
         marks.next(),
         marks.next(),
         cancelled = ItemState::Cancelled.as_str(),
@@ -293,6 +297,20 @@ pub async fn cancel_job(db: &DatabaseConnection, id: &JobId) -> Result<Vec<Strin
         .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [now.into(), id.to_string().into()]))
         .await?;
     let ids: Vec<String> = rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>()?;
+    let tenants = Tenants::one(tenant);
+    let mut log = Vec::with_capacity(ids.len() + 1);
+    for r in &rows {
+        let attempts: i32 = r.try_get_by_index(2)?;
+        log.push(NewEvent {
+            tenant: tenant.to_owned(),
+            connection: Some(r.try_get_by_index(1)?),
+            job_id: Some(id.to_string()),
+            item_id: Some(r.try_get_by_index(0)?),
+            kind: item_kind(ItemState::Cancelled),
+            data: serde_json::json!({"state": ItemState::Cancelled.as_str(), "attempt": attempts,
+                "detail": "its job was cancelled"}),
+        });
+    }
     let mut marks = Marks::new(backend);
     let sql = format!(
         "INSERT INTO job_cancels (job_id, cancelled_at_ms) VALUES ({}, {}) ON CONFLICT (job_id) DO NOTHING",
@@ -313,6 +331,13 @@ pub async fn cancel_job(db: &DatabaseConnection, id: &JobId) -> Result<Vec<Strin
         .exec(&txn)
         .await?;
     }
+    if !ids.is_empty() {
+        log.extend(event_log::completions(&txn, &[id.to_string()], &tenants).await?);
+    }
+    event_log::insert(&txn, &log, now).await?;
     txn.commit().await?;
+    if !log.is_empty() {
+        super::events::poke();
+    }
     Ok(ids)
 }

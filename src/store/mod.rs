@@ -6,12 +6,16 @@
 //! `sqlite` (connection tuning, the checkpointer, the job writer's connection), `sql` (the
 //! hand-built statement helpers), `jobs` (new jobs and the outbox), `status` (item state
 //! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots),
-//! `job_list` (the job listing), `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked connections), `webhooks` (subscriptions and
-//! their delivery queue) and `connection_credentials`.
+//! `events` and `event_log` (the event log, read and written), `job_list` (the job
+//! listing), `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked
+//! connections), `webhooks` (subscriptions and their delivery queue) and
+//! `connection_credentials`.
 
 pub mod connection_credentials;
 pub mod entities;
 pub mod erp_tokens;
+mod event_log;
+pub mod events;
 pub mod idempotency;
 mod job_list;
 mod jobs;
@@ -39,7 +43,8 @@ pub use queries::{
 pub(crate) use sql::{Marks, Script};
 pub use sqlite::{JobWriter, WalNudge, spawn_checkpointer, spawn_checkpointer_with};
 pub use status::{
-    BillApplication, ItemStart, ItemUpdate, PARKED_CODE, Started, apply_batch, apply_updates, uncounted_attempts,
+    BillApplication, ItemStart, ItemUpdate, PARKED_CODE, Started, apply_batch, apply_batch_for, apply_updates,
+    uncounted_attempts,
 };
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait};

@@ -7,10 +7,11 @@
 //! no queue receives (on SQS every receive counts towards the dead-letter redrive) and
 //! no attempts, however long the connection stays parked.
 
+use super::event_log::NewEvent;
 use super::sql::{Marks, NOT_TERMINAL};
 use crate::domain::ItemId;
 use crate::util::now_ms;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait, Value};
 
 /// Why a connection is parked: a closed set, shown in the job status and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -51,18 +52,63 @@ fn stmt(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(db.get_database_backend(), sql, values)
 }
 
-/// Parks `connection`; returns false if it was parked already (its first reason stays).
-pub async fn park(db: &DatabaseConnection, connection: &str, reason: ParkReason, detail: &str) -> Result<bool, DbErr> {
+/// Parks `connection` (of `tenant`), with its `connection.parked` event; returns false if
+/// it was parked already (its first reason stays).
+pub async fn park(
+    db: &DatabaseConnection,
+    tenant: &str,
+    connection: &str,
+    reason: ParkReason,
+    detail: &str,
+) -> Result<bool, DbErr> {
     let sql = "INSERT INTO connection_parks (connection_id, reason, detail, parked_at_ms) VALUES ($1, $2, $3, $4) \
                ON CONFLICT (connection_id) DO NOTHING";
     let values = vec![connection.into(), reason.as_str().into(), detail.into(), now_ms().into()];
-    Ok(db.execute_raw(stmt(db, sql, values)).await?.rows_affected() == 1)
+    let data = serde_json::json!({"reason": reason.as_str(), "detail": detail});
+    with_event(db, stmt(db, sql, values), tenant, connection, super::event_log::CONNECTION_PARKED, data).await
 }
 
-/// Resumes `connection`; returns false if it was not parked.
-pub async fn resume(db: &DatabaseConnection, connection: &str) -> Result<bool, DbErr> {
+/// Resumes `connection` (of `tenant`), with its `connection.resumed` event; returns false
+/// if it was not parked.
+pub async fn resume(db: &DatabaseConnection, tenant: &str, connection: &str) -> Result<bool, DbErr> {
     let sql = "DELETE FROM connection_parks WHERE connection_id = $1";
-    Ok(db.execute_raw(stmt(db, sql, vec![connection.into()])).await?.rows_affected() == 1)
+    let data = serde_json::json!({});
+    with_event(
+        db,
+        stmt(db, sql, vec![connection.into()]),
+        tenant,
+        connection,
+        super::event_log::CONNECTION_RESUMED,
+        data,
+    )
+    .await
+}
+
+/// Runs `change`, and if it changed a row records event `kind`, in one transaction.
+async fn with_event(
+    db: &DatabaseConnection,
+    change: Statement,
+    tenant: &str,
+    connection: &str,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    if txn.execute_raw(change).await?.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let event = NewEvent {
+        tenant: tenant.to_owned(),
+        connection: Some(connection.to_owned()),
+        job_id: None,
+        item_id: None,
+        kind: kind.to_owned(),
+        data,
+    };
+    super::event_log::insert(&txn, &[event], now_ms()).await?;
+    txn.commit().await?;
+    super::events::poke();
+    Ok(true)
 }
 
 /// Every parked connection, by id.

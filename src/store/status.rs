@@ -3,6 +3,8 @@
 
 use super::StoreError;
 use super::entities::{bill_application, erp_ref, job_item};
+use super::event_log::{self, NewEvent, item_kind};
+use super::events::Tenants;
 use super::queries::{Found, ItemError, ItemRead, items_with_ledger};
 use super::sql::{Marks, NOT_TERMINAL, ROWS_PER_STATEMENT, padded, returning_item_id};
 use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState};
@@ -77,7 +79,19 @@ pub async fn apply_batch(
     updates: &[ItemUpdate],
     starts: &[ItemStart],
 ) -> Result<(Vec<bool>, Vec<Option<Started>>), StoreError> {
-    use std::collections::{HashMap, HashSet};
+    apply_batch_for(db, &Tenants::default(), updates, starts).await
+}
+
+/// [`apply_batch`], its events recorded with the tenants of `tenants` (the StatusActor's
+/// configuration): one `item.<state>` per transition that took, and the completion of
+/// every job whose last item it finished.
+pub async fn apply_batch_for(
+    db: &DatabaseConnection,
+    tenants: &Tenants,
+    updates: &[ItemUpdate],
+    starts: &[ItemStart],
+) -> Result<(Vec<bool>, Vec<Option<Started>>), StoreError> {
+    use std::collections::HashMap;
     let now = now_ms();
     // The last update of each item in the batch is the one its row ends with; earlier ones
     // (in_progress before succeeded) still go to the timeline.
@@ -89,7 +103,9 @@ pub async fn apply_batch(
     finals.sort_unstable();
     let txn = db.begin().await?;
     let backend = db.get_database_backend();
-    let mut applied_items: HashSet<String> = HashSet::new();
+    // Each updated item's job and the state its row ended with (a retry of a cancelled
+    // job's item ends `cancelled`).
+    let mut applied_items: HashMap<String, (String, String)> = HashMap::new();
     for chunk in padded(&finals, ROWS_PER_STATEMENT, None) {
         let chunk = &chunk[..];
         let mut marks = Marks::new(backend);
@@ -115,7 +131,11 @@ pub async fn apply_batch(
                 i32::from(u.is_throttle()).into(),
             ]);
         }
-        let returning = returning_item_id(backend);
+        let returning = if backend == sea_orm::DbBackend::Postgres {
+            "job_items.id, job_items.job_id, job_items.state"
+        } else {
+            "id, job_id, state"
+        };
         // Terminal states are final, and an older attempt (a stale receive of the message)
         // never overwrites a newer one's state: the attempt number is the fencing token. A
         // retry of a cancelled job's item (its attempt was in flight at the cancel) is
@@ -136,16 +156,30 @@ pub async fn apply_batch(
             cancelled = ItemState::Cancelled.as_str(),
         );
         for row in txn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await? {
-            applied_items.insert(row.try_get_by_index::<String>(0)?);
+            applied_items.insert(row.try_get_by_index(0)?, (row.try_get_by_index(1)?, row.try_get_by_index(2)?));
         }
     }
     let mut refs = Vec::new();
     let mut applications = Vec::new();
     let mut events: Vec<Event> = Vec::new();
     let mut applied = Vec::with_capacity(updates.len());
-    for u in updates {
-        let ok = applied_items.contains(&u.item_id.to_string());
-        applied.push(ok);
+    let mut log: Vec<NewEvent> = Vec::new();
+    let mut finished_jobs: Vec<String> = Vec::new();
+    for (i, u) in updates.iter().enumerate() {
+        let item = u.item_id.to_string();
+        let row = applied_items.get(&item);
+        applied.push(row.is_some());
+        if let Some((job, state)) = row {
+            let state = match last.get(&u.item_id) {
+                Some(&j) if j == i => ItemState::parse(state).unwrap_or(u.state),
+                _ => u.state,
+            };
+            if state.is_terminal() {
+                finished_jobs.push(job.clone());
+            }
+            log.push(item_event(tenants, job, &item, state, u));
+        }
+        let ok = row.is_some();
         // Ledger entries are facts about the ERP: record them even when the item itself
         // was already terminal, so a later duplicate never creates again.
         for (kind, source, erp_id) in &u.ledger {
@@ -203,7 +237,16 @@ pub async fn apply_batch(
     let started = begin_attempts(&txn, starts, now).await?;
     for s in started.iter().flatten().filter(|s| s.begun) {
         events.push(Some((s.item.id.clone(), ItemState::InProgress.as_str(), s.item.attempts, None)));
+        log.push(NewEvent {
+            tenant: tenants.of(&s.item.connection_id).to_owned(),
+            connection: Some(s.item.connection_id.clone()),
+            job_id: Some(s.item.job_id.clone()),
+            item_id: Some(s.item.id.clone()),
+            kind: item_kind(ItemState::InProgress),
+            data: serde_json::json!({"state": ItemState::InProgress.as_str(), "attempt": s.item.attempts}),
+        });
     }
+    log.extend(event_log::completions(&txn, &finished_jobs, tenants).await?);
     // Padding here is rows of NULLs, which the statement skips.
     for chunk in padded(&events, ROWS_PER_STATEMENT, Some(&None)) {
         let mut marks = Marks::new(backend);
@@ -226,8 +269,38 @@ pub async fn apply_batch(
         );
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, values)).await?;
     }
+    event_log::insert(&txn, &log, now).await?;
     txn.commit().await?;
+    if !log.is_empty() {
+        super::events::poke();
+    }
     Ok((applied, started))
+}
+
+/// The event of update `u` of `item` (of `job`), which left it in `state`.
+fn item_event(tenants: &Tenants, job: &str, item: &str, state: ItemState, u: &ItemUpdate) -> NewEvent {
+    let connection = &u.connection_id;
+    let mut data = serde_json::json!({"state": state.as_str()});
+    if let Some(a) = u.attempt {
+        data["attempt"] = a.into();
+    }
+    if let Some(erp_id) = &u.erp_id {
+        data["erp_id"] = erp_id.clone().into();
+    }
+    if let Some(e) = &u.error {
+        data["error"] = serde_json::json!({"kind": e.kind.as_str(), "code": e.code, "message": e.message});
+    }
+    if let Some(d) = &u.detail {
+        data["detail"] = d.clone().into();
+    }
+    NewEvent {
+        tenant: tenants.of(connection.as_str()).to_owned(),
+        connection: Some(connection.to_string()),
+        job_id: Some(job.to_owned()),
+        item_id: Some(item.to_owned()),
+        kind: item_kind(state),
+        data,
+    }
 }
 
 /// An attempt about to begin. The StatusActor counts it in the transaction of the updates

@@ -6,6 +6,8 @@
 //! made.
 
 use crate::actors::Ctx;
+use crate::store::StoreError;
+use crate::store::events::{self, Event, EventCursor, EventFilter};
 use crate::store::webhooks::{self as store, Subscription, deliveries::NewDelivery};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -81,8 +83,67 @@ pub async fn queue(
 
 /// Runs until aborted, waking `wake` (the delivery worker) when it queued deliveries.
 pub async fn run(ctx: Arc<Ctx>, wake: Arc<Notify>) {
-    let _ = (ctx, wake);
-    std::future::pending::<()>().await
+    let mut news = events::Waiter::new();
+    loop {
+        match turn(&ctx).await {
+            // A full batch: there may be more behind it at once.
+            Ok(Turned { read, queued }) => {
+                if queued > 0 {
+                    wake.notify_one();
+                }
+                if read == BATCH as usize {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "webhook fan-out failed; trying again"),
+        }
+        news.wait().await;
+    }
+}
+
+/// What one turn did.
+struct Turned {
+    read: usize,
+    queued: u64,
+}
+
+/// One turn: the events after the cursor, their deliveries, the cursor moved on, in one
+/// transaction. Nothing when another daemon holds the turn.
+async fn turn(ctx: &Ctx) -> Result<Turned, StoreError> {
+    let Some(turn) = store::fanout::begin(&ctx.db).await? else {
+        return Ok(Turned { read: 0, queued: 0 });
+    };
+    let after = match turn.cursor.as_deref() {
+        Some(c) => {
+            Some(c.parse::<EventCursor>().map_err(|e| StoreError::Corrupt(format!("webhook fan-out cursor: {e}")))?)
+        }
+        None => None,
+    };
+    let filter = EventFilter { kinds: super::EVENT_TYPES.map(String::from).to_vec(), ..EventFilter::default() };
+    let read = events::read_after(&ctx.db, after.as_ref(), &filter, BATCH).await?;
+    let Some(last) = read.last().map(|e| e.cursor.to_string()) else {
+        return Ok(Turned { read: 0, queued: 0 });
+    };
+    let subs = store::all(&turn.txn).await?;
+    let source: Vec<SourceEvent> = read.iter().map(SourceEvent::from).collect();
+    let queued = queue(&turn.txn, &deliveries_for(&subs, &source), &ctx.config.webhooks).await?;
+    turn.commit(&last).await?;
+    Ok(Turned { read: read.len(), queued })
+}
+
+impl From<&Event> for SourceEvent {
+    fn from(e: &Event) -> SourceEvent {
+        SourceEvent {
+            key: e.cursor.to_string(),
+            tenant: e.tenant.clone(),
+            kind: e.kind.clone(),
+            connection: e.connection.clone(),
+            job_id: e.job_id.clone(),
+            item_id: e.item_id.clone(),
+            data: e.data.clone(),
+            at_ms: e.at_ms,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -233,7 +233,8 @@ async fn write(ctx: Arc<Ctx>, buffer: Vec<Pending>, starts: Vec<PendingStart>, m
     let (updates, replies): (Vec<ItemUpdate>, Vec<_>) = buffer.into_iter().unzip();
     let (starts, start_replies): (Vec<ItemStart>, Vec<_>) = starts.into_iter().unzip();
     let started = Instant::now();
-    let result = store::apply_batch(&ctx.db, &updates, &starts).await;
+    let result =
+        store::apply_batch_for(&ctx.db, &store::events::Tenants::from_config(&ctx.config), &updates, &starts).await;
     metrics::histogram!(telemetry::STATUS_WRITE_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::histogram!(telemetry::STATUS_BATCH_SIZE).record(size as f64);
     match result {

@@ -12,6 +12,7 @@ mod m0009_erp_tokens;
 mod m0010_connection_parks;
 mod m0011_job_idempotency;
 mod m0012_job_cancels;
+mod m0013_events;
 mod m0014_webhooks;
 
 use sea_orm_migration::prelude::*;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_connection_parks::Migration),
             Box::new(m0011_job_idempotency::Migration),
             Box::new(m0012_job_cancels::Migration),
+            Box::new(m0013_events::Migration),
             Box::new(m0014_webhooks::Migration),
         ]
     }

@@ -77,7 +77,10 @@ pub async fn insert(c: &impl ConnectionTrait, list: &[NewDelivery], now_ms: i64,
                 now_ms.into(),
             ]);
         }
-        sql.push_str(" ON CONFLICT (subscription_id, event_key) DO NOTHING");
+        // No conflict target: SQLite checks a named one against the schema a pooled
+        // connection cached, and one that cached it before this table's migration refuses
+        // the statement; the only unique keys are the id (random) and the event's.
+        sql.push_str(" ON CONFLICT DO NOTHING");
         queued += c.execute_raw(stmt(c.get_database_backend(), &sql, values)).await?.rows_affected();
     }
     Ok(queued)
@@ -172,7 +175,7 @@ pub async fn record(db: &DatabaseConnection, claimed: &Claimed, a: &AttemptRecor
         return Ok(false);
     }
     let sql = "INSERT INTO webhook_attempts (delivery_id, attempt, at_ms, status, error, latency_ms) \
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING";
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
     let values: Vec<Value> = vec![
         claimed.id.clone().into(),
         claimed.attempt.into(),

@@ -24,7 +24,7 @@ pub struct Turn {
 pub async fn begin(db: &DatabaseConnection) -> Result<Option<Turn>, DbErr> {
     let backend = db.get_database_backend();
     let seed = "INSERT INTO webhook_fanout (name, cursor, updated_at_ms) VALUES ($1, NULL, $2) \
-                ON CONFLICT (name) DO NOTHING";
+                ON CONFLICT DO NOTHING";
     db.execute_raw(stmt(backend, seed, vec![NAME.into(), now_ms().into()])).await?;
     let txn = db.begin().await?;
     let row = if backend == DbBackend::Postgres {
