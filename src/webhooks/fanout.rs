@@ -33,9 +33,8 @@ pub struct SourceEvent {
 pub fn deliveries_for(subs: &[Subscription], events: &[SourceEvent]) -> Vec<NewDelivery> {
     let mut out = Vec::new();
     for e in events.iter().filter(|e| super::is_event_type(&e.kind)) {
-        let wanted = subs
-            .iter()
-            .filter(|s| s.tenant == e.tenant && s.created_at_ms <= e.at_ms && s.events.iter().any(|k| *k == e.kind));
+        let wanted =
+            subs.iter().filter(|s| s.tenant == e.tenant && s.created_at_ms <= e.at_ms && s.events.contains(&e.kind));
         let mut body = None;
         for s in wanted {
             let body = body.get_or_insert_with(|| super::body(&e.kind, e.at_ms, &data(e)));
@@ -108,27 +107,37 @@ struct Turned {
 }
 
 /// One turn: the events after the cursor, their deliveries, the cursor moved on, in one
-/// transaction. Nothing when another daemon holds the turn.
+/// transaction. Nothing when there is nothing to read or another daemon holds the turn.
 async fn turn(ctx: &Ctx) -> Result<Turned, StoreError> {
-    let Some(turn) = store::fanout::begin(&ctx.db).await? else {
-        return Ok(Turned { read: 0, queued: 0 });
-    };
-    let after = match turn.cursor.as_deref() {
-        Some(c) => {
-            Some(c.parse::<EventCursor>().map_err(|e| StoreError::Corrupt(format!("webhook fan-out cursor: {e}")))?)
-        }
-        None => None,
-    };
+    let idle = Turned { read: 0, queued: 0 };
     let filter = EventFilter { kinds: super::EVENT_TYPES.map(String::from).to_vec(), ..EventFilter::default() };
-    let read = events::read_after(&ctx.db, after.as_ref(), &filter, BATCH).await?;
+    // Looked at without the turn first, so that an idle fan-out writes nothing.
+    let peeked = store::fanout::peek(&ctx.db).await?;
+    let mut read = events::read_after(&ctx.db, cursor(&peeked)?.as_ref(), &filter, BATCH).await?;
+    if read.is_empty() {
+        return Ok(idle);
+    }
+    let Some(turn) = store::fanout::begin(&ctx.db).await? else {
+        return Ok(idle);
+    };
+    if turn.cursor != peeked {
+        read = events::read_after(&ctx.db, cursor(&turn.cursor)?.as_ref(), &filter, BATCH).await?;
+    }
     let Some(last) = read.last().map(|e| e.cursor.to_string()) else {
-        return Ok(Turned { read: 0, queued: 0 });
+        return Ok(idle);
     };
     let subs = store::all(&turn.txn).await?;
     let source: Vec<SourceEvent> = read.iter().map(SourceEvent::from).collect();
     let queued = queue(&turn.txn, &deliveries_for(&subs, &source), &ctx.config.webhooks).await?;
     turn.commit(&last).await?;
     Ok(Turned { read: read.len(), queued })
+}
+
+fn cursor(stored: &Option<String>) -> Result<Option<EventCursor>, StoreError> {
+    stored
+        .as_deref()
+        .map(|c| c.parse::<EventCursor>().map_err(|e| StoreError::Corrupt(format!("webhook fan-out cursor: {e}"))))
+        .transpose()
 }
 
 impl From<&Event> for SourceEvent {

@@ -122,7 +122,7 @@ macro_rules! on_both_databases {
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(Some(crate::common::fresh_postgres().await)).await;
+                super::$name(Some($crate::common::fresh_postgres().await)).await;
             })*
         }
     };

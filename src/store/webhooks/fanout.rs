@@ -20,6 +20,14 @@ pub struct Turn {
     pub cursor: Option<String>,
 }
 
+/// Where the last turn stopped, read without taking a turn: an idle fan-out looks here
+/// and at the log, and writes nothing.
+pub async fn peek(db: &DatabaseConnection) -> Result<Option<String>, DbErr> {
+    let sql = "SELECT cursor FROM webhook_fanout WHERE name = $1";
+    let row = db.query_one_raw(stmt(db.get_database_backend(), sql, vec![NAME.into()])).await?;
+    Ok(row.map(|r| r.try_get_by_index::<Option<String>>(0)).transpose()?.flatten())
+}
+
 /// Begins a turn; None when another daemon is taking one.
 pub async fn begin(db: &DatabaseConnection) -> Result<Option<Turn>, DbErr> {
     let backend = db.get_database_backend();
