@@ -394,4 +394,15 @@ mod tests {
         let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["connections[0].realm_id", "connections[0].credentials", "secrets.key"], "{err}");
     }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let err =
+            Config::from_toml("[webhooks]\nretry_base_delay_ms = 5000\nretry_max_delay_secs = 1\ntimeout_secs = 301\n")
+                .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["webhooks.retry_base_delay_ms", "webhooks.timeout_secs"], "{err}");
+        let c = Config::from_toml("[webhooks]\nallow_private = true\n").unwrap();
+        assert!(c.webhooks.allow_private && !Config::default().webhooks.allow_private);
+    }
 }
