@@ -2,7 +2,8 @@
 `standardwebhooks` package (an implementation independent of erpsync's), records what it
 verified, and refuses what it cannot verify.
 
-Run: python webhook_receiver.py [PORT]; it prints "listening PORT" once it listens.
+Run: python webhook_receiver.py [PORT [CONFIG]]; it prints "listening PORT" once it listens,
+with CONFIG (as for /__config) already in force.
 Control, as JSON:
   POST /__config   {"secrets": ["whsec_…", …], "status": 200, "clock_offset_secs": 0}
                    (any subset): the secrets to verify with, the status to answer a verified
@@ -97,6 +98,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    if len(sys.argv) > 2:
+        STATE.update(json.loads(sys.argv[2]))
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(f"listening {server.server_address[1]}", flush=True)
     server.serve_forever()

@@ -44,9 +44,15 @@ struct Receiver {
 
 impl Receiver {
     fn start(port: u16) -> Receiver {
+        Receiver::start_with(port, json!({}))
+    }
+
+    /// A receiver on `port` (0: any) with `config` (as [`Receiver::configure`]) in force
+    /// from its first request.
+    fn start_with(port: u16, config: Value) -> Receiver {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webhook_receiver.py");
         let mut child = std::process::Command::new(python())
-            .args([script, &port.to_string()])
+            .args([script, &port.to_string(), &config.to_string()])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python runs");
@@ -235,6 +241,29 @@ async fn a_delivery_is_signed_and_verified_by_the_reference_library(db: Option<S
     s.rig.shutdown().await;
 }
 
+async fn an_item_failure_and_a_job_completing_with_errors_are_delivered(db: Option<String>) {
+    let s = setup(db, true).await;
+    let receiver = Receiver::start(0);
+    let token = s.rig.token().await;
+    let sub = s.subscribe(&token, &receiver.url(), &["item.failed", "job.completed_with_errors"]).await;
+    receiver.configure(json!({"secrets": [sub["secret"]]})).await;
+    let mut docs = erpsync::samples::invoices("whfail", 3);
+    docs[0].vendor.id = "V-INACTIVE".into();
+    let job = s.rig.submit(0, &docs).await.unwrap();
+    let body = |r: &Value| serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap();
+    let failed = receiver.wait_for("item.failed", |r| body(r)["type"] == "item.failed").await;
+    let failed = body(&failed);
+    assert_eq!(failed["data"]["job_id"], job.to_string());
+    assert!(failed["data"]["item_id"].is_string(), "{failed:#}");
+    assert_eq!(failed["data"]["error"]["code"], "vendor_inactive", "{failed:#}");
+    let done = receiver.wait_for("job.completed_with_errors", |r| body(r)["type"] == "job.completed_with_errors").await;
+    assert_eq!(body(&done)["data"]["job_id"], job.to_string());
+    let types: Vec<String> =
+        receiver.received().await.iter().map(|r| body(r)["type"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(types.len(), 2, "only the subscribed types: {types:?}");
+    s.rig.shutdown().await;
+}
+
 async fn a_rotated_secret_and_its_predecessor_both_verify_during_the_overlap(db: Option<String>) {
     let s = setup(db, true).await;
     let receiver = Receiver::start(0);
@@ -306,11 +335,10 @@ async fn a_failing_then_dead_receiver_is_retried_until_it_is_back_and_exports_go
     let counts = s.rig.wait_terminal(DEADLINE).await.expect("the job finishes");
     assert_eq!(erpsync::rig::count(&counts, erpsync::domain::ItemState::Succeeded), 20, "{counts:?}");
     let export_took = started.elapsed();
-    s.wait_log(&token, id, "retried three times", |d| d["attempts"].as_i64() >= Some(3)).await;
+    s.wait_log(&token, id, "retried three times", |d| d["attempt_log"].as_array().is_some_and(|l| l.len() >= 3)).await;
     receiver.stop();
     s.wait_log(&token, id, "unanswered", |d| d["state"] == "pending" && d["last_status"].is_null()).await;
-    let receiver = Receiver::start(port);
-    receiver.configure(json!({"secrets": [secret]})).await;
+    let receiver = Receiver::start_with(port, json!({"secrets": [secret]}));
     let done = s.wait_log(&token, id, "delivered", |d| d["state"] == "delivered").await;
     let log = done["attempt_log"].as_array().unwrap();
     let statuses: Vec<Option<i64>> = log.iter().map(|a| a["status"].as_i64()).collect();
@@ -530,6 +558,7 @@ on_both_databases!(
 );
 
 on_sqlite!(
+    an_item_failure_and_a_job_completing_with_errors_are_delivered,
     a_rotated_secret_and_its_predecessor_both_verify_during_the_overlap,
     a_replayed_delivery_with_an_old_timestamp_is_refused,
     addresses_and_event_types_are_checked,
