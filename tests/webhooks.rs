@@ -132,6 +132,11 @@ struct Setup {
 async fn setup(db: Option<String>, allow_private: bool) -> Setup {
     let key = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key.path(), "7a".repeat(32)).unwrap();
+    setup_keyed(db, allow_private, key).await
+}
+
+/// As [`setup`], with the secrets key in `key` (daemons of one fleet share it).
+async fn setup_keyed(db: Option<String>, allow_private: bool, key: tempfile::NamedTempFile) -> Setup {
     let reference = format!("file:{}", key.path().display());
     let rig = Rig::start(RigSpec {
         limits: vec![4, 4],
@@ -506,6 +511,54 @@ async fn a_redelivery_sends_the_same_message_again(db: Option<String>) {
     s.rig.shutdown().await;
 }
 
+/// Two daemons on one PostgreSQL: both fan out and both send, and each job's completion
+/// reaches the receiver once.
+async fn a_fleet_delivers_each_event_once(db: Option<String>) {
+    let url = db.expect("a fleet shares a PostgreSQL database");
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key.path(), "7a".repeat(32)).unwrap();
+    let copy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(key.path(), copy.path()).unwrap();
+    let a = setup_keyed(Some(url.clone()), true, key).await;
+    let b = setup_keyed(Some(url), true, copy).await;
+    let receiver = Receiver::start(0);
+    let token = a.rig.token().await;
+    let sub = a.subscribe(&token, &receiver.url(), &["job.completed"]).await;
+    receiver.configure(json!({"secrets": [sub["secret"]]})).await;
+    let mut jobs = Vec::new();
+    for n in 0..6 {
+        let rig = if n % 2 == 0 { &a.rig } else { &b.rig };
+        jobs.push(rig.submit(0, &erpsync::samples::invoices(&format!("fleet{n}"), 2)).await.unwrap().to_string());
+    }
+    let until = Instant::now() + DEADLINE;
+    let body = |r: &Value| serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap();
+    loop {
+        let got: Vec<String> =
+            receiver.received().await.iter().map(|r| body(r)["data"]["job_id"].as_str().unwrap().to_owned()).collect();
+        if jobs.iter().all(|j| got.contains(j)) {
+            break;
+        }
+        assert!(Instant::now() < until, "every job's completion within {DEADLINE:?}: {got:?} of {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every delivery is recorded delivered after its one attempt, and was sent once.
+    let until = Instant::now() + DEADLINE;
+    let log = loop {
+        let log = a.log(&token, sub["id"].as_str().unwrap()).await;
+        if log.len() == jobs.len() && log.iter().all(|d| d["state"] == "delivered") {
+            break log;
+        }
+        assert!(Instant::now() < until, "{log:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(log.iter().all(|d| d["attempts"] == 1), "{log:#?}");
+    let ids: Vec<String> = receiver.received().await.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (jobs.len(), jobs.len()), "{ids:?}");
+    b.rig.shutdown().await;
+    a.rig.shutdown().await;
+}
+
 /// Claimers racing over one queue each get different deliveries, and together all.
 async fn claims_are_disjoint_across_workers(db: Option<String>) {
     let scratch = tempfile::tempdir().unwrap();
@@ -556,6 +609,13 @@ on_both_databases!(
     a_delivery_is_signed_and_verified_by_the_reference_library,
     a_failing_then_dead_receiver_is_retried_until_it_is_back_and_exports_go_on,
 );
+
+mod fleet {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fleet_delivers_each_event_once_on_postgres() {
+        super::a_fleet_delivers_each_event_once(Some(crate::common::fresh_postgres().await)).await;
+    }
+}
 
 on_sqlite!(
     an_item_failure_and_a_job_completing_with_errors_are_delivered,
