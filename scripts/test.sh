@@ -154,6 +154,15 @@ start_moto_auth() {
   echo "test.sh: moto_server checking signatures on $MOTO_AUTH_URL" >&2
 }
 
+# The webhook tests verify every delivery with the `standardwebhooks` package (PyPI), an
+# implementation independent of erpsync's, in a receiver they start (tests/webhook_receiver.py).
+webhook_python="$prefix/venv/bin/python"
+if ! "$webhook_python" -c 'import standardwebhooks' 2>/dev/null; then
+  echo "test.sh: installing standardwebhooks under $prefix/venv" >&2
+  [ -x "$webhook_python" ] || python3 -m venv "$prefix/venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$prefix/venv"; }
+  "$prefix/venv/bin/pip" install --quiet --disable-pip-version-check standardwebhooks
+fi
+
 [ -n "${FAUXQS_URL:-}" ] || start_fauxqs
 [ -n "${MOTO_URL:-}" ] || start_moto
 [ -n "${MOTO_AUTH_URL:-}" ] || start_moto_auth

@@ -172,6 +172,9 @@ impl Daemon {
         crate::actors::parking::sync(&ctx).await;
         background.push(tokio::spawn(crate::actors::parking::watch(ctx.clone())));
         background.push(tokio::spawn(crate::retention::run(ctx.clone())));
+        // Webhooks run beside the actor tree, never on its path: a slow receiver holds up
+        // nothing but its own deliveries.
+        background.extend(crate::webhooks::spawn(&ctx));
         let (root, root_done) = start_tree(&ctx).await?;
         let addr = ctx.config.http.listen;
         let listener =

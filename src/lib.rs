@@ -27,3 +27,4 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod util;
+pub mod webhooks;

@@ -48,6 +48,7 @@ pub async fn sweep(ctx: &Ctx, config: &RetentionConfig, cutoff_ms: i64) -> Resul
         total.jobs += swept.jobs;
         total.items += swept.items;
         total.idempotency_keys += swept.idempotency_keys;
+        total.webhook_deliveries += swept.webhook_deliveries;
         if swept == Swept::default() {
             break;
         }

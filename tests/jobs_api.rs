@@ -457,24 +457,6 @@ async fn an_idempotency_key_is_forgotten_after_it_is_kept(db: Option<String>) {
     assert_eq!(idempotency::reserve(&db, "acme", "k", "h2").await.unwrap(), Reservation::Reserved);
 }
 
-/// Each test on SQLite and on PostgreSQL.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(None).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(Some(crate::common::fresh_postgres().await)).await;
-            })*
-        }
-    };
-}
-
 on_both_databases!(
     a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones,
     an_idempotency_key_is_forgotten_after_it_is_kept,

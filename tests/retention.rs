@@ -109,14 +109,22 @@ async fn old_ended_jobs_go_in_batches_and_the_facts_payments_need_stay(url: &str
     assert_eq!(bills_before.len(), 4, "one bill per succeeded invoice: {bills_before:?}");
 
     let first = sweep(&db, cutoff, 2).await.unwrap();
-    assert_eq!(first, Swept { jobs: 1, items: 2, idempotency_keys: 0 }, "a batch of two items: the oldest job");
+    assert_eq!(
+        first,
+        Swept { jobs: 1, items: 2, idempotency_keys: 0, webhook_deliveries: 0 },
+        "a batch of two items: the oldest job"
+    );
     assert!(erpsync::store::job_summary(&db, &oldest).await.unwrap().is_none());
     assert!(erpsync::store::job_summary(&db, &old).await.unwrap().is_some(), "the next batch's");
     let second = sweep(&db, cutoff, 2).await.unwrap();
-    assert_eq!(second, Swept { jobs: 0, items: 2, idempotency_keys: 0 }, "a larger job goes over batches");
+    assert_eq!(
+        second,
+        Swept { jobs: 0, items: 2, idempotency_keys: 0, webhook_deliveries: 0 },
+        "a larger job goes over batches"
+    );
     assert!(erpsync::store::job_summary(&db, &old).await.unwrap().is_some(), "until its last item goes");
     let third = sweep(&db, cutoff, 2).await.unwrap();
-    assert_eq!(third, Swept { jobs: 1, items: 1, idempotency_keys: 0 });
+    assert_eq!(third, Swept { jobs: 1, items: 1, idempotency_keys: 0, webhook_deliveries: 0 });
     assert_eq!(sweep(&db, cutoff, 10).await.unwrap(), Swept::default(), "nothing more is old and ended");
     for kept in [&open, &recent, &touched] {
         assert!(erpsync::store::job_summary(&db, kept).await.unwrap().is_some(), "job {kept} is kept");
@@ -194,7 +202,35 @@ async fn old_idempotency_keys_go(url: &str) {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM job_idempotency").await, 1, "the new key stays");
 }
 
+/// Webhook deliveries that ended (delivered, or failed for good) before the cutoff go with
+/// their attempt logs; pending ones and newer ones stay.
+async fn ended_webhook_deliveries_go(url: &str) {
+    let db = erpsync::store::connect(url, 4).await.unwrap();
+    erpsync::store::migrate(&db).await.unwrap();
+    for (id, state, at) in [
+        ("d-old", "delivered", 5),
+        ("d-failed", "failed", 6),
+        ("d-pending", "pending", 7),
+        ("d-new", "delivered", 2_000),
+    ] {
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, subscription_id, tenant, event_key, event_type, body, state, attempts, \
+             next_attempt_at_ms, retry_until_ms, created_at_ms) \
+             VALUES ('{id}', 's-1', 't', 'e-{id}', 'job.completed', '{{}}', '{state}', 1, {at}, {at}, {at})"
+        );
+        db.execute_unprepared(&sql).await.unwrap();
+        let sql = format!(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, at_ms, status, latency_ms) VALUES ('{id}', 1, {at}, 200, 3)"
+        );
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+    assert_eq!(sweep(&db, 1_000, 10).await.unwrap().webhook_deliveries, 2);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM webhook_deliveries").await, 2, "the pending and the new stay");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM webhook_attempts").await, 2, "with their attempts");
+}
+
 on_sqlite_and_postgres!(
+    ended_webhook_deliveries_go,
     old_ended_jobs_go_in_batches_and_the_facts_payments_need_stay,
     bills_exported_before_the_migration_are_found_after_it,
     old_idempotency_keys_go,

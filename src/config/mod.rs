@@ -17,7 +17,7 @@ pub use queue::{DEFAULT_SQS_QUEUE_NAME, QueueBackend, QueueConfig};
 pub use retention::RetentionConfig;
 pub use sections::{
     ClusterConfig, DatabaseConfig, HttpConfig, LogConfig, LogFormat, MetricsConfig, RetryConfig, SandboxConfig,
-    SecretsConfig, ShutdownConfig,
+    SecretsConfig, ShutdownConfig, WebhooksConfig,
 };
 
 use crate::domain::{ConnectionId, ErpKind};
@@ -50,6 +50,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// How long ended jobs are kept.
     pub retention: RetentionConfig,
+    /// Signed webhooks: where they may go, how they are sent and retried.
+    pub webhooks: WebhooksConfig,
     /// The ERP connections this daemon exports to.
     pub connections: Vec<ConnectionConfig>,
 }
@@ -72,6 +74,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             secrets: SecretsConfig::default(),
             retention: RetentionConfig::default(),
+            webhooks: WebhooksConfig::default(),
             connections: Vec::new(),
         }
     }
@@ -172,6 +175,7 @@ impl Config {
         self.http.validate(&mut p);
         self.log.validate(&mut p);
         self.retention.validate(&mut p);
+        self.webhooks.validate(&mut p);
         let key = self.secrets.key.as_deref().map(crate::secrets::SecretKey::load);
         if let Some(Err(e)) = &key {
             p.add("secrets.key", e.to_string());
@@ -395,5 +399,16 @@ mod tests {
             .unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["connections[0].realm_id", "connections[0].credentials", "secrets.key"], "{err}");
+    }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let err =
+            Config::from_toml("[webhooks]\nretry_base_delay_ms = 5000\nretry_max_delay_secs = 1\ntimeout_secs = 301\n")
+                .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["webhooks.retry_base_delay_ms", "webhooks.timeout_secs"], "{err}");
+        let c = Config::from_toml("[webhooks]\nallow_private = true\n").unwrap();
+        assert!(c.webhooks.allow_private && !Config::default().webhooks.allow_private);
     }
 }

@@ -1,5 +1,5 @@
 //! The smaller sections: `[database]`, `[http]`, `[retry]`, `[shutdown]`, `[log]`,
-//! `[metrics]`, `[cluster]` and `[sandbox]`.
+//! `[metrics]`, `[cluster]`, `[sandbox]`, `[secrets]` and `[webhooks]`.
 
 use super::problem::{Problems, nz};
 use serde::{Deserialize, Serialize};
@@ -191,4 +191,54 @@ pub struct SecretsConfig {
     /// rotate): `env:VAR`, `file:/path` or `credential:NAME` naming 32 random bytes in hex
     /// (`openssl rand -hex 32`). Required once a connection stores secrets.
     pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Send webhooks to hosts that resolve to loopback, link-local, private (RFC 1918,
+    /// unique-local), unspecified or multicast addresses. Off, a tenant cannot point the
+    /// daemon at services on its own network; checked when subscribing and on every delivery.
+    pub allow_private: bool,
+    /// Deliveries one daemon sends at once, over every subscription.
+    pub concurrency: NonZeroU32,
+    /// How long a receiver has to answer one delivery before the attempt counts as failed.
+    pub timeout_secs: NonZeroU32,
+    /// The wait before the first retry; it doubles with each attempt, with jitter.
+    pub retry_base_delay_ms: NonZeroU32,
+    /// The longest wait between two attempts.
+    pub retry_max_delay_secs: NonZeroU32,
+    /// How long a delivery is retried before it is given up as `failed`.
+    pub retry_window_secs: NonZeroU32,
+    /// How long a rotated-out secret keeps signing deliveries beside the new one.
+    pub secret_overlap_secs: NonZeroU32,
+    /// How often the delivery worker and the fan-out look for work that no event of this
+    /// daemon announced (another daemon's events, retries coming due).
+    pub poll_interval_ms: NonZeroU32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private: false,
+            concurrency: nz(16),
+            timeout_secs: nz(10),
+            retry_base_delay_ms: nz(5_000),
+            retry_max_delay_secs: nz(3_600),
+            retry_window_secs: nz(86_400),
+            secret_overlap_secs: nz(86_400),
+            poll_interval_ms: nz(500),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    pub fn validate(&self, p: &mut Problems) {
+        if u64::from(self.retry_base_delay_ms.get()) > u64::from(self.retry_max_delay_secs.get()) * 1000 {
+            p.add("webhooks.retry_base_delay_ms", "must not exceed webhooks.retry_max_delay_secs");
+        }
+        if self.timeout_secs.get() > 300 {
+            p.add("webhooks.timeout_secs", "at most 300: a receiver should answer within seconds");
+        }
+    }
 }

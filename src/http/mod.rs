@@ -1,5 +1,5 @@
 //! The daemon's HTTP server: the `/v1` API behind bearer tokens (`auth`), its handlers
-//! (`api`, `jobs_api`; `idempotent` for keyed job submission), and `/metrics`, `/healthz` and `/readyz` (`health`), which need no token.
+//! (`api`, `jobs_api`, `webhooks_api`; `idempotent` for keyed job submission), and `/metrics`, `/healthz` and `/readyz` (`health`), which need no token.
 //!
 //! Every error is answered with the same JSON shape, `{"error": {"code", "message"}}`.
 
@@ -9,6 +9,7 @@ mod events_api;
 mod health;
 mod idempotent;
 mod jobs_api;
+mod webhooks_api;
 
 use crate::actors::Ctx;
 use axum::Router;
@@ -49,6 +50,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(events_api::job_events))
         .route("/v1/events", get(events_api::tenant_events))
         .route("/v1/dead-letters", get(api::dead_letters))
+        .route("/v1/webhooks", post(webhooks_api::create).get(webhooks_api::list))
+        .route("/v1/webhooks/{id}", get(webhooks_api::get).delete(webhooks_api::delete))
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks_api::rotate))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks_api::deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", post(webhooks_api::redeliver))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(body_limit));
     let ops = health::router(state.ctx.config.http.metrics_listen.is_none());

@@ -8,7 +8,8 @@
 //! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots),
 //! `events` and `event_log` (the event log, read and written), `job_list` (the job listing),
 //! `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked connections),
-//! `exported_bills` (the bills payments are matched with), `retention` (what ages out) and
+//! `exported_bills` (the bills payments are matched with), `retention` (what ages out),
+//! `webhooks` (subscriptions and their delivery queue) and
 //! `connection_credentials`.
 
 pub mod connection_credentials;
@@ -29,6 +30,7 @@ mod sql;
 mod sqlite;
 mod status;
 pub mod tokens;
+pub mod webhooks;
 
 pub use job_list::{JobCursor, JobFilter, JobListEntry, JobPage, list_jobs};
 pub(crate) use jobs::push_job_insert;

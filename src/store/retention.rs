@@ -1,7 +1,8 @@
 //! What `retention.days` no longer keeps: jobs that ended before the cutoff (every item
 //! terminal and none updated since), with their items, documents, timelines, events,
 //! outbox markers and cancel marks; the events of no job (connection parks and resumes)
-//! and the `Idempotency-Key`s older than the cutoff.
+//! ended webhook deliveries (with their attempt logs) and the `Idempotency-Key`s older
+//! than the cutoff.
 //!
 //! Kept for good, because they guard against exporting twice or paying twice: the ledger
 //! (`erp_refs`), the exported bills payments are matched with, and what each payment
@@ -28,6 +29,7 @@ pub struct Swept {
     pub jobs: u64,
     pub items: u64,
     pub idempotency_keys: u64,
+    pub webhook_deliveries: u64,
 }
 
 /// Deletes, in one transaction, up to `batch_items` items of the oldest jobs that ended
@@ -73,6 +75,7 @@ pub async fn sweep(db: &DatabaseConnection, cutoff_ms: i64, batch_items: u32) ->
         marks.next()
     );
     txn.execute_raw(Statement::from_sql_and_values(backend, &sql, [cutoff_ms.into()])).await?;
+    swept.webhook_deliveries = ended_deliveries(&txn, cutoff_ms, batch_items).await?;
     let mut marks = Marks::new(backend);
     let sql = format!(
         "DELETE FROM job_idempotency WHERE (tenant, idempotency_key) IN \
@@ -151,6 +154,26 @@ async fn items_of(
             })
         })
         .collect()
+}
+
+/// Deletes up to `limit` webhook deliveries made before the cutoff that were delivered or
+/// failed for good, with their attempt logs; the rows deleted.
+async fn ended_deliveries(txn: &DatabaseTransaction, cutoff_ms: i64, limit: u32) -> Result<u64, StoreError> {
+    use super::webhooks::deliveries::{DELIVERED, FAILED};
+    let backend = txn.get_database_backend();
+    let mut marks = Marks::new(backend);
+    let sql = format!(
+        "SELECT id FROM webhook_deliveries WHERE state IN ('{DELIVERED}', '{FAILED}') AND created_at_ms < {} \
+         LIMIT {limit}",
+        marks.next()
+    );
+    let rows = txn.query_all_raw(Statement::from_sql_and_values(backend, &sql, [cutoff_ms.into()])).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    delete_in(txn, "DELETE FROM webhook_attempts WHERE delivery_id IN", "", &ids).await?;
+    delete_in(txn, "DELETE FROM webhook_deliveries WHERE id IN", "", &ids).await
 }
 
 /// Runs `{head} ({ids…}) {tail}`; the rows it deleted.

@@ -181,3 +181,39 @@ impl ItemRetried<'_> {
         );
     }
 }
+
+/// A webhook delivery attempt was answered, or went unanswered. `outcome` is one of
+/// [`super::WEBHOOK_OUTCOMES`].
+pub struct WebhookAttempted<'a> {
+    pub delivery: &'a str,
+    pub subscription: &'a str,
+    pub attempt: i32,
+    pub outcome: &'static str,
+    pub status: Option<i32>,
+    pub error: Option<&'a str>,
+    pub latency: Duration,
+}
+
+impl WebhookAttempted<'_> {
+    pub fn emit(self) {
+        metrics::counter!(super::WEBHOOK_ATTEMPTS, "outcome" => self.outcome).increment(1);
+        metrics::histogram!(super::WEBHOOK_REQUEST_SECONDS).record(self.latency.as_secs_f64());
+        let (delivery, subscription, attempt) = (self.delivery, self.subscription, self.attempt);
+        let latency_ms = self.latency.as_millis() as u64;
+        match self.error {
+            Some(error) => tracing::info!(
+                delivery,
+                subscription,
+                attempt,
+                status = self.status,
+                error,
+                latency_ms,
+                "webhook attempt failed; {}",
+                self.outcome
+            ),
+            None => {
+                tracing::debug!(delivery, subscription, attempt, status = self.status, latency_ms, "webhook delivered")
+            }
+        }
+    }
+}

@@ -41,6 +41,10 @@ pub const LEASES_HELD: &str = "erpsync_connection_leases_held";
 pub const LEASE_WAIT_SECONDS: &str = "erpsync_connection_lease_wait_seconds";
 pub const RETENTION_DELETED: &str = "erpsync_retention_deleted_total";
 pub const RETENTION_BATCH_SECONDS: &str = "erpsync_retention_batch_duration_seconds";
+pub const WEBHOOK_ATTEMPTS: &str = "erpsync_webhook_attempts_total";
+pub const WEBHOOK_REQUEST_SECONDS: &str = "erpsync_webhook_request_duration_seconds";
+pub const WEBHOOK_PENDING: &str = "erpsync_webhook_deliveries_pending";
+pub const WEBHOOK_FANNED_OUT: &str = "erpsync_webhook_deliveries_queued_total";
 
 /// The closed sets of label values, so every series known at start-up exists from the start.
 pub const OUTCOMES: [&str; 4] = ["succeeded", "failed", "dead_lettered", "cancelled"];
@@ -66,6 +70,8 @@ pub const SQS_APIS: [&str; 6] = [
     "SendMessage",
     "GetQueueAttributes",
 ];
+/// What a webhook attempt came to: `erpsync_webhook_attempts_total`'s `outcome`.
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "retried", "failed"];
 /// Connections past this many (in config order) share the label value `other`.
 pub const OTHER_CONNECTIONS: &str = "other";
 
@@ -116,6 +122,10 @@ pub fn zero_init(config: &crate::config::Config) {
         counter!(SQS_REQUESTS, "api" => api).absolute(0);
     }
     counter!(JOBS_CREATED).absolute(0);
+    for outcome in WEBHOOK_OUTCOMES {
+        counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).absolute(0);
+    }
+    counter!(WEBHOOK_FANNED_OUT).absolute(0);
     counter!(SQLITE_BUSY_WAITS).absolute(0);
     for what in ["jobs", "items"] {
         counter!(RETENTION_DELETED, "what" => what).absolute(0);
@@ -153,6 +163,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CONNECTION_ERP_SECONDS.into()), ERP_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(LEASE_WAIT_SECONDS.into()), LEASE_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RETENTION_BATCH_SECONDS.into()), WRITE_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WEBHOOK_REQUEST_SECONDS.into()), ERP_BUCKETS))
                 .expect("bucket lists are non-empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
@@ -208,6 +219,13 @@ fn describe() {
     describe_histogram!(CONNECTION_ERP_SECONDS, Unit::Seconds, "ERP request latency per connection.");
     describe_gauge!(LEASES_HELD, "Cluster-wide concurrency slots this daemon holds per connection.");
     describe_histogram!(LEASE_WAIT_SECONDS, Unit::Seconds, "Time waiting for a cluster-wide concurrency slot.");
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts by outcome: delivered (2xx), retried (to be sent again), failed (given up)."
+    );
+    describe_histogram!(WEBHOOK_REQUEST_SECONDS, Unit::Seconds, "Time a webhook receiver took to answer an attempt.");
+    describe_gauge!(WEBHOOK_PENDING, "Webhook deliveries waiting to be delivered (due or retrying), over the fleet.");
+    describe_counter!(WEBHOOK_FANNED_OUT, "Webhook deliveries queued by the fan-out, one per event and subscription.");
 }
 
 /// The current value of one series of this process's metrics, by its rendered name and

@@ -132,3 +132,37 @@ pub fn authed_client(token: &str) -> reqwest::Client {
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
     reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
+
+/// Runs each named `async fn name(db: Option<String>)` as a test on SQLite (`None`) and on
+/// a fresh PostgreSQL database, in modules `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(None).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(Some($crate::common::fresh_postgres().await)).await;
+            })*
+        }
+    };
+}
+
+/// Runs each named `async fn name(db: Option<String>)` as a test on SQLite only, in module
+/// `sqlite_only`: for what does not depend on the database.
+#[macro_export]
+macro_rules! on_sqlite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_only {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(None).await;
+            })*
+        }
+    };
+}

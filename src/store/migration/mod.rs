@@ -13,6 +13,7 @@ mod m0010_connection_parks;
 mod m0011_job_idempotency;
 mod m0012_job_cancels;
 mod m0013_events;
+mod m0014_webhooks;
 mod m0015_exported_bills;
 
 use sea_orm_migration::prelude::*;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_job_idempotency::Migration),
             Box::new(m0012_job_cancels::Migration),
             Box::new(m0013_events::Migration),
+            Box::new(m0014_webhooks::Migration),
             Box::new(m0015_exported_bills::Migration),
         ]
     }
