@@ -25,6 +25,30 @@ pub struct JobRequest {
     pub documents: Vec<Box<RawValue>>,
 }
 
+/// [`JobRequest`] as the API documents it: the documents' type follows `op`. Never read
+/// into: a request is read as a `JobRequest`, keeping each document's text.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = JobRequest)]
+#[allow(dead_code)]
+pub enum JobRequestSchema {
+    ExportInvoice {
+        connection_id: ConnectionId,
+        #[schema(min_items = 1, max_items = 10000)]
+        documents: Vec<Invoice>,
+    },
+    ExportPurchaseOrder {
+        connection_id: ConnectionId,
+        #[schema(min_items = 1, max_items = 10000)]
+        documents: Vec<PurchaseOrder>,
+    },
+    ExportPayment {
+        connection_id: ConnectionId,
+        #[schema(min_items = 1, max_items = 10000)]
+        documents: Vec<Payment>,
+    },
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobAccepted {
     pub job_id: JobId,

@@ -14,7 +14,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use super::views::{Acceptance, DeadLetters, ItemTimeline, JobAcceptedBody};
+use serde::Deserialize;
 
 /// Whether the caller's tenant owns `connection`. A connection no longer configured
 /// belongs to no one: its jobs are hidden from every token.
@@ -22,7 +23,34 @@ pub(super) fn owns(s: &AppState, p: &Principal, connection: &str) -> bool {
     s.ctx.config.tenant_of(connection) == Some(p.tenant.as_str())
 }
 
-/// `POST /v1/jobs`. With an `Idempotency-Key` header, see [`super::idempotent`].
+/// Submits a job: its documents are recorded and queued, and the answer comes at once;
+/// follow the job at its `status_url`. With an `Idempotency-Key`, a repeat of the same
+/// request (same key, same body) is answered as the first was, with
+/// `Idempotent-Replayed: true`, and creates no second job.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body = crate::jobs::JobRequestSchema,
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        description = "Makes the submission safe to retry: 1 to 255 visible ASCII characters, the tenant's own",
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[\x21-\x7E]+$"
+    )),
+    responses(
+        (status = 202, description = "Accepted", body = super::views::JobAcceptedBody, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request")
+        )),
+        (status = 400, description = "The body is not a job request, or the Idempotency-Key header is malformed", body = super::errors::ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still being processed", body = super::errors::ErrorBody),
+        (status = 422, description = "An unknown connection, no or too many documents, a document that is not one of `op`, \
+                                      or an Idempotency-Key used before with another body", body = super::errors::ErrorBody),
+        (status = 503, description = "The daemon is shutting down, or the job could not be recorded", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn create_job(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -67,9 +95,9 @@ async fn submit_job(s: &AppState, p: &Principal, body: &[u8]) -> Submitted {
             let url = format!("/v1/jobs/{}", acc.job_id);
             // `queued` only once every item is on the queue; otherwise the outbox sends
             // the rest shortly and the job is `accepted`.
-            let state = if acc.unsent == 0 { "queued" } else { "accepted" };
-            let body = json!({"job_id": acc.job_id, "items": acc.items, "unsent": acc.unsent, "state": state, "status_url": url});
-            Ok((StatusCode::ACCEPTED, body))
+            let state = if acc.unsent == 0 { Acceptance::Queued } else { Acceptance::Accepted };
+            let body = JobAcceptedBody { job_id: acc.job_id, items: acc.items, unsent: acc.unsent, state, status_url: url };
+            Ok((StatusCode::ACCEPTED, serde_json::to_value(body).map_err(super::internal)?))
         }
         Err(e @ SubmitError::ShuttingDown) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string())),
         Err(e @ SubmitError::Store(_)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string())),
@@ -85,6 +113,19 @@ pub(super) fn no_job(id: &JobId) -> Response {
     error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}"))
 }
 
+/// A job: its state, item counts and items. Another tenant's job is answered as an
+/// unknown one.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = crate::store::JobSummary),
+        (status = 400, description = "The id is not a job id", body = super::errors::ErrorBody),
+        (status = 404, description = "No such job of this tenant", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn get_job(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -102,6 +143,17 @@ pub async fn get_job(
 }
 
 /// The job's invoices as a bill export file.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/bills.csv",
+    tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "One row a bill line", body = String, content_type = "text/csv"),
+        (status = 400, description = "The id is not a job id", body = super::errors::ErrorBody),
+        (status = 404, description = "No such job of this tenant", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn job_csv(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -127,6 +179,18 @@ pub async fn job_csv(
     }
 }
 
+/// An item's timeline: every state it went through, with its attempt.
+#[utoipa::path(
+    get,
+    path = "/v1/items/{id}/events",
+    tag = "items",
+    params(("id" = uuid::Uuid, Path, description = "The item's id")),
+    responses(
+        (status = 200, body = super::views::ItemTimeline),
+        (status = 400, description = "The id is not an item id", body = super::errors::ErrorBody),
+        (status = 404, description = "No such item of this tenant", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn item_events(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -142,13 +206,15 @@ pub async fn item_events(
         Err(e) => return internal(e),
     }
     match store::item_events(&s.ctx.db, &id).await {
-        Ok(events) => axum::Json(json!({"item_id": id, "events": events})).into_response(),
+        Ok(events) => axum::Json(ItemTimeline { item_id: id, events }).into_response(),
         Err(e) => internal(e),
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Limit {
+    /// At most this many (default 100; more than 1000 is read as 1000).
     limit: Option<u64>,
 }
 
@@ -156,6 +222,16 @@ pub struct Limit {
 /// tenant, so this looks through up to ten times `limit` (at most 1000) of the newest
 /// and keeps the caller's; a message that cannot be read as an envelope names no
 /// connection and is shown to no one (`erpsync dlq list` shows it).
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "dead-letters",
+    params(Limit),
+    responses(
+        (status = 200, body = super::views::DeadLetters),
+        (status = 400, description = "`limit` is not a whole number", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn dead_letters(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -169,7 +245,7 @@ pub async fn dead_letters(
                 .filter(|d| Envelope::decode(&d.body).is_ok_and(|e| owns(&s, &p, e.connection_id.as_str())))
                 .take(limit as usize)
                 .collect();
-            axum::Json(json!({"dead_letters": mine})).into_response()
+            axum::Json(DeadLetters { dead_letters: mine }).into_response()
         }
         Err(e) => internal(e),
     }
