@@ -3,6 +3,7 @@
 //! even learn that it exists.
 
 use super::auth::Principal;
+use super::views::{Acceptance, DeadLetters, ItemTimeline, JobAcceptedBody};
 use super::{AppState, error, internal};
 use crate::domain::{ItemId, JobId};
 use crate::jobs::{self, JobRequest, SubmitError};
@@ -14,7 +15,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use super::views::{Acceptance, DeadLetters, ItemTimeline, JobAcceptedBody};
 use serde::Deserialize;
 
 /// Whether the caller's tenant owns `connection`. A connection no longer configured
@@ -82,7 +82,16 @@ pub(super) fn answer(r: Submitted) -> Response {
     }
 }
 
+/// Whether `body` is a JSON object, not an array: serde would read a struct from an
+/// array too, by position.
+pub(super) fn is_object(body: &[u8]) -> bool {
+    body.trim_ascii_start().first() == Some(&b'{')
+}
+
 async fn submit_job(s: &AppState, p: &Principal, body: &[u8]) -> Submitted {
+    if !is_object(body) {
+        return Err(error(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object"));
+    }
     let axum::Json(req) = axum::Json::<JobRequest>::from_bytes(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let outcome = if owns(s, p, req.connection_id.as_str()) {
@@ -96,7 +105,8 @@ async fn submit_job(s: &AppState, p: &Principal, body: &[u8]) -> Submitted {
             // `queued` only once every item is on the queue; otherwise the outbox sends
             // the rest shortly and the job is `accepted`.
             let state = if acc.unsent == 0 { Acceptance::Queued } else { Acceptance::Accepted };
-            let body = JobAcceptedBody { job_id: acc.job_id, items: acc.items, unsent: acc.unsent, state, status_url: url };
+            let body =
+                JobAcceptedBody { job_id: acc.job_id, items: acc.items, unsent: acc.unsent, state, status_url: url };
             Ok((StatusCode::ACCEPTED, serde_json::to_value(body).map_err(super::internal)?))
         }
         Err(e @ SubmitError::ShuttingDown) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e.to_string())),
@@ -215,7 +225,8 @@ pub async fn item_events(
 #[into_params(parameter_in = Query)]
 pub struct Limit {
     /// At most this many (default 100; more than 1000 is read as 1000).
-    limit: Option<u64>,
+    #[param(minimum = 0)]
+    limit: Option<i64>,
 }
 
 /// The newest dead letters of the caller's connections. The store is shared by every
@@ -237,7 +248,15 @@ pub async fn dead_letters(
     Extension(p): Extension<Principal>,
     Query(q): Query<Limit>,
 ) -> Response {
-    let limit = q.limit.unwrap_or(100).min(1000);
+    let limit = match q.limit {
+        None => 100,
+        Some(n) => match u64::try_from(n) {
+            Ok(n) => n.min(1000),
+            Err(_) => {
+                return error(StatusCode::BAD_REQUEST, "bad_parameter", "query parameter `limit`: must not be negative");
+            }
+        },
+    };
     match s.ctx.queue.dead_letters(limit.saturating_mul(10).min(1000)).await {
         Ok(list) => {
             let mine: Vec<_> = list

@@ -4,6 +4,7 @@
 
 use super::api::{no_job, owns, parse_id};
 use super::auth::Principal;
+use super::views::{ItemErrorView, ItemView};
 use super::{AppState, error, internal};
 use crate::domain::{ErrorKind, ItemId, JobId, JobState};
 use crate::store::{self, JobCursor, JobFilter};
@@ -13,7 +14,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use super::views::{ItemErrorView, ItemView};
 use std::collections::HashMap;
 
 /// Jobs a page holds unless `limit` says otherwise, and at most.
@@ -60,8 +60,9 @@ fn job_filter(s: &AppState, p: &Principal, q: &HashMap<String, String>) -> Resul
         };
     let limit = match q.get("limit") {
         None => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) if n >= 1 => n.min(MAX_LIMIT),
+        // As the document has it, an int64: larger numbers are refused, not capped.
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => (n as u64).min(MAX_LIMIT),
             _ => {
                 return Err(Box::new(bad_parameter(
                     "limit",
@@ -260,7 +261,7 @@ pub const REDRIVE_MAX: u64 = 1000;
     post,
     path = "/v1/dead-letters/redrive",
     tag = "dead-letters",
-    request_body(content = Option<RedriveRequest>, description = "Optional: an empty body redrives up to 100 of the tenant's"),
+    request_body(content = Option<RedriveRequest>, description = "Optional: an empty body, or `null`, redrives up to 100 of the tenant's"),
     responses(
         (status = 200, description = "Every chosen dead letter is back on the queue", body = crate::redrive::Redriven),
         (status = 400, description = "The body is not a redrive request, or `limit` is not from 1 to 1000", body = super::errors::ErrorBody),
@@ -269,8 +270,10 @@ pub const REDRIVE_MAX: u64 = 1000;
     )
 )]
 pub async fn redrive(State(s): State<AppState>, Extension(p): Extension<Principal>, body: Bytes) -> Response {
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
+    let req = if body.is_empty() || body.trim_ascii() == b"null" {
         RedriveRequest { connection: None, limit: None }
+    } else if !super::api::is_object(&body) {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object, or empty");
     } else {
         match serde_json::from_slice::<RedriveRequest>(&body) {
             Ok(r) => r,

@@ -11,10 +11,10 @@ use axum::Extension;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Components, Content, Header, OpenApi, Ref, RefOr, ResponseBuilder};
 
 pub const PATH: &str = "/v1/openapi.json";
@@ -81,10 +81,8 @@ fn shared_responses() -> [(&'static str, ResponseBuilder); 5] {
     [
         (
             UNAUTHORIZED,
-            error_response("No token, or a malformed, unknown or revoked one").header(
-                "WWW-Authenticate",
-                header_of(Type::String, "`Bearer realm=\"erpsync\"`"),
-            ),
+            error_response("No token, or a malformed, unknown or revoked one")
+                .header("WWW-Authenticate", header_of(Type::String, "`Bearer realm=\"erpsync\"`")),
         ),
         (FORBIDDEN, error_response("The token's scope does not allow this: writing needs `write`")),
         (TOO_LARGE, error_response("The body exceeds `http.max_body_bytes`")),
@@ -121,6 +119,14 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     components.security_schemes.insert(BEARER.to_owned(), SecurityScheme::Http(bearer));
     for (name, response) in shared_responses() {
         components.responses.insert(name.to_owned(), RefOr::T(response.build()));
+    }
+    // utoipa carries serde's `deny_unknown_fields` to structs but not to an enum's variants.
+    if let Some(RefOr::T(Schema::OneOf(request))) = components.schemas.get_mut("JobRequest") {
+        for variant in &mut request.items {
+            if let RefOr::T(Schema::Object(o)) = variant {
+                o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
     }
     for (path, item) in doc.paths.paths.iter_mut() {
         if !path.starts_with("/v1/") || path == PATH {
@@ -258,6 +264,9 @@ mod tests {
         let create = &doc["paths"]["/v1/jobs"]["post"];
         for status in ["202", "400", "409", "413", "422"] {
             assert!(create["responses"].get(status).is_some(), "POST /v1/jobs lacks {status}");
+        }
+        for variant in doc["components"]["schemas"]["JobRequest"]["oneOf"].as_array().unwrap() {
+            assert_eq!(variant["additionalProperties"], false, "{variant}");
         }
         let params = create["parameters"].as_array().unwrap();
         assert!(params.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
