@@ -129,11 +129,10 @@ pub(super) fn no_job(id: &JobId) -> Response {
     get,
     path = "/v1/jobs/{id}",
     tag = "jobs",
-    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    params(super::views::JobPath),
     responses(
         (status = 200, body = crate::store::JobSummary),
-        (status = 400, description = "The id is not a job id", body = super::errors::ErrorBody),
-        (status = 404, description = "No such job of this tenant", body = super::errors::ErrorBody),
+        super::views::NoSuchJob,
     )
 )]
 pub async fn get_job(
@@ -157,11 +156,10 @@ pub async fn get_job(
     get,
     path = "/v1/jobs/{id}/bills.csv",
     tag = "jobs",
-    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    params(super::views::JobPath),
     responses(
         (status = 200, description = "One row a bill line", body = String, content_type = "text/csv"),
-        (status = 400, description = "The id is not a job id", body = super::errors::ErrorBody),
-        (status = 404, description = "No such job of this tenant", body = super::errors::ErrorBody),
+        super::views::NoSuchJob,
     )
 )]
 pub async fn job_csv(
@@ -194,11 +192,10 @@ pub async fn job_csv(
     get,
     path = "/v1/items/{id}/events",
     tag = "items",
-    params(("id" = uuid::Uuid, Path, description = "The item's id")),
+    params(super::views::ItemPath),
     responses(
         (status = 200, body = super::views::ItemTimeline),
-        (status = 400, description = "The id is not an item id", body = super::errors::ErrorBody),
-        (status = 404, description = "No such item of this tenant", body = super::errors::ErrorBody),
+        super::views::NoSuchItem,
     )
 )]
 pub async fn item_events(
@@ -253,7 +250,11 @@ pub async fn dead_letters(
         Some(n) => match u64::try_from(n) {
             Ok(n) => n.min(1000),
             Err(_) => {
-                return error(StatusCode::BAD_REQUEST, "bad_parameter", "query parameter `limit`: must not be negative");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_parameter",
+                    "query parameter `limit`: must not be negative",
+                );
             }
         },
     };

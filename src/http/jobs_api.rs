@@ -135,11 +135,10 @@ pub async fn list_jobs(
     get,
     path = "/v1/items/{id}",
     tag = "items",
-    params(("id" = uuid::Uuid, Path, description = "The item's id")),
+    params(super::views::ItemPath),
     responses(
         (status = 200, body = super::views::ItemView),
-        (status = 400, description = "The id is not an item id", body = super::errors::ErrorBody),
-        (status = 404, description = "No such item of this tenant", body = super::errors::ErrorBody),
+        super::views::NoSuchItem,
     )
 )]
 pub async fn get_item(
@@ -186,11 +185,10 @@ pub async fn get_item(
     post,
     path = "/v1/jobs/{id}/cancel",
     tag = "jobs",
-    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    params(super::views::JobPath),
     responses(
         (status = 200, description = "The job after the cancel: its queued items are `cancelled`; those in flight finish", body = crate::store::JobSummary),
-        (status = 400, description = "The id is not a job id", body = super::errors::ErrorBody),
-        (status = 404, description = "No such job of this tenant", body = super::errors::ErrorBody),
+        super::views::NoSuchJob,
         (status = 409, description = "The job has nothing left to cancel", body = super::errors::ErrorBody),
     )
 )]

@@ -270,6 +270,17 @@ mod tests {
         }
         let params = create["parameters"].as_array().unwrap();
         assert!(params.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
+        for (path, method) in
+            [("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}/cancel", "post"), ("/v1/items/{id}/events", "get")]
+        {
+            let op = &doc["paths"][path][method];
+            assert!(op["responses"].get("400").is_some() && op["responses"].get("404").is_some(), "{path}");
+            let id = &op["parameters"][0];
+            assert_eq!(
+                (&id["name"], &id["in"], &id["schema"]["format"]),
+                (&"id".into(), &"path".into(), &"uuid".into())
+            );
+        }
         let list = doc["paths"]["/v1/jobs"]["get"]["parameters"].as_array().unwrap();
         let names: BTreeSet<&str> = list.iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(names, BTreeSet::from(["connection", "state", "since_ms", "limit", "cursor"]));

@@ -82,3 +82,45 @@ pub enum RedriveUnavailable {
     Partly(crate::redrive::Redriven),
     Failed(super::errors::ErrorBody),
 }
+
+/// The id of a job in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // documents the path; handlers read the id themselves, to answer 400 as they do
+pub struct JobPath {
+    /// The job's id
+    id: uuid::Uuid,
+}
+
+/// The id of an item in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // as `JobPath`
+pub struct ItemPath {
+    /// The item's id
+    id: uuid::Uuid,
+}
+
+/// What looking up a job by its id can answer besides the job.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a document only: handlers answer through `error`
+pub enum NoSuchJob {
+    /// The id is not a job id
+    #[response(status = 400)]
+    BadId(super::errors::ErrorBody),
+    /// No such job of this tenant
+    #[response(status = 404)]
+    NotFound(super::errors::ErrorBody),
+}
+
+/// What looking up an item by its id can answer besides the item.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // as `NoSuchJob`
+pub enum NoSuchItem {
+    /// The id is not an item id
+    #[response(status = 400)]
+    BadId(super::errors::ErrorBody),
+    /// No such item of this tenant
+    #[response(status = 404)]
+    NotFound(super::errors::ErrorBody),
+}
