@@ -245,7 +245,18 @@ pub struct RedriveRequest {
     connection: Option<String>,
     /// At most this many of the newest: 100 by default.
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     limit: Option<u64>,
+}
+
+/// A whole number as JSON Schema counts one: `2.0` is one too, which serde's `u64` refuses.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)? else { return Ok(None) };
+    let whole = n.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f));
+    n.as_u64()
+        .or(whole.map(|f| f as u64))
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected a whole number")))
 }
 
 /// Dead letters a redrive moves unless `limit` says otherwise, and at most.
