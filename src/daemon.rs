@@ -170,6 +170,7 @@ impl Daemon {
         // Parked connections stay parked across a restart: known before anything is received.
         crate::actors::parking::sync(&ctx).await;
         background.push(tokio::spawn(crate::actors::parking::watch(ctx.clone())));
+        background.push(tokio::spawn(crate::retention::run(ctx.clone())));
         let (root, root_done) = start_tree(&ctx).await?;
         let addr = ctx.config.http.listen;
         let listener =

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod preview;
 pub mod queue;
 pub mod redrive;
+pub mod retention;
 pub mod rig;
 pub mod samples;
 pub mod secrets;

@@ -433,6 +433,23 @@ async fn applied_to(rig: &Rig, payment: &str) -> Vec<(String, String)> {
     applied
 }
 
+/// A daemon with a fast sandbox ERP, and `n` invoices of one vendor for payments to pay.
+async fn payments_rig(tag: &str, n: usize) -> (Rig, Vec<erpsync::domain::Invoice>) {
+    let rig = Rig::start(RigSpec {
+        limits: vec![4],
+        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
+        tune: tune_fast_retries(10, 5000),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut invoices = samples::invoices(tag, n);
+    for inv in &mut invoices {
+        inv.vendor = invoices_vendor();
+    }
+    (rig, invoices)
+}
+
 async fn bill_id(rig: &Rig, invoice: &erpsync::domain::Invoice) -> String {
     let ids = rig.erps[0].sandbox.created_for("bills", &invoice.source_id).await;
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -442,18 +459,7 @@ async fn bill_id(rig: &Rig, invoice: &erpsync::domain::Invoice) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_apply_to_exported_bills_and_wait_for_bills_not_exported_yet() {
     use erpsync::domain::Op;
-    let rig = Rig::start(RigSpec {
-        limits: vec![4],
-        sandbox: SandboxOptions { latency_ms: 2, ..Default::default() },
-        tune: tune_fast_retries(10, 5000),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut invoices = samples::invoices("pay", 4);
-    for inv in &mut invoices {
-        inv.vendor = invoices_vendor();
-    }
+    let (rig, invoices) = payments_rig("pay", 4).await;
     rig.submit(0, &invoices[..3]).await.unwrap();
     rig.wait_terminal(Duration::from_secs(30)).await.expect("invoices exported");
 
@@ -509,6 +515,29 @@ async fn payments_apply_to_exported_bills_and_wait_for_bills_not_exported_yet() 
 /// payment and named in full by the next gets only its rest (the sandbox, like a real ERP,
 /// refuses a payment beyond a bill's balance); a third naming it when nothing is left is
 /// booked as credit with the vendor, not applied again and not left waiting for the bill.
+/// Retention deletes an invoice's job but never the bill a payment is matched with: a
+/// payment arriving after the job is gone still applies to the bill, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_after_retention_deleted_its_bills_job_still_applies_to_the_bill() {
+    use erpsync::domain::Op;
+    let (rig, invoices) = payments_rig("ret", 2).await;
+    let bills_job = rig.submit(0, &invoices).await.unwrap();
+    rig.wait_terminal(Duration::from_secs(30)).await.expect("invoices exported");
+    let ctx = rig.daemon().ctx().clone();
+    let retention = erpsync::config::RetentionConfig::default();
+    // A cutoff just ahead of now: every ended job is older than it.
+    let swept = erpsync::retention::sweep(&ctx, &retention, erpsync::util::now_ms() + 1).await.unwrap();
+    assert_eq!((swept.jobs, swept.items), (1, 2), "the invoices' job and its items are deleted");
+    assert!(erpsync::store::job_summary(&ctx.db, &bills_job).await.unwrap().is_none(), "the job is gone");
+
+    let paid = payment_for("ret-p1", &[&invoices[1]]);
+    rig.submit_op(0, Op::ExportPayment, &[paid]).await.unwrap();
+    let counts = rig.wait_terminal(Duration::from_secs(30)).await.expect("payment terminal");
+    assert_eq!(count(&counts, ItemState::Succeeded), 1, "{counts:?}");
+    let expected = vec![(bill_id(&rig, &invoices[1]).await, invoices[1].total.to_string())];
+    assert_eq!(applied_to(&rig, "ret-p1").await, expected, "the payment applied to its bill");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_payment_spends_only_what_its_bills_still_have_open() {
     use erpsync::domain::Op;

@@ -387,6 +387,7 @@ async fn a_cancel_spares_the_item_in_flight_and_fences_the_cancelled_ones(db: Op
         error: (state == Retrying).then(|| ItemError::new(ErrorKind::Transient, None, "from the test")),
         ledger: vec![],
         applications: vec![],
+        bills: vec![],
         connection_id: acme.clone(),
         detail: None,
     };

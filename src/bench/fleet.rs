@@ -89,8 +89,38 @@ pub struct StoreArgs {
     /// Database URL (default: a scratch SQLite file).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Also seed this many items of long-ended jobs (10 per job, with timelines) and run the
+    /// retention sweeper over them, at its default batch and pause, while the writes are
+    /// measured.
+    #[arg(long, default_value_t = 0)]
+    pub with_retention: usize,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Items of ended jobs for the retention sweeper to delete, dated at the epoch's first
+/// millisecond.
+async fn seed_ended_jobs(db: &sea_orm::DatabaseConnection, items: usize) -> Result<()> {
+    use crate::domain::{ConnectionId, ItemId, JobId, Op};
+    use crate::store::{NewItem, NewJob};
+    use sea_orm::ConnectionTrait;
+    let conn = ConnectionId::new("bench-ended");
+    for j in 0..items.div_ceil(10) {
+        let items: Vec<NewItem> = (0..10.min(items - j * 10))
+            .map(|k| NewItem { id: ItemId::new(), source_id: format!("e{j}-{k}"), payload: "{}".into() })
+            .collect();
+        let job = NewJob { id: JobId::new(), connection_id: conn.clone(), op: Op::ExportInvoice, items };
+        crate::store::insert_job(db, &job, crate::store::Enqueuing::ByTheOutbox).await?;
+    }
+    for sql in [
+        "UPDATE job_items SET state = 'succeeded', created_at_ms = 1, updated_at_ms = 1 WHERE connection_id = 'bench-ended'",
+        "UPDATE jobs SET created_at_ms = 1 WHERE connection_id = 'bench-ended'",
+        "INSERT INTO item_events (item_id, at_ms, state, attempt, detail) \
+         SELECT id, 1, 'succeeded', 1, 'exported' FROM job_items WHERE connection_id = 'bench-ended'",
+    ] {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
 }
 
 /// Item status writes per second through the StatusActor (batched transactions).
@@ -119,6 +149,26 @@ pub async fn store(args: StoreArgs) -> Result<()> {
         let job = NewJob { id: JobId::new(), connection_id: conn.clone(), op: Op::ExportInvoice, items };
         crate::store::insert_job(&ctx.db, &job, crate::store::Enqueuing::WithTheJob).await?;
     }
+    if args.with_retention > 0 {
+        seed_ended_jobs(&ctx.db, args.with_retention).await?;
+    }
+    let measuring = tokio_util::sync::CancellationToken::new();
+    let sweeper = (args.with_retention > 0).then(|| {
+        let (ctx, measuring) = (ctx.clone(), measuring.clone());
+        tokio::spawn(async move {
+            let config = ctx.config.retention.clone();
+            let mut deleted = crate::store::retention::Swept::default();
+            while !measuring.is_cancelled() {
+                let swept = crate::retention::sweep(&ctx, &config, 2).await?;
+                deleted.jobs += swept.jobs;
+                deleted.items += swept.items;
+                if swept == crate::store::retention::Swept::default() {
+                    break;
+                }
+            }
+            Ok::<_, crate::store::StoreError>(deleted)
+        })
+    });
     let started = Instant::now();
     let per_writer = ids.len().div_ceil(args.writers);
     let mut tasks = Vec::new();
@@ -134,6 +184,7 @@ pub async fn store(args: StoreArgs) -> Result<()> {
                     error: None,
                     ledger: vec![("bill".into(), id.to_string(), format!("b-{id}"))],
                     applications: vec![],
+                    bills: vec![],
                     connection_id: conn.clone(),
                     detail: None,
                 };
@@ -149,6 +200,11 @@ pub async fn store(args: StoreArgs) -> Result<()> {
         t.await?.map_err(anyhow::Error::msg)?;
     }
     let secs = started.elapsed().as_secs_f64();
+    measuring.cancel();
+    let deleted = match sweeper {
+        Some(task) => task.await??,
+        None => Default::default(),
+    };
     let rate = args.items as f64 / secs;
     let database = if args.database_url.is_some() { "postgres" } else { "sqlite" };
     let stat = crate::telemetry::sample;
@@ -160,7 +216,8 @@ pub async fn store(args: StoreArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"database": database, "items": args.items, "writers": args.writers, "secs": secs,
-            "items_per_sec": rate, "transactions": batches, "mean_batch": mean_batch, "mean_transaction_ms": mean_write_ms})
+            "items_per_sec": rate, "transactions": batches, "mean_batch": mean_batch, "mean_transaction_ms": mean_write_ms,
+            "retention_deleted_jobs": deleted.jobs, "retention_deleted_items": deleted.items})
         );
     } else {
         println!(
@@ -168,6 +225,9 @@ pub async fn store(args: StoreArgs) -> Result<()> {
             args.items
         );
         println!("  {batches} transactions, {mean_batch:.1} updates each on average, {mean_write_ms:.2} ms each");
+        if args.with_retention > 0 {
+            println!("  retention deleted {} ended jobs ({} items) meanwhile", deleted.jobs, deleted.items);
+        }
     }
     Ok(())
 }

@@ -7,12 +7,14 @@ pub mod connection;
 mod problem;
 pub mod queue;
 pub mod reference;
+pub mod retention;
 pub mod sections;
 mod unknown_kinds;
 
 pub use connection::{ConnectionConfig, DEFAULT_TENANT};
 pub use problem::{ConfigError, Problem, Problems};
 pub use queue::{DEFAULT_SQS_QUEUE_NAME, QueueBackend, QueueConfig};
+pub use retention::RetentionConfig;
 pub use sections::{
     ClusterConfig, DatabaseConfig, HttpConfig, LogConfig, LogFormat, MetricsConfig, RetryConfig, SandboxConfig,
     SecretsConfig, ShutdownConfig,
@@ -46,6 +48,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// The key erpsync encrypts the secrets it stores with.
     pub secrets: SecretsConfig,
+    /// How long ended jobs are kept.
+    pub retention: RetentionConfig,
     /// The ERP connections this daemon exports to.
     pub connections: Vec<ConnectionConfig>,
 }
@@ -67,6 +71,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             sandbox: SandboxConfig::default(),
             secrets: SecretsConfig::default(),
+            retention: RetentionConfig::default(),
             connections: Vec::new(),
         }
     }
@@ -166,6 +171,7 @@ impl Config {
         self.queue.validate(&self.retry, &mut p);
         self.http.validate(&mut p);
         self.log.validate(&mut p);
+        self.retention.validate(&mut p);
         let key = self.secrets.key.as_deref().map(crate::secrets::SecretKey::load);
         if let Some(Err(e)) = &key {
             p.add("secrets.key", e.to_string());

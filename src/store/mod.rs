@@ -6,11 +6,13 @@
 //! `sqlite` (connection tuning, the checkpointer, the job writer's connection), `sql` (the
 //! hand-built statement helpers), `jobs` (new jobs and the outbox), `status` (item state
 //! changes and attempt starts), `queries` (reads), `leases` (cluster concurrency slots),
-//! `job_list` (the job listing), `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked connections) and `connection_credentials`.
+//! `job_list` (the job listing), `idempotency` (job submission keys), `tokens` (API tokens), `parks` (parked connections), `exported_bills` (the bills payments are matched with) and
+//! `connection_credentials`.
 
 pub mod connection_credentials;
 pub mod entities;
 pub mod erp_tokens;
+pub mod exported_bills;
 pub mod idempotency;
 mod job_list;
 mod jobs;
@@ -18,6 +20,7 @@ pub mod leases;
 pub mod migration;
 pub mod parks;
 mod queries;
+pub mod retention;
 mod sql;
 mod sqlite;
 mod status;
@@ -30,9 +33,9 @@ pub use jobs::{
     requeue_dead_lettered, unsent_items,
 };
 pub use queries::{
-    ExportedInvoice, Found, ItemError, ItemEventRow, ItemRead, ItemSummary, ItemWithLedger, JobSummary,
-    exported_invoices, item, item_connection, item_events, items_with_ledger, job_connection, job_payloads,
-    job_summary, last_update_ms, ledger_lookup, state_counts,
+    Found, ItemError, ItemEventRow, ItemRead, ItemSummary, ItemWithLedger, JobSummary, item, item_connection,
+    item_events, items_with_ledger, job_connection, job_payloads, job_summary, last_update_ms, ledger_lookup,
+    state_counts,
 };
 pub(crate) use sql::{Marks, Script};
 pub use sqlite::{JobWriter, WalNudge, spawn_checkpointer, spawn_checkpointer_with};

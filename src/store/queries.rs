@@ -1,10 +1,10 @@
-//! Reads: an item and what an attempt starts with, the ledger, a connection's exported
-//! invoices, and the job summaries and timelines the API and CLI show.
+//! Reads: an item and what an attempt starts with, the ledger, and the job summaries and
+//! timelines the API and CLI show.
 
 use super::StoreError;
-use super::entities::{bill_application, erp_ref, item_event, job, job_item};
+use super::entities::{erp_ref, item_event, job, job_item};
 use super::sql::{Marks, ROWS_PER_STATEMENT, padded};
-use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState, JobId, JobState, Op};
+use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState, JobId, JobState};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
@@ -172,59 +172,6 @@ pub async fn ledger_lookup(
         .one(db)
         .await?
         .map(|r| r.erp_id))
-}
-
-/// An invoice exported through a connection: a bill a payment can pay.
-#[derive(Debug, Clone)]
-pub struct ExportedInvoice {
-    pub erp_id: Option<String>,
-    /// The invoice as JSON text.
-    pub document: String,
-    /// What recorded payments have applied to the bill so far.
-    pub paid: rust_decimal::Decimal,
-}
-
-/// The invoices exported through one connection: the bills a payment can pay, with what
-/// recorded payments other than `except_payment` (a payment's source id) applied to each.
-pub async fn exported_invoices(
-    db: &DatabaseConnection,
-    connection: &ConnectionId,
-    except_payment: &str,
-) -> Result<Vec<ExportedInvoice>, StoreError> {
-    let backend = db.get_database_backend();
-    let mut marks = Marks::new(backend);
-    let sql = format!(
-        "SELECT job_items.erp_id, {DOCUMENT} AS document FROM job_items {DOCUMENTS} \
-         WHERE job_items.connection_id = {} AND job_items.op = '{}' AND job_items.state = '{}'",
-        marks.next(),
-        Op::ExportInvoice.as_str(),
-        ItemState::Succeeded.as_str(),
-    );
-    let rows = db
-        .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, &sql, [connection.to_string().into()]))
-        .await?;
-    let mut paid: std::collections::HashMap<String, rust_decimal::Decimal> = Default::default();
-    let applied = bill_application::Entity::find()
-        .filter(bill_application::Column::ConnectionId.eq(connection.to_string()))
-        .filter(bill_application::Column::PaymentSourceId.ne(except_payment))
-        .all(db)
-        .await?;
-    for a in applied {
-        let amount = a.amount.parse::<rust_decimal::Decimal>().map_err(|e| {
-            StoreError::Corrupt(format!(
-                "payment {} applied {:?} to bill {}: {e}",
-                a.payment_source_id, a.amount, a.bill_erp_id
-            ))
-        })?;
-        *paid.entry(a.bill_erp_id).or_default() += amount;
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let erp_id: Option<String> = row.try_get("", "erp_id")?;
-        let paid = erp_id.as_ref().and_then(|id| paid.get(id)).copied().unwrap_or_default();
-        out.push(ExportedInvoice { erp_id, document: row.try_get("", "document")?, paid });
-    }
-    Ok(out)
 }
 
 /// When an item was last updated (ms since the epoch), over every item.

@@ -3,6 +3,7 @@
 
 use super::StoreError;
 use super::entities::{bill_application, erp_ref, job_item};
+use super::exported_bills::ExportedBill;
 use super::queries::{Found, ItemError, ItemRead, items_with_ledger};
 use super::sql::{Marks, NOT_TERMINAL, ROWS_PER_STATEMENT, padded, returning_item_id};
 use crate::domain::{ConnectionId, ErrorKind, ItemId, ItemState};
@@ -23,6 +24,8 @@ pub struct ItemUpdate {
     pub ledger: Vec<(String, String, String)>,
     /// What a payment this update records applied to bills in the ERP.
     pub applications: Vec<BillApplication>,
+    /// The bill an invoice update created (or found) in the ERP, for matching payments.
+    pub bills: Vec<ExportedBill>,
     pub connection_id: ConnectionId,
     /// A line for the item's timeline.
     pub detail: Option<String>,
@@ -141,6 +144,7 @@ pub async fn apply_batch(
     }
     let mut refs = Vec::new();
     let mut applications = Vec::new();
+    let mut bills = Vec::new();
     let mut events: Vec<Event> = Vec::new();
     let mut applied = Vec::with_capacity(updates.len());
     for u in updates {
@@ -157,6 +161,9 @@ pub async fn apply_batch(
                 item_id: Set(u.item_id.to_string()),
                 created_at_ms: Set(now),
             });
+        }
+        for b in &u.bills {
+            bills.push((u.connection_id.to_string(), u.item_id.to_string(), b.clone()));
         }
         for a in &u.applications {
             applications.push(bill_application::ActiveModel {
@@ -199,6 +206,7 @@ pub async fn apply_batch(
             .exec(&txn)
             .await?;
     }
+    super::exported_bills::record(&txn, bills, now).await?;
     // After the updates and their ledger entries, so that a start sees both.
     let started = begin_attempts(&txn, starts, now).await?;
     for s in started.iter().flatten().filter(|s| s.begun) {

@@ -39,6 +39,8 @@ pub const CONNECTION_RETRIES: &str = "erpsync_connection_retries_total";
 pub const CONNECTION_ERP_SECONDS: &str = "erpsync_connection_erp_request_duration_seconds";
 pub const LEASES_HELD: &str = "erpsync_connection_leases_held";
 pub const LEASE_WAIT_SECONDS: &str = "erpsync_connection_lease_wait_seconds";
+pub const RETENTION_DELETED: &str = "erpsync_retention_deleted_total";
+pub const RETENTION_BATCH_SECONDS: &str = "erpsync_retention_batch_duration_seconds";
 
 /// The closed sets of label values, so every series known at start-up exists from the start.
 pub const OUTCOMES: [&str; 4] = ["succeeded", "failed", "dead_lettered", "cancelled"];
@@ -115,6 +117,9 @@ pub fn zero_init(config: &crate::config::Config) {
     }
     counter!(JOBS_CREATED).absolute(0);
     counter!(SQLITE_BUSY_WAITS).absolute(0);
+    for what in ["jobs", "items"] {
+        counter!(RETENTION_DELETED, "what" => what).absolute(0);
+    }
 }
 
 /// The `connection` label of the `index`-th configured connection: its id for the first
@@ -147,6 +152,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STATUS_BATCH_SIZE.into()), BATCH_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CONNECTION_ERP_SECONDS.into()), ERP_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(LEASE_WAIT_SECONDS.into()), LEASE_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RETENTION_BATCH_SECONDS.into()), WRITE_BUCKETS))
                 .expect("bucket lists are non-empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
@@ -161,6 +167,12 @@ fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
     describe_counter!(ITEMS, "Work items that reached a terminal state, by ERP kind, op and outcome.");
+    describe_counter!(RETENTION_DELETED, "Ended jobs and their items deleted by retention, by what.");
+    describe_histogram!(
+        RETENTION_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time of one retention batch transaction (the status writer may wait this long)."
+    );
     describe_counter!(RETRIES, "Transient failures rescheduled with backoff, by ERP kind and error kind.");
     describe_counter!(THROTTLED, "ERP answers saying we were over its concurrency or rate limit.");
     describe_histogram!(ERP_REQUEST_SECONDS, Unit::Seconds, "ERP request latency by ERP kind and outcome.");

@@ -5,6 +5,31 @@
 
 pub mod vendor;
 
+/// Each named `async fn(url: &str)` as a test on a scratch SQLite file and on a fresh
+/// PostgreSQL database (`#[macro_use] mod common;` to use it).
+#[allow(unused_macros)]
+macro_rules! on_sqlite_and_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(&format!("sqlite://{}/store.db?mode=rwc", dir.path().display())).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&crate::common::fresh_postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
 use std::net::TcpListener;
 use std::process::Child;
 use std::time::Duration;

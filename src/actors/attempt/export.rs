@@ -15,6 +15,7 @@ use crate::pipeline::Document;
 use crate::pipeline::matching::{MatchError, OpenBill, normalize_invoice_number};
 use crate::pipeline::serialize::attachment_file_name;
 use crate::store;
+use crate::store::exported_bills::ExportedBill;
 use crate::telemetry::events::ReturnReason;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -30,7 +31,7 @@ pub async fn export(
     claims: &mut Vec<Claim>,
 ) -> Result<String, Outcome> {
     match d.envelope.op {
-        Op::ExportInvoice => export_invoice(ctx, conn, d, payload, known, &mut effects.ledger).await,
+        Op::ExportInvoice => export_invoice(ctx, conn, d, payload, known, effects).await,
         Op::ExportPurchaseOrder => match parse::<PurchaseOrder>(payload).and_then(|po| {
             po.validate().map_err(validation)?;
             Ok(po)
@@ -71,13 +72,23 @@ async fn export_invoice(
     d: &Delivery,
     payload: Payload<'_>,
     known: &Known,
-    ledger: &mut Vec<LedgerEntry>,
+    effects: &mut Effects,
 ) -> Result<String, Outcome> {
     let inv: Invoice = parse(payload)?;
     inv.validate().map_err(validation)?;
     let source = inv.source_id.clone();
     let file_name = attachment_file_name(&inv);
-    let bill_id = create(ctx, conn, d, Document::Invoice(inv.clone()), known, ledger).await?;
+    let bill_id = create(ctx, conn, d, Document::Invoice(inv.clone()), known, &mut effects.ledger).await?;
+    // Recorded with whatever this attempt comes to: the bill is in the ERP now.
+    effects.bills.push(ExportedBill {
+        source_id: source.clone(),
+        erp_id: bill_id.clone(),
+        vendor_id: inv.vendor.id.clone(),
+        number: inv.number.clone(),
+        total: inv.total,
+        currency: inv.currency.clone(),
+        due_date: inv.due_date,
+    });
     let att_kind = "bill_attachment";
     if conn.config.attach_pdf && lookup_ledger(ctx, conn, att_kind, &source).await?.is_none() {
         let pdf = stages::call(ctx, stages::RENDERER, |r| RendererMsg::InvoicePdf(Box::new(inv), r))
@@ -92,7 +103,7 @@ async fn export_invoice(
             maybe_attached: d.attempt() > 1,
         };
         let att = conn.call(conn.client().attach_pdf(attachment)).await?;
-        ledger.push((att_kind.into(), source, att));
+        effects.ledger.push((att_kind.into(), source, att));
     }
     Ok(bill_id)
 }
@@ -171,20 +182,17 @@ fn not_exported(payment: &Payment, open: &[OpenBill]) -> Vec<String> {
 /// applications, recorded if an earlier attempt of it got that far, are not subtracted:
 /// a retry matches as the first attempt did.)
 async fn open_bills(ctx: &Ctx, conn: &Connection, payment: &Payment) -> Result<Vec<OpenBill>, Outcome> {
-    let rows = store::exported_invoices(&ctx.db, &conn.config.id, &payment.source_id)
+    let rows = store::exported_bills::vendor_bills(&ctx.db, &conn.config.id, &payment.vendor.id, &payment.source_id)
         .await
         .map_err(|e| Outcome::Retry { error: err(ErrorKind::Store, None, e.to_string()), at_least: None })?;
     Ok(rows
         .into_iter()
-        .filter_map(|r| {
-            let inv: Invoice = serde_json::from_str(&r.document).ok()?;
-            (inv.vendor.id == payment.vendor.id).then(|| OpenBill {
-                erp_id: r.erp_id.unwrap_or_default(),
-                number: inv.number,
-                balance: inv.total - r.paid,
-                currency: inv.currency,
-                due_date: inv.due_date,
-            })
+        .map(|r| OpenBill {
+            erp_id: r.bill.erp_id,
+            number: r.bill.number,
+            balance: r.bill.total - r.paid,
+            currency: r.bill.currency,
+            due_date: r.bill.due_date,
         })
         .collect())
 }

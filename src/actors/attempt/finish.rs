@@ -38,6 +38,7 @@ async fn record(
         error,
         ledger: effects.ledger,
         applications: effects.applications,
+        bills: effects.bills,
         connection_id: conn.config.id.clone(),
         detail,
     };

@@ -11,11 +11,13 @@ use std::time::Duration;
 pub type LedgerEntry = (String, String, String);
 
 /// What an attempt did in the ERP, recorded with its outcome: the ledger entries of the
-/// documents it created, and what a payment it created applied to bills.
+/// documents it created, what a payment it created applied to bills, and the bill an
+/// invoice became.
 #[derive(Default)]
 pub struct Effects {
     pub ledger: Vec<LedgerEntry>,
     pub applications: Vec<store::BillApplication>,
+    pub bills: Vec<store::exported_bills::ExportedBill>,
 }
 
 pub enum Outcome {

@@ -45,6 +45,7 @@ pub async fn record_dead_letter(ctx: &Ctx, item_id: ItemId, connection: Connecti
         error: Some(ItemError::new(ErrorKind::Unprocessable, None, reason)),
         ledger: vec![],
         applications: vec![],
+        bills: vec![],
         connection_id: connection,
         detail: None,
     };

@@ -4,6 +4,7 @@
 
 pub mod bill_application;
 pub mod erp_ref;
+pub mod exported_bill;
 pub mod item_document;
 pub mod item_event;
 pub mod job;

@@ -12,6 +12,7 @@ mod m0009_erp_tokens;
 mod m0010_connection_parks;
 mod m0011_job_idempotency;
 mod m0012_job_cancels;
+mod m0015_exported_bills;
 
 use sea_orm_migration::prelude::*;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_connection_parks::Migration),
             Box::new(m0011_job_idempotency::Migration),
             Box::new(m0012_job_cancels::Migration),
+            Box::new(m0015_exported_bills::Migration),
         ]
     }
 }
