@@ -4,7 +4,8 @@
 //! The paths and schemas come from the handlers' `#[utoipa::path]` operations and the
 //! types they answer with. What the `/v1` middleware adds to every operation is added here
 //! by [`finish`], once: the bearer token, and the errors the middleware itself answers
-//! (401, 403 to a write without the scope, 413, 429, 503).
+//! (401, 403 to a write without the scope, 413, 429, 503), and the 500 of a store read
+//! that fails midway.
 
 use super::errors::ErrorBody;
 use axum::Extension;
@@ -67,6 +68,7 @@ const FORBIDDEN: &str = "Forbidden";
 const TOO_LARGE: &str = "TooLarge";
 const RATE_LIMITED: &str = "RateLimited";
 const UNAVAILABLE: &str = "Unavailable";
+const INTERNAL: &str = "Internal";
 
 fn error_response(description: &str) -> ResponseBuilder {
     let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
@@ -77,7 +79,7 @@ fn header_of(schema_type: Type, description: &str) -> Header {
     HeaderBuilder::new().schema(ObjectBuilder::new().schema_type(schema_type)).description(Some(description)).build()
 }
 
-fn shared_responses() -> [(&'static str, ResponseBuilder); 5] {
+fn shared_responses() -> [(&'static str, ResponseBuilder); 6] {
     [
         (
             UNAUTHORIZED,
@@ -92,6 +94,7 @@ fn shared_responses() -> [(&'static str, ResponseBuilder); 5] {
                 .header("Retry-After", header_of(Type::Integer, "Seconds until a retry is allowed")),
         ),
         (UNAVAILABLE, error_response("The store cannot be reached, or the daemon is shutting down")),
+        (INTERNAL, error_response("A read of the store failed midway; the message says how")),
     ]
 }
 
@@ -143,6 +146,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
             add("401", UNAUTHORIZED);
             add("429", RATE_LIMITED);
             add("503", UNAVAILABLE);
+            add("500", INTERNAL);
             // Reading needs the least scope there is: only a write can be forbidden.
             if method != "get" && method != "head" {
                 add("403", FORBIDDEN);
@@ -255,7 +259,7 @@ mod tests {
                     continue;
                 }
                 assert_eq!(op["security"], serde_json::json!([{"bearer": []}]), "{method} {path}");
-                for status in ["401", "429", "503"] {
+                for status in ["401", "429", "500", "503"] {
                     assert!(responses.contains_key(status), "{method} {path} lacks {status}");
                 }
                 assert_eq!(responses.contains_key("403"), method == "post", "{method} {path}");
