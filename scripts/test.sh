@@ -4,6 +4,9 @@
 # cargo-nextest (one process per test, one shared build) after rustfmt and clippy, and
 # stops what it started.
 #
+# schemathesis (PyPI, 4.x) is installed into $ERPSYNC_TEST_PREFIX/venv when missing and
+# found by the tests through ERPSYNC_SCHEMATHESIS.
+#
 # SQS-compatible servers: fauxqs (npm fauxqs@2.4.1, which needs Node >= 22.5: the npm
 # package node@22 provides it next to an older system Node) and moto_server (PyPI
 # moto[server]). Both are installed under $ERPSYNC_TEST_PREFIX (default
@@ -162,6 +165,17 @@ if ! "$webhook_python" -c 'import standardwebhooks' 2>/dev/null; then
   [ -x "$webhook_python" ] || python3 -m venv "$prefix/venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$prefix/venv"; }
   "$prefix/venv/bin/pip" install --quiet --disable-pip-version-check standardwebhooks
 fi
+
+# schemathesis (PyPI) generates requests from the OpenAPI document against a live daemon
+# (tests/openapi.rs); it lives in the same venv as moto.
+schemathesis_bin="$prefix/venv/bin/schemathesis"
+if ! [ -x "$schemathesis_bin" ]; then
+  echo "test.sh: installing schemathesis under $prefix/venv" >&2
+  [ -x "$prefix/venv/bin/pip" ] || python3 -m venv "$prefix/venv" 2>/dev/null \
+    || { apt_install python3-venv && python3 -m venv "$prefix/venv"; }
+  "$prefix/venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+fi
+export ERPSYNC_SCHEMATHESIS="$schemathesis_bin"
 
 [ -n "${FAUXQS_URL:-}" ] || start_fauxqs
 [ -n "${MOTO_URL:-}" ] || start_moto

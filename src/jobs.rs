@@ -25,6 +25,31 @@ pub struct JobRequest {
     pub documents: Vec<Box<RawValue>>,
 }
 
+// `JobRequest` as the API documents it; never read into: a request is read as a
+// `JobRequest`, keeping each document's text.
+/// A job: documents of one kind, `op`, for one connection.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = JobRequest)]
+#[allow(dead_code)]
+pub enum JobRequestSchema {
+    ExportInvoice {
+        connection_id: ConnectionId,
+        #[schema(min_items = 1, max_items = 10000)]
+        documents: Vec<Invoice>,
+    },
+    ExportPurchaseOrder {
+        connection_id: ConnectionId,
+        #[schema(min_items = 1, max_items = 10000)]
+        documents: Vec<PurchaseOrder>,
+    },
+    ExportPayment {
+        connection_id: ConnectionId,
+        #[schema(min_items = 1, max_items = 10000)]
+        documents: Vec<Payment>,
+    },
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobAccepted {
     pub job_id: JobId,
@@ -68,6 +93,10 @@ pub const MAX_DOCUMENTS: usize = 10_000;
 /// The source id of a document of `op`, or why the document cannot be read.
 fn source_id(op: Op, doc: &RawValue) -> Result<String, String> {
     let text = doc.get();
+    // serde reads a struct from a JSON array too, by position; a document is an object.
+    if !text.starts_with('{') {
+        return Err("not a JSON object".into());
+    }
     let id = match op {
         Op::ExportInvoice => serde_json::from_str::<Invoice>(text).map(|d| d.source_id),
         Op::ExportPurchaseOrder => serde_json::from_str::<PurchaseOrder>(text).map(|d| d.source_id),

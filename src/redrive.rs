@@ -8,7 +8,7 @@ use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
 /// What a redrive did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Redriven {
     /// Dead letters chosen.
     pub chosen: usize,

@@ -2,6 +2,9 @@
 //!
 //! `validate()` runs before anything is sent to an ERP; every violation names its field so
 //! an AP clerk can fix the document without reading logs.
+//!
+//! The API documents an amount as decimal text (as `Decimal` writes it) of at most 15
+//! digits and 6 decimals, so that any text the schema allows fits a `Decimal`.
 
 use super::money;
 use super::validation::Problems;
@@ -13,7 +16,7 @@ pub use super::money::KNOWN_CURRENCIES;
 pub use super::validation::{FieldError, ValidationErrors};
 
 /// A vendor as referenced from a document: the id in the ERP (or the AP app) and a name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VendorRef {
     pub id: String,
@@ -21,7 +24,7 @@ pub struct VendorRef {
 }
 
 /// A vendor bill (an invoice received from a vendor).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Invoice {
     /// The AP application's id for this document; the idempotency ledger and the ERP's
@@ -35,6 +38,7 @@ pub struct Invoice {
     pub currency: String,
     pub lines: Vec<InvoiceLine>,
     /// Sum of line amounts plus taxes.
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub total: Decimal,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memo: Option<String>,
@@ -42,7 +46,7 @@ pub struct Invoice {
     pub purchase_order: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceLine {
     pub description: String,
@@ -50,11 +54,15 @@ pub struct InvoiceLine {
     pub gl_account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub quantity: Decimal,
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub unit_price: Decimal,
     /// quantity × unit_price, before tax.
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub amount: Decimal,
     #[serde(default)]
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub tax_amount: Decimal,
     /// The ERP's tax code / tax rate id for this line (Xero `TaxType`, QuickBooks
     /// `TaxCodeRef`, Intacct tax detail). Needed by ERPs that will not take a bare amount.
@@ -63,7 +71,7 @@ pub struct InvoiceLine {
 }
 
 /// A purchase order sent to the ERP once approved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseOrder {
     pub source_id: String,
@@ -72,17 +80,19 @@ pub struct PurchaseOrder {
     pub date: NaiveDate,
     pub currency: String,
     pub lines: Vec<InvoiceLine>,
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub total: Decimal,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memo: Option<String>,
 }
 
 /// A payment made to a vendor, to be applied to the bills it pays.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Payment {
     pub source_id: String,
     pub vendor: VendorRef,
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub amount: Decimal,
     pub currency: String,
     pub date: NaiveDate,
@@ -101,10 +111,11 @@ pub struct Payment {
     pub bank_account: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentApplication {
     pub invoice_number: String,
+    #[schema(value_type = String, pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")]
     pub amount: Decimal,
 }
 

@@ -53,7 +53,24 @@ fn only(q: &[(String, String)], known: &[&str]) -> Result<(), Box<Response>> {
     }
 }
 
-/// `GET /v1/events?connection=…&type=…&after=…`.
+/// The tenant's events as Server-Sent Events, forever, with heartbeats: `id:` the
+/// event's cursor, `event:` its type, `data:` the event as JSON. Resume with
+/// `Last-Event-ID` (or `after`).
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(
+        super::webhook_views::EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Start after this event id"),
+    ),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`Last-Event-ID`, `after` or another parameter is not ours; the message names it", body = super::errors::ErrorBody),
+        (status = 404, description = "`connection` is not one of the tenant's", body = super::errors::ErrorBody),
+        (status = 422, description = "`type` names no event type", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn tenant_events(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -90,7 +107,23 @@ pub async fn tenant_events(
     stream(&s, filter, after, false)
 }
 
-/// `GET /v1/jobs/{id}/events?after=…`: ends after the job's completion event.
+/// One job's events as Server-Sent Events (as `GET /v1/events`), ending after the job's
+/// completion event.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "events",
+    params(
+        super::views::JobPath,
+        super::webhook_views::JobEventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Start after this event id"),
+    ),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "The id is not a job id, or `Last-Event-ID`, `after` or another parameter is not ours", body = super::errors::ErrorBody),
+        (status = 404, description = "No such job of this tenant", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn job_events(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,

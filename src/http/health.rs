@@ -2,20 +2,41 @@
 //! they need no token.
 
 use super::{AppState, error};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The health endpoints, and `/metrics` when `metrics` is true.
-pub fn router(metrics: bool) -> Router<AppState> {
-    let r = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz));
-    if metrics { r.route("/metrics", get(|State(s): State<AppState>| async move { s.metrics.render() })) } else { r }
+pub fn router(metrics: bool) -> OpenApiRouter<AppState> {
+    let r = OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz));
+    if metrics { r.routes(routes!(prometheus)) } else { r }
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The Prometheus text exposition of every `erpsync_` metric.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, body = String, content_type = "text/plain")))]
+async fn prometheus(State(s): State<AppState>) -> String {
+    s.metrics.render()
 }
 
 /// Ready when the database answers and the poller and status writer are alive.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses(
+        (status = 200, body = String, content_type = "text/plain"),
+        (status = 503, description = "Not ready: the message names every problem", body = super::errors::ErrorBody)
+    )
+)]
 async fn readyz(State(s): State<AppState>) -> Response {
     let ctx = &s.ctx;
     let mut problems = Vec::new();

@@ -4,6 +4,7 @@
 
 use super::api::{no_job, owns, parse_id};
 use super::auth::Principal;
+use super::views::{ItemErrorView, ItemView};
 use super::{AppState, error, internal};
 use crate::domain::{ErrorKind, ItemId, JobId, JobState};
 use crate::store::{self, JobCursor, JobFilter};
@@ -13,7 +14,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::collections::HashMap;
 
 /// Jobs a page holds unless `limit` says otherwise, and at most.
@@ -60,8 +60,9 @@ fn job_filter(s: &AppState, p: &Principal, q: &HashMap<String, String>) -> Resul
         };
     let limit = match q.get("limit") {
         None => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) if n >= 1 => n.min(MAX_LIMIT),
+        // As the document has it, an int64: larger numbers are refused, not capped.
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => (n as u64).min(MAX_LIMIT),
             _ => {
                 return Err(Box::new(bad_parameter(
                     "limit",
@@ -80,7 +81,39 @@ fn job_filter(s: &AppState, p: &Principal, q: &HashMap<String, String>) -> Resul
     Ok(JobFilter { connections, state, since_ms, limit, after })
 }
 
-/// `GET /v1/jobs`: the tenant's jobs, newest first.
+/// The query of `GET /v1/jobs`, as documented; [`job_filter`] reads it, refusing any
+/// other parameter by name.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ListJobsQuery {
+    /// Only this connection's jobs (one of the tenant's); all of the tenant's by default.
+    connection: Option<String>,
+    /// Only jobs in this state.
+    #[param(inline)]
+    state: Option<JobState>,
+    /// Only jobs created at or after this time, in milliseconds since the epoch.
+    since_ms: Option<i64>,
+    /// Jobs a page holds: 50 by default, more than 500 is read as 500.
+    #[param(minimum = 1)]
+    limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The tenant's jobs, newest first, a page at a time: pass a page's `next_cursor` as
+/// `cursor` for the next.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListJobsQuery),
+    responses(
+        (status = 200, body = crate::store::JobPage),
+        (status = 400, description = "A parameter is unknown or malformed; the message names it", body = super::errors::ErrorBody),
+        (status = 404, description = "`connection` is not one of the tenant's", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn list_jobs(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -96,7 +129,18 @@ pub async fn list_jobs(
     }
 }
 
-/// `GET /v1/items/{id}`.
+/// One item: its state, attempts and error. Another tenant's item is answered as an
+/// unknown one.
+#[utoipa::path(
+    get,
+    path = "/v1/items/{id}",
+    tag = "items",
+    params(super::views::ItemPath),
+    responses(
+        (status = 200, body = super::views::ItemView),
+        super::views::NoSuchItem,
+    )
+)]
 pub async fn get_item(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -111,30 +155,43 @@ pub async fn get_item(
         Ok(_) => return error(StatusCode::NOT_FOUND, "not_found", format!("no item {id}")),
         Err(e) => return internal(e),
     };
-    let error = it.error_kind.as_deref().map(|kind| {
-        let kind = ErrorKind::parse(kind).map(|k| k.as_str()).unwrap_or(kind);
-        json!({"kind": kind, "code": it.error_code, "message": it.error_message.clone().unwrap_or_default()})
+    let error = it.error_kind.as_deref().map(|kind| ItemErrorView {
+        kind: ErrorKind::parse(kind).map(|k| k.as_str()).unwrap_or(kind).to_owned(),
+        code: it.error_code.clone(),
+        message: it.error_message.clone().unwrap_or_default(),
     });
-    axum::Json(json!({
-        "item_id": it.id,
-        "job_id": it.job_id,
-        "connection_id": it.connection_id,
-        "op": it.op,
-        "source_id": it.source_id,
-        "state": it.state,
-        "attempts": it.attempts,
-        "throttled": it.throttles,
-        "erp_id": it.erp_id,
-        "error": error,
-        "created_at_ms": it.created_at_ms,
-        "updated_at_ms": it.updated_at_ms,
-        "job_url": format!("/v1/jobs/{}", it.job_id),
-    }))
+    let job_url = format!("/v1/jobs/{}", it.job_id);
+    axum::Json(ItemView {
+        item_id: it.id,
+        job_id: it.job_id,
+        connection_id: it.connection_id,
+        op: it.op,
+        source_id: it.source_id,
+        state: it.state,
+        attempts: it.attempts,
+        throttled: it.throttles,
+        erp_id: it.erp_id,
+        error,
+        created_at_ms: it.created_at_ms,
+        updated_at_ms: it.updated_at_ms,
+        job_url,
+    })
     .into_response()
 }
 
 /// `POST /v1/jobs/{id}/cancel`: answers the job's summary after the cancel; a job with
 /// nothing left to run is a 409.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(super::views::JobPath),
+    responses(
+        (status = 200, description = "The job after the cancel: its queued items are `cancelled`; those in flight finish", body = crate::store::JobSummary),
+        super::views::NoSuchJob,
+        (status = 409, description = "The job has nothing left to cancel", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn cancel_job(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -180,11 +237,26 @@ fn count_cancelled(s: &AppState, connection: &str, op: &str, n: u64) {
     metrics::counter!(telemetry::CONNECTION_ITEMS, "connection" => label, "outcome" => outcome).increment(n);
 }
 
-#[derive(serde::Deserialize)]
+/// Which dead letters to redrive; an empty body takes the defaults.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RedriveRequest {
+pub struct RedriveRequest {
+    /// Only this connection's (one of the tenant's); all of the tenant's by default.
     connection: Option<String>,
+    /// At most this many of the newest: 100 by default.
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     limit: Option<u64>,
+}
+
+/// A whole number as JSON Schema counts one: `2.0` is one too, which serde's `u64` refuses.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)? else { return Ok(None) };
+    let whole = n.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f));
+    n.as_u64()
+        .or(whole.map(|f| f as u64))
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected a whole number")))
 }
 
 /// Dead letters a redrive moves unless `limit` says otherwise, and at most.
@@ -194,9 +266,23 @@ pub const REDRIVE_MAX: u64 = 1000;
 /// `POST /v1/dead-letters/redrive`: as `erpsync dlq redrive`, over the tenant's dead
 /// letters only. A message that cannot be read as an envelope names no connection and is
 /// redriven by no token (`erpsync dlq redrive` moves it).
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/redrive",
+    tag = "dead-letters",
+    request_body(content = Option<RedriveRequest>, description = "Optional: an empty body, or `null`, redrives up to 100 of the tenant's"),
+    responses(
+        (status = 200, description = "Every chosen dead letter is back on the queue", body = crate::redrive::Redriven),
+        (status = 400, description = "The body is not a redrive request, or `limit` is not from 1 to 1000", body = super::errors::ErrorBody),
+        (status = 404, description = "`connection` is not one of the tenant's", body = super::errors::ErrorBody),
+        (status = 503, description = "Some chosen dead letters could not be moved (what was done), or the redrive could not run", body = super::views::RedriveUnavailable),
+    )
+)]
 pub async fn redrive(State(s): State<AppState>, Extension(p): Extension<Principal>, body: Bytes) -> Response {
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
+    let req = if body.is_empty() || body.trim_ascii() == b"null" {
         RedriveRequest { connection: None, limit: None }
+    } else if !super::api::is_object(&body) {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object, or empty");
     } else {
         match serde_json::from_slice::<RedriveRequest>(&body) {
             Ok(r) => r,

@@ -4,6 +4,7 @@
 //! made it and in the answer of the rotation that replaced it.
 
 use super::auth::Principal;
+use super::webhook_views::{DeliveryPage, WebhookWithSecret, Webhooks};
 use super::{AppState, error, internal};
 use crate::store::webhooks::{self as store, Subscription, deliveries};
 use crate::util::now_ms;
@@ -14,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// Deliveries a log page holds unless `limit` says otherwise, and at most.
@@ -81,7 +82,20 @@ async fn read_request(s: &AppState, body: &[u8]) -> Result<(String, Vec<String>)
     Ok((url, events))
 }
 
-/// `POST /v1/webhooks`: answers 201 with the subscription and its secret.
+/// Subscribes a URL to event types: answers the subscription with its signing secret,
+/// shown here only.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    request_body = super::webhook_views::WebhookRequest,
+    responses(
+        (status = 201, body = WebhookWithSecret),
+        (status = 400, description = "The body is not a JSON object", body = super::errors::ErrorBody),
+        (status = 422, description = "`url` or `events` is wrong (the code names how: bad_url, private_address, unknown_event_type, bad_events, unknown_field)", body = super::errors::ErrorBody),
+        (status = 503, description = "The daemon has no `[secrets] key` to store the secret with", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn create(State(s): State<AppState>, Extension(p): Extension<Principal>, body: Bytes) -> Response {
     let (url, events) = match read_request(&s, &body).await {
         Ok(r) => r,
@@ -103,15 +117,15 @@ pub async fn create(State(s): State<AppState>, Extension(p): Extension<Principal
     if let Err(e) = store::insert(&s.ctx.db, &sub, &sealed).await {
         return internal(e);
     }
-    let mut answer = json!(sub);
-    answer["secret"] = secret.expose_secret().into();
+    let answer = WebhookWithSecret { subscription: sub, secret: secret.expose_secret().to_owned() };
     (StatusCode::CREATED, axum::Json(answer)).into_response()
 }
 
-/// `GET /v1/webhooks`.
+/// The tenant's subscriptions.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", responses((status = 200, body = Webhooks)))]
 pub async fn list(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Response {
     match store::list(&s.ctx.db, &p.tenant).await {
-        Ok(subs) => axum::Json(json!({"webhooks": subs})).into_response(),
+        Ok(webhooks) => axum::Json(Webhooks { webhooks }).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -125,7 +139,14 @@ async fn owned(s: &AppState, p: &Principal, id: &str) -> Result<Subscription, Bo
     }
 }
 
-/// `GET /v1/webhooks/{id}`.
+/// One subscription (never its secret).
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(super::webhook_views::WebhookPath),
+    responses((status = 200, body = Subscription), (status = 404, description = "No such subscription of this tenant", body = super::errors::ErrorBody))
+)]
 pub async fn get(State(s): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Response {
     match owned(&s, &p, &id).await {
         Ok(sub) => axum::Json(sub).into_response(),
@@ -133,7 +154,14 @@ pub async fn get(State(s): State<AppState>, Extension(p): Extension<Principal>, 
     }
 }
 
-/// `DELETE /v1/webhooks/{id}`: the subscription and its deliveries; answers 204.
+/// Deletes a subscription and its deliveries.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(super::webhook_views::WebhookPath),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such subscription of this tenant", body = super::errors::ErrorBody))
+)]
 pub async fn delete(State(s): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Response {
     match store::delete(&s.ctx.db, &p.tenant, &id).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
@@ -142,8 +170,19 @@ pub async fn delete(State(s): State<AppState>, Extension(p): Extension<Principal
     }
 }
 
-/// `POST /v1/webhooks/{id}/rotate-secret`: answers the new secret; the old one keeps
-/// signing beside it for `webhooks.secret_overlap_secs`.
+/// Rotates the signing secret: answers the new one; the old one keeps signing beside it
+/// for `webhooks.secret_overlap_secs`.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/rotate-secret",
+    tag = "webhooks",
+    params(super::webhook_views::WebhookPath),
+    responses(
+        (status = 200, body = WebhookWithSecret),
+        (status = 404, description = "No such subscription of this tenant", body = super::errors::ErrorBody),
+        (status = 503, description = "The daemon has no `[secrets] key` to store the secret with", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn rotate(State(s): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Response {
     if let Err(r) = owned(&s, &p, &id).await {
         return *r;
@@ -155,8 +194,7 @@ pub async fn rotate(State(s): State<AppState>, Extension(p): Extension<Principal
     let until = now + i64::from(s.ctx.config.webhooks.secret_overlap_secs.get()) * 1000;
     match store::rotate(&s.ctx.db, &p.tenant, &id, &sealed, now, until).await {
         Ok(Some(sub)) => {
-            let mut answer = json!(sub);
-            answer["secret"] = secret.expose_secret().into();
+            let answer = WebhookWithSecret { subscription: sub, secret: secret.expose_secret().to_owned() };
             axum::Json(answer).into_response()
         }
         Ok(None) => no_webhook(&id),
@@ -164,7 +202,18 @@ pub async fn rotate(State(s): State<AppState>, Extension(p): Extension<Principal
     }
 }
 
-/// `GET /v1/webhooks/{id}/deliveries?limit=&cursor=`: newest first, each with its attempts.
+/// A subscription's delivery log, newest first, each delivery with its attempts.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(super::webhook_views::WebhookPath, super::webhook_views::DeliveriesQuery),
+    responses(
+        (status = 200, body = DeliveryPage),
+        (status = 404, description = "No such subscription of this tenant", body = super::errors::ErrorBody),
+        (status = 422, description = "A parameter is unknown or out of range; the message names it", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn deliveries(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -189,7 +238,7 @@ pub async fn deliveries(
     match deliveries::page(&s.ctx.db, &id, cursor, limit).await {
         Ok(list) => {
             let next = (list.len() == limit as usize).then(|| list.last().map(|d| d.id.clone())).flatten();
-            axum::Json(json!({"deliveries": list, "next_cursor": next})).into_response()
+            axum::Json(DeliveryPage { deliveries: list, next_cursor: next }).into_response()
         }
         Err(e) => internal(e),
     }
@@ -200,8 +249,17 @@ fn is_delivery_id(id: &str) -> bool {
     id.strip_prefix("msg_").is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// `POST /v1/webhooks/{id}/deliveries/{delivery_id}/redeliver`: queues the delivery again
-/// at once (same `webhook-id`, a fresh retry window); answers 202 with it.
+/// Queues a delivery again at once (the same `webhook-id`, a fresh retry window).
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+    tag = "webhooks",
+    params(super::webhook_views::DeliveryPath),
+    responses(
+        (status = 202, body = deliveries::DeliveryView),
+        (status = 404, description = "No such subscription of this tenant, or no such delivery of it", body = super::errors::ErrorBody),
+    )
+)]
 pub async fn redeliver(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,

@@ -71,7 +71,7 @@ pub struct Received {
 }
 
 /// A message in the dead-letter store.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub message_id: String,
     pub body: String,

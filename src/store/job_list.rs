@@ -46,10 +46,11 @@ pub struct JobFilter {
     pub after: Option<JobCursor>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobListEntry {
     pub job_id: String,
     pub connection_id: String,
+    #[schema(value_type = crate::domain::Op)]
     pub op: String,
     pub state: JobState,
     pub total_items: i32,
@@ -57,7 +58,7 @@ pub struct JobListEntry {
     pub counts: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobPage {
     pub jobs: Vec<JobListEntry>,
     /// The cursor of the next page; None on the last.

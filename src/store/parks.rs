@@ -14,7 +14,7 @@ use crate::util::now_ms;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait, Value};
 
 /// Why a connection is parked: a closed set, shown in the job status and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParkReason {
     /// The ERP refused the connection's credentials for good.
@@ -39,7 +39,7 @@ impl ParkReason {
 }
 
 /// A parked connection.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Park {
     pub connection_id: String,
     pub reason: ParkReason,

@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Que
 use serde::Serialize;
 
 /// What went wrong with an item's latest attempt, as recorded with its state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ItemError {
     pub kind: ErrorKind,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,7 +27,7 @@ fn is_zero(n: &i32) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ItemSummary {
     pub item_id: String,
     pub source_id: String,
@@ -36,6 +36,7 @@ pub struct ItemSummary {
     /// How many of the attempts the ERP throttled (they do not count against
     /// `retry.max_attempts`).
     #[serde(skip_serializing_if = "is_zero")]
+    #[schema(required = false)]
     pub throttled: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erp_id: Option<String>,
@@ -43,10 +44,11 @@ pub struct ItemSummary {
     pub error: Option<ItemError>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobSummary {
     pub job_id: String,
     pub connection_id: String,
+    #[schema(value_type = crate::domain::Op)]
     pub op: String,
     pub state: JobState,
     pub total_items: i32,
@@ -58,7 +60,7 @@ pub struct JobSummary {
     pub items: Vec<ItemSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ItemEventRow {
     pub at_ms: i64,
     pub state: String,

@@ -190,7 +190,7 @@ pub async fn record(db: &DatabaseConnection, claimed: &Claimed, a: &AttemptRecor
 }
 
 /// One attempt, as the delivery log shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AttemptView {
     pub attempt: i32,
     pub at_ms: i64,
@@ -200,12 +200,13 @@ pub struct AttemptView {
 }
 
 /// One delivery, as the delivery log shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DeliveryView {
     /// Also the `webhook-id` header of every attempt.
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
     pub state: String,
     pub attempts: i32,
     pub next_attempt_at_ms: Option<i64>,
